@@ -1,0 +1,1 @@
+"""SQL classification for routing: read or write, tables, shard keys, custom commands."""

@@ -1,0 +1,1 @@
+"""PostgreSQL-compatible hash sharding functions and shard maps (pure, no I/O)."""
