@@ -1,0 +1,188 @@
+"""The local PostgreSQL topology is what the rest of the suite assumes it is.
+
+Roles (primary / streaming replica / separate shard clusters), replication that a test can
+wait for, one login method per auth-test user (checked on the wire, not just by logging in),
+pg_stat_statements everywhere, and restartable topologies for the demo.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgcat_py.localpg import (
+    APP_DATABASES,
+    AUTH_TEST_ROLES,
+    MD5_ROLE,
+    LocalPgError,
+    LoginRole,
+    Node,
+    Topology,
+    create_topology,
+    load_topology,
+    query_value,
+    run_sql,
+)
+
+# Authentication request codes (PostgreSQL docs, "Message Formats": AuthenticationXXX)
+AUTH_OK = 0
+AUTH_MD5_PASSWORD = 5
+AUTH_SASL = 10
+PROTOCOL_VERSION_3 = 196608  # 3 << 16
+EXPECTED_AUTH_REQUEST = {"trust": AUTH_OK, "md5": AUTH_MD5_PASSWORD, "scram-sha-256": AUTH_SASL}
+
+
+def scalar(node: Node, sql: str, **dsn: str) -> object:
+    with psycopg.connect(node.dsn(**dsn), autocommit=True) as conn:
+        row = conn.execute(sql).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def first_auth_request(node: Node, user: str, database: str = "app") -> int:
+    """Send a StartupMessage and return the code of the server's first Authentication message."""
+    params = f"user\0{user}\0database\0{database}\0\0".encode()
+    startup = struct.pack("!ii", 8 + len(params), PROTOCOL_VERSION_3) + params
+    with socket.create_connection((node.host, node.port), timeout=5) as sock:
+        sock.sendall(startup)
+        header = sock.recv(9, socket.MSG_WAITALL)
+    kind, _length, code = struct.unpack("!cii", header)
+    assert kind == b"R", f"expected an Authentication message, got {header!r}"
+    return int(code)
+
+
+def test_primary_is_not_in_recovery_and_replica_is(pg_topology: Topology) -> None:
+    assert scalar(pg_topology.primary, "SELECT pg_is_in_recovery()") is False
+    for replica in pg_topology.replicas:
+        assert scalar(replica, "SELECT pg_is_in_recovery()") is True
+
+
+def test_replica_streams_from_its_own_slot(pg_topology: Topology) -> None:
+    rows = run_sql(
+        pg_topology.pg_bin,
+        pg_topology.primary,
+        "SELECT application_name, state FROM pg_stat_replication ORDER BY 1;"
+        "SELECT slot_name, active FROM pg_replication_slots ORDER BY 1",
+    ).split()
+    assert rows == ["main.replica1|streaming", "main_replica1|t"]
+
+
+def test_row_written_on_primary_is_on_replica_after_wait(pg_topology: Topology) -> None:
+    table = f"localpg_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_topology.primary.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (id int)")
+        conn.execute(f"INSERT INTO {table} SELECT generate_series(1, 1000)")
+    pg_topology.wait_for_replicas()
+    assert scalar(pg_topology.replicas[0], f"SELECT count(*) FROM {table}") == 1000
+
+
+def test_replica_refuses_writes(pg_topology: Topology) -> None:
+    with (
+        psycopg.connect(pg_topology.replicas[0].dsn()) as conn,
+        pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+    ):
+        conn.execute("CREATE TABLE must_fail (id int)")
+
+
+@pytest.mark.parametrize("role", AUTH_TEST_ROLES, ids=lambda role: role.name)
+def test_auth_user_gets_its_own_method_on_the_wire(pg_topology: Topology, role: LoginRole) -> None:
+    for node in pg_topology.nodes():
+        assert first_auth_request(node, role.name) == EXPECTED_AUTH_REQUEST[role.method]
+        user = scalar(node, "SELECT current_user", user=role.name, password=role.password or "")
+        assert user == role.name
+
+
+def test_app_user_authenticates_with_the_generic_host_method(pg_topology: Topology) -> None:
+    assert pg_topology.host_auth == "scram-sha-256"
+    assert first_auth_request(pg_topology.primary, "app") == AUTH_SASL
+
+
+def test_md5_user_password_is_stored_as_md5(pg_topology: Topology) -> None:
+    sql = f"SELECT left(rolpassword, 3) FROM pg_authid WHERE rolname = '{MD5_ROLE.name}'"
+    assert query_value(pg_topology.pg_bin, pg_topology.primary, sql) == "md5"
+
+
+def test_wrong_password_is_refused(pg_topology: Topology) -> None:
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(pg_topology.primary.dsn(password="wrong"))
+
+
+def test_auth_users_may_create_tables_in_app(pg_topology: Topology) -> None:
+    for role in AUTH_TEST_ROLES:
+        dsn = pg_topology.primary.dsn(user=role.name, password=role.password or "")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {role.name}_owned (id int)")
+
+
+@pytest.mark.parametrize("dbname", APP_DATABASES)
+def test_pg_stat_statements_counts_queries(pg_topology: Topology, dbname: str) -> None:
+    for node in pg_topology.nodes():
+        marker = f"localpg_marker_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(node.dsn(dbname=dbname), autocommit=True) as conn:
+            conn.execute(f"SELECT 1 AS {marker}")
+            row = conn.execute(
+                "SELECT sum(calls) FROM pg_stat_statements WHERE query LIKE %s",
+                (f"%{marker}%",),
+            ).fetchone()
+        assert row == (1,), node.name
+
+
+def test_app_owns_public_schema_so_pgbench_can_init(pg_topology: Topology) -> None:
+    for dbname in APP_DATABASES:
+        owner = scalar(
+            pg_topology.primary,
+            "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'public'",
+            dbname=dbname,
+        )
+        assert owner == "app"
+
+
+def test_shards_are_separate_clusters(pg_topology: Topology) -> None:
+    sql = "SELECT system_identifier FROM pg_control_system()"
+    primaries = [pg_topology.primary, *pg_topology.shards]
+    identifiers = {query_value(pg_topology.pg_bin, node, sql) for node in primaries}
+    assert len(identifiers) == len(primaries) == 3
+    for shard in pg_topology.shards:
+        assert scalar(shard, "SELECT pg_is_in_recovery()") is False
+    first, second = pg_topology.shards
+    table = f"only_on_{first.name}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(first.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (id int)")
+    assert scalar(second, f"SELECT to_regclass('{table}') IS NULL") is True
+
+
+def test_topology_json_round_trips(pg_topology: Topology) -> None:
+    assert load_topology(pg_topology.base) == pg_topology
+
+
+def test_dsn_url_encodes_user_and_password(pg_topology: Topology) -> None:
+    dsn = pg_topology.primary.dsn(user="a b", password="p@ss word/")
+    assert dsn.startswith("postgresql://a%20b:p%40ss%20word%2F@127.0.0.1:")
+
+
+def test_stopped_topology_restarts_and_refuses_to_be_created_twice(pg_base: Path) -> None:
+    topology = create_topology(pg_base, replicas=1, shards=0)
+    topology.stop()
+    topology.stop()  # idempotent
+    with pytest.raises(LocalPgError, match="already holds a cluster"):
+        create_topology(pg_base, replicas=1, shards=0)
+    again = load_topology(pg_base)
+    again.start()
+    with psycopg.connect(again.primary.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE after_restart (id int)")
+    again.wait_for_replicas()
+    assert scalar(again.replicas[0], "SELECT to_regclass('after_restart') IS NOT NULL") is True
+
+
+def test_failed_start_reports_the_server_log(pg_base: Path) -> None:
+    topology = create_topology(pg_base, replicas=0, shards=0)
+    topology.stop()
+    conf = topology.primary.datadir / "node.conf"
+    conf.write_text(conf.read_text() + "shared_buffers = 'not a size'\n")
+    with pytest.raises(LocalPgError, match='invalid value for parameter "shared_buffers"'):
+        topology.start()
