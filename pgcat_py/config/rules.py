@@ -62,7 +62,8 @@ def _pool_auth(general: General, path: Path, pool: Pool) -> Iterator[Problem]:
     auth_query = _inherit(pool.auth_query, general.auth_query)
     query_user = _inherit(pool.auth_query_user, general.auth_query_user)
     query_password = _inherit(pool.auth_query_password, general.auth_query_password)
-    if auth_query is not None:
+    # With auth_query inherited, rule 1 already speaks for general's missing keys.
+    if pool.auth_query is not None:
         for key, value in (
             ("auth_query_user", query_user),
             ("auth_query_password", query_password),
