@@ -1,0 +1,1 @@
+"""The admin console: the `pgcat` / `pgbouncer` virtual database, PgBouncer's vocabulary."""

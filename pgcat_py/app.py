@@ -1,0 +1,200 @@
+"""The running proxy: listener, pools, client registry, cancel forwarding, signals, shutdown.
+
+SIGINT (and admin SHUTDOWN) shut down gracefully as pgcat does: new non-admin logins and idle
+clients get 57P01, clients inside a transaction finish it first, and the process exits when
+the last one is gone or after shutdown_timeout. SIGTERM exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from .admin.console import serve_admin
+from .config import Config, load_config
+from .frontend.auth import Credentials
+from .frontend.session import ClientSession, State
+from .pool.cluster import Cluster
+from .protocol.errors import (
+    ADMIN_SHUTDOWN,
+    INVALID_AUTHORIZATION,
+    INVALID_CATALOG_NAME,
+    ProxyError,
+)
+from .protocol.startup import CancelRequest
+from .router import Route, default_route
+from .topology import PoolEntry, build_pools, credentials_for
+
+log = logging.getLogger("pgcat_py")
+
+ADMIN_DATABASES = frozenset({"pgcat", "pgbouncer"})
+MAINTENANCE_INTERVAL = 1.0  # seconds between pool reaper passes
+CLIENT_LOGIN_TIMEOUT = 60.0  # seconds; PostgreSQL's authentication_timeout default
+
+
+class App:
+    """One proxy process; implements frontend.context.ProxyContext."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.pools: dict[tuple[str, str], PoolEntry] = build_pools(config)
+        g = config.general
+        self.admin = credentials_for(g.admin_username, g.admin_password, g.admin_auth_type)
+        self.sessions: set[ClientSession] = set()
+        self.by_key: dict[tuple[int, int], ClientSession] = {}
+        self.shutting_down = False
+        self.client_login_timeout = CLIENT_LOGIN_TIMEOUT
+        self.started_at = time.time()
+        self._server: asyncio.Server | None = None
+        self._stopped = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- ProxyContext -------------------------------------------------------------------
+    def client_connected(self, session: ClientSession) -> None:
+        self.sessions.add(session)
+
+    def client_disconnected(self, session: ClientSession) -> None:
+        self.sessions.discard(session)
+        self.by_key.pop((session.process_id, session.secret_key), None)
+        if self.shutting_down and not self._user_clients():
+            self._stopped.set()
+
+    def client_logged_in(self, session: ClientSession) -> None:
+        self.by_key[(session.process_id, session.secret_key)] = session
+        if self.config.general.log_client_connections:
+            log.info("client connected: database=%s user=%s", session.database, session.user)
+
+    def too_many_clients(self) -> bool:
+        return len(self._user_clients()) > self.config.general.max_client_conn
+
+    def is_admin_database(self, database: str) -> bool:
+        return database in ADMIN_DATABASES
+
+    def admin_credentials(self, user: str) -> Credentials | None:
+        return self.admin if user == self.admin.username else None
+
+    def find_pool(self, database: str, user: str) -> tuple[Cluster, Credentials, str]:
+        entry = self.pools.get((database, user))
+        if entry is not None:
+            return entry.cluster, entry.credentials, entry.pool_mode
+        message = f'No pool configured for database: "{database}", user: "{user}"'
+        code = INVALID_AUTHORIZATION if database in self.config.pools else INVALID_CATALOG_NAME
+        raise ProxyError(message, sqlstate=code, severity="FATAL")
+
+    def route(self, session: ClientSession) -> Route:
+        assert session.cluster is not None
+        s = session.cluster.settings
+        return default_route(s.default_role, s.default_shard, len(session.cluster.shards))
+
+    def cancel(self, process_id: int, secret_key: int) -> None:
+        session = self.by_key.get((process_id, secret_key))
+        server = session.server if session is not None else None
+        if server is None:
+            return  # nothing running for that key: a no-op, as in PostgreSQL
+        request = CancelRequest(server.process_id, server.secret_key).encode()
+        self._spawn(_send_cancel(server.target.host, server.target.port, request))
+
+    async def serve_admin(self, session: ClientSession) -> None:
+        await serve_admin(self, session)
+
+    # --- lifecycle --------------------------------------------------------------------
+    def _user_clients(self) -> list[ClientSession]:
+        return [s for s in self.sessions if s.state is not State.ADMIN]
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self) -> None:
+        g = self.config.general
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientSession(self), g.host, g.port, reuse_port=True, backlog=2048)
+        self._spawn(self._maintain())
+        log.info("pgcat-py listening on %s:%d", g.host, g.port)
+
+    async def _maintain(self) -> None:
+        while True:
+            now = time.monotonic()
+            for entry in list(self.pools.values()):
+                for pool in entry.cluster.pools:
+                    await pool.maintain(now)
+            await asyncio.sleep(MAINTENANCE_INTERVAL)
+
+    def begin_shutdown(self) -> None:
+        """Graceful: refuse new logins, close idle clients, let transactions finish."""
+        if self.shutting_down:
+            return  # a second SIGINT is ignored, as in pgcat
+        self.shutting_down = True
+        log.info("graceful shutdown: %d clients connected", len(self._user_clients()))
+        err = ProxyError("terminating connection due to administrator command",
+                         sqlstate=ADMIN_SHUTDOWN)
+        for session in self._user_clients():
+            if session.state in (State.IDLE, State.LOGIN):
+                session.fatal(err)
+        if not self._user_clients():
+            self._stopped.set()
+
+    def stop_now(self) -> None:
+        self._stopped.set()
+
+    async def serve_until_stopped(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self.begin_shutdown)
+        loop.add_signal_handler(signal.SIGTERM, self.stop_now)
+        await self.start()
+        await self._stopped.wait()
+        if self.shutting_down and self._user_clients():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.general.shutdown_timeout_s):
+                    await self._wait_for_clients()
+        await self.close()
+        return 0
+
+    async def _wait_for_clients(self) -> None:
+        while self._user_clients():
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions):
+            session.close()
+        for entry in self.pools.values():
+            entry.cluster.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.sleep(0)
+
+
+async def _send_cancel(host: str, port: int, request: bytes) -> None:
+    """Open a fresh connection to the server and send the CancelRequest (protocol 53.2.7)."""
+    try:
+        async with asyncio.timeout(5):
+            _reader, writer = await asyncio.open_connection(host, port)
+            writer.write(request)
+            await writer.drain()
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+    except (OSError, TimeoutError) as exc:
+        log.warning("could not forward cancel request to %s:%d: %s", host, port, exc)
+
+
+def run(config_path: Path) -> int:
+    """Load the config and serve until stopped; the process exit code."""
+    import uvloop
+
+    loaded = load_config(config_path)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    return uvloop.run(App(loaded.config).serve_until_stopped())
+
+

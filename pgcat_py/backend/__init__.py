@@ -1,0 +1,1 @@
+"""The server side: connections to PostgreSQL servers, their login, state and reset."""

@@ -1,0 +1,378 @@
+"""ServerConnection: one connection to a PostgreSQL server, from login to close.
+
+On the control plane it logs in (trust, cleartext, md5, SCRAM-SHA-256), runs the proxy's own
+queries (parameter sync, reset, rollback) and keeps what it learns (ParameterStatus,
+BackendKeyData). On the relay path it forwards every chunk to its client as it arrives and
+watches only ReadyForQuery, CommandComplete, ParameterStatus, ErrorResponse and the Copy
+responses, so it knows when the transaction is over and whether the session got dirty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from ..conn import ConnectionClosed, MessageConnection
+from ..protocol import backend as be
+from ..protocol.auth import ScramClientExchange, md5_response
+from ..protocol.errors import ProtocolViolation, ServerError
+from ..protocol.framing import (
+    AUTHENTICATION,
+    BACKEND_KEY_DATA,
+    COMMAND_COMPLETE,
+    COPY_BOTH_RESPONSE,
+    COPY_IN_RESPONSE,
+    COPY_OUT_RESPONSE,
+    ERROR_RESPONSE,
+    PARAMETER_STATUS,
+    READY_FOR_QUERY,
+    BackendScanner,
+)
+from ..protocol.frontend import PasswordMessage, Query
+from ..protocol.startup import StartupMessage
+from . import params as P
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+IDLE = ord("I")
+
+# CommandComplete tags that leave session state behind (pgcat's cleanup flags, widened).
+_SET_TAGS = frozenset({b"SET", b"RESET"})
+_PREPARE_TAGS = frozenset({b"PREPARE"})
+_DISCARD_TAGS = frozenset({b"LISTEN", b"DECLARE CURSOR", b"CREATE TABLE", b"SELECT INTO",
+                           b"CREATE TABLE AS"})
+
+
+class RelayClient(Protocol):
+    """What a server needs from the client it relays to."""
+
+    transport: asyncio.Transport
+
+    def on_server_idle(self, server: ServerConnection) -> None: ...
+    def on_server_lost(self, server: ServerConnection) -> None: ...
+    def on_parameter_status(self, name: str, value: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServerTarget:
+    """Where and as whom to connect."""
+
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str | None
+    role: str = "primary"
+    name: str = ""  # address name for logs and the admin console
+
+
+@dataclass
+class Dirt:
+    """What the client's session left on the server, cleaned at check-in."""
+
+    set_: bool = False
+    prepare: bool = False
+    discard: bool = False
+
+    def __bool__(self) -> bool:
+        return self.set_ or self.prepare or self.discard
+
+    def clear(self) -> None:
+        self.set_ = self.prepare = self.discard = False
+
+
+@dataclass
+class ServerStats:
+    transactions: int = 0
+    queries: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+class ServerConnection(MessageConnection):
+    """A PostgreSQL server connection; see the module docstring."""
+
+    def __init__(self, target: ServerTarget) -> None:
+        super().__init__()
+        self.target = target
+        self.process_id = 0
+        self.secret_key = 0
+        self.defaults: dict[str, str] = {}      # login ParameterStatus, lower-case names
+        self.reported: dict[str, tuple[str, str]] = {}  # lower name -> (Name, value)
+        self.applied: dict[str, str] = {}       # values that differ from the defaults
+        self.status = IDLE
+        self.pending = 0                        # ReadyForQuery messages still expected
+        self.in_copy = False
+        self.broken = False
+        self.dirt = Dirt()
+        self.created_at = time.monotonic()
+        self.last_used = self.created_at
+        self.client: RelayClient | None = None
+        self._scanner = BackendScanner()
+        self.on_lost: Callable[[ServerConnection], None] | None = None
+        self.write_paused = False
+        self.stats = ServerStats()
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.broken = True
+        client, self.client = self.client, None
+        if client is not None:
+            client.on_server_lost(self)
+        if self.on_lost is not None:
+            self.on_lost(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.client is not None:
+            self.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.client is not None:
+            self.client.transport.resume_reading()
+
+    @property
+    def is_usable(self) -> bool:
+        return not self.broken and not self.is_closed
+
+    def terminate(self) -> None:
+        """Say goodbye (Terminate) and close; the connection is never reused."""
+        self.broken = True
+        if not self.is_closed:
+            self.transport.write(b"X\x00\x00\x00\x04")
+            self.close()
+
+    # --- relay path ---------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        client = self.client
+        if client is None:
+            super().data_received(data)
+            return
+        client.transport.write(data)
+        self.stats.bytes_received += len(data)
+        try:
+            found = self._scanner.feed(data)
+        except ProtocolViolation:
+            self.terminate()
+            return
+        if found and self._track(found, client) and self.pending <= 0 and self.status == IDLE:
+            client.on_server_idle(self)
+
+    def _track(self, found: list[tuple[int, bytes]], client: RelayClient | None) -> bool:
+        """Update state from the interesting messages; True if a ReadyForQuery was among them."""
+        ready = False
+        for msg_type, payload in found:
+            if msg_type == READY_FOR_QUERY:
+                self.pending -= 1
+                self.status = payload[0]
+                self.in_copy = False
+                self.stats.transactions += self.status == IDLE
+                ready = True
+            elif msg_type == COMMAND_COMPLETE:
+                self._note_tag(payload[:-1])
+            elif msg_type == PARAMETER_STATUS:
+                self._note_parameter(payload, client)
+            elif msg_type in (COPY_IN_RESPONSE, COPY_OUT_RESPONSE, COPY_BOTH_RESPONSE):
+                self.in_copy = True
+            elif msg_type == ERROR_RESPONSE and b"SFATAL\0" in payload:
+                self.broken = True  # the server is about to close this session
+        return ready
+
+    def _note_tag(self, tag: bytes) -> None:
+        self.stats.queries += 1
+        if tag in _SET_TAGS:
+            self.dirt.set_ = True
+        elif tag in _PREPARE_TAGS:
+            self.dirt.prepare = True
+        elif tag in _DISCARD_TAGS:
+            self.dirt.discard = True
+
+    def _note_parameter(self, payload: bytes, client: RelayClient | None) -> None:
+        msg = be.decode_backend(PARAMETER_STATUS, payload)
+        assert isinstance(msg, be.ParameterStatus)
+        key = msg.name.lower()
+        self.reported[key] = (msg.name, msg.value)
+        if self.defaults.get(key) == msg.value:
+            self.applied.pop(key, None)
+        else:
+            self.applied[key] = msg.value
+        if client is not None and key in P.TRACKED:
+            client.on_parameter_status(key, msg.value)
+
+    def forward(self, data: bytes, sync_points: int) -> None:
+        """Send client bytes; ``sync_points`` ReadyForQuery messages will answer them."""
+        self.pending += sync_points
+        self.stats.bytes_sent += len(data)
+        self.transport.write(data)
+
+    def attach(self, client: RelayClient) -> None:
+        self.client = client
+        self.last_used = time.monotonic()
+
+    def detach(self) -> None:
+        self.client = None
+        self.last_used = time.monotonic()
+
+    @property
+    def is_idle(self) -> bool:
+        """At a transaction boundary with nothing in flight."""
+        return (self.status == IDLE and self.pending <= 0 and not self.in_copy
+                and self._scanner.at_boundary)
+
+    # --- control plane ------------------------------------------------------------------
+    async def login(self, application_name: str | None = None) -> None:
+        t = self.target
+        params = {"user": t.user, "database": t.database}
+        if application_name:
+            params["application_name"] = application_name
+        self.write(StartupMessage(params).encode())
+        while True:
+            msg_type, payload = await self.read_message()
+            if msg_type == AUTHENTICATION:
+                await self._authenticate(payload)
+            elif msg_type == PARAMETER_STATUS:
+                msg = be.decode_backend(msg_type, payload)
+                assert isinstance(msg, be.ParameterStatus)
+                self.defaults[msg.name.lower()] = msg.value
+                self.reported[msg.name.lower()] = (msg.name, msg.value)
+            elif msg_type == BACKEND_KEY_DATA:
+                self.process_id, self.secret_key = _decode_key(payload)
+            elif msg_type == ERROR_RESPONSE:
+                raise _server_error(payload, t)
+            elif msg_type == READY_FOR_QUERY:
+                self.status = payload[0]
+                return
+
+    async def _authenticate(self, payload: bytes) -> None:
+        msg = be.decode_backend(AUTHENTICATION, payload)
+        assert isinstance(msg, be.Authentication)
+        t = self.target
+        if msg.code == be.AUTH_OK:
+            return
+        if t.password is None:
+            raise ServerError(f"server {t.name} asks for a password and none is configured")
+        if msg.code == be.AUTH_CLEARTEXT_PASSWORD:
+            self.write(PasswordMessage(t.password.encode() + b"\0").encode())
+        elif msg.code == be.AUTH_MD5_PASSWORD:
+            answer = md5_response(t.user, t.password, msg.data[:4])
+            self.write(PasswordMessage(answer.encode() + b"\0").encode())
+        elif msg.code == be.AUTH_SASL:
+            await self._scram(msg.sasl_mechanisms())
+        else:
+            raise ServerError(f"unsupported authentication method {msg.code} on {t.name}")
+
+    async def _scram(self, mechanisms: list[str]) -> None:
+        if "SCRAM-SHA-256" not in mechanisms:
+            raise ServerError(f"server offers no supported SASL mechanism: {mechanisms}")
+        scram = ScramClientExchange(self.target.user, self.target.password or "")
+        self.write(PasswordMessage(scram.initial_response()).encode())
+        first = await self._sasl_step(be.AUTH_SASL_CONTINUE)
+        self.write(PasswordMessage(scram.continue_(first)).encode())
+        scram.final(await self._sasl_step(be.AUTH_SASL_FINAL))
+
+    async def _sasl_step(self, code: int) -> bytes:
+        msg_type, payload = await self.read_message()
+        if msg_type == ERROR_RESPONSE:
+            raise _server_error(payload, self.target)
+        msg = be.decode_backend(msg_type, payload)
+        if not isinstance(msg, be.Authentication) or msg.code != code:
+            raise ServerError(f"unexpected message during SASL with {self.target.name}")
+        return msg.data
+
+    async def simple_query(self, sql: str) -> list[be.NoticeOrError]:
+        """Run the proxy's own SQL; returns the ErrorResponses (usually none)."""
+        self.write(Query(sql).encode())
+        errors: list[be.NoticeOrError] = []
+        while True:
+            msg_type, payload = await self.read_message()
+            if msg_type == READY_FOR_QUERY:
+                self.status = payload[0]
+                return errors
+            if msg_type == ERROR_RESPONSE:
+                err = be.decode_backend(msg_type, payload)
+                assert isinstance(err, be.NoticeOrError)
+                errors.append(err)
+            elif msg_type == PARAMETER_STATUS:
+                self._note_parameter(payload, None)
+
+    async def sync_parameters(self, wanted: dict[str, str]) -> list[be.NoticeOrError]:
+        """Bring the session's settings in line with a client's; returns server errors."""
+        sql = P.sync_statements(wanted, self.applied, self.defaults)
+        if not sql:
+            return []
+        errors = await self.simple_query(sql)
+        if not errors:
+            for name, value in wanted.items():
+                if name not in self.reported:  # reported ones arrive as ParameterStatus
+                    self.applied[name] = value
+            for name in [n for n in self.applied if n not in wanted]:
+                self.applied.pop(name)
+        return errors
+
+    def reset_sql(self, server_reset_query: str, cleanup: bool) -> str:
+        """What to run at check-in so the next client finds a clean session, or ""."""
+        if not self.dirt:
+            return ""
+        if server_reset_query:
+            return server_reset_query
+        if not cleanup:
+            return ""
+        if self.dirt.discard:
+            return "DISCARD ALL"
+        parts = ["RESET ROLE", "SET SESSION AUTHORIZATION DEFAULT"]
+        if self.dirt.set_:
+            parts.append("RESET ALL")
+        if self.dirt.prepare:
+            parts.append("DEALLOCATE ALL")
+        return ";".join(parts)
+
+    def after_reset(self) -> None:
+        """RESET ALL / DISCARD ALL put every non-reported setting back to its default."""
+        self.dirt.clear()
+        self.applied = {k: v for k, v in self.applied.items() if k in self.reported
+                        and self.reported[k][1] != self.defaults.get(k)}
+
+
+def _decode_key(payload: bytes) -> tuple[int, int]:
+    msg = be.decode_backend(BACKEND_KEY_DATA, payload)
+    assert isinstance(msg, be.BackendKeyData)
+    return msg.process_id, msg.secret_key
+
+
+def _server_error(payload: bytes, target: ServerTarget) -> ServerError:
+    err = be.decode_backend(ERROR_RESPONSE, payload)
+    assert isinstance(err, be.NoticeOrError)
+    return ServerError(f"server {target.name or target.host}: {err.text}",
+                       sqlstate=err.sqlstate or None)
+
+
+async def open_server(target: ServerTarget, timeout: float,
+                      application_name: str | None = None) -> ServerConnection:
+    """Connect and log in within ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            _, conn = await loop.create_connection(
+                lambda: ServerConnection(target), target.host, target.port)
+            try:
+                await conn.login(application_name)
+            except BaseException:
+                conn.terminate()
+                raise
+            return conn
+    except TimeoutError:
+        raise ServerError(f"timed out connecting to server {target.name}") from None
+    except (OSError, ConnectionClosed) as exc:
+        raise ServerError(f"could not connect to server {target.name}: {exc}") from None

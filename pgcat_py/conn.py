@@ -1,0 +1,100 @@
+"""An asyncio Protocol with an awaitable message reader, for the control plane.
+
+Client and server connections both start life on the control plane (startup, auth, reset
+queries) where ``await read_message()`` keeps the code linear, and switch to the relay path,
+where subclasses handle ``data_received`` themselves and never touch this buffer. Protocols
+(not streams) because streams cost about a quarter of the relay's throughput here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from .protocol.errors import ProtocolViolation, ServerError
+from .protocol.framing import HEADER_SIZE, unpack_header
+
+
+class ConnectionClosed(ServerError):
+    """The peer closed the connection (or it broke) while we waited for it."""
+
+
+class MessageConnection(asyncio.Protocol):
+    """Buffers incoming bytes and hands them out as whole messages on request."""
+
+    transport: asyncio.Transport
+
+    def __init__(self, max_message: int = 1 << 30) -> None:
+        self._rbuf = bytearray()
+        self._waiter: asyncio.Future[None] | None = None
+        self._max_message = max_message
+        self.is_closed = False
+
+    # --- asyncio.Protocol -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TCPTransport is not an asyncio.Transport subclass, only duck-typed as one.
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._rbuf += data
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: PostgreSQL peers never half-close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.is_closed = True
+        self._wake()
+
+    # --- control-plane reading --------------------------------------------------------
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait_for_data(self) -> None:
+        if self.is_closed:
+            raise ConnectionClosed("connection closed by peer")
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def read_message(self) -> tuple[int, bytes]:
+        """The next whole message as ``(type, payload)``; ConnectionClosed at EOF."""
+        while True:
+            buf = self._rbuf
+            if len(buf) >= HEADER_SIZE:
+                msg_type, length = unpack_header(buf, 0)
+                if length < 4 or length > self._max_message:
+                    raise ProtocolViolation(f"invalid message length {length}")
+                end = 1 + length
+                if len(buf) >= end:
+                    payload = bytes(buf[HEADER_SIZE:end])
+                    del buf[:end]
+                    return msg_type, payload
+            await self._wait_for_data()
+
+    async def read_raw(self, needed: int) -> bytes:
+        """At least ``needed`` buffered bytes, for the untyped startup packet."""
+        while len(self._rbuf) < needed:
+            await self._wait_for_data()
+        return bytes(self._rbuf)
+
+    def consume(self, n: int) -> None:
+        del self._rbuf[:n]
+
+    def take_buffered(self) -> bytes:
+        """Everything buffered and not yet read, handed over to the relay path."""
+        data = bytes(self._rbuf)
+        self._rbuf.clear()
+        return data
+
+    def write(self, data: bytes) -> None:
+        if not self.is_closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if not self.is_closed:
+            self.is_closed = True
+            self.transport.close()

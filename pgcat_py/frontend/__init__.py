@@ -1,0 +1,1 @@
+"""The client side: accepting connections, login and auth, the relay session, cancels."""

@@ -1,0 +1,302 @@
+"""ClientSession: one client connection, from login to goodbye.
+
+States: LOGIN (startup and auth, on the control plane), IDLE (no server; bytes are buffered
+until a whole first message says what the next transaction needs), CHECKOUT (waiting for a
+server and syncing its parameters; bytes keep buffering), LINKED (the relay: every chunk is
+framed by header only and written to the server in one write; the server's chunks come back
+the same way). In transaction mode the server goes back to its pool at ReadyForQuery 'I'
+when nothing is in flight; in session mode when the client leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import time
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from ..conn import ConnectionClosed, MessageConnection
+from ..protocol import backend as be
+from ..protocol.errors import ADMIN_SHUTDOWN, CONNECTION_FAILURE, ProtocolViolation, ProxyError
+from ..protocol.framing import (
+    HEADER_SIZE,
+    QUERY,
+    SYNC,
+    TERMINATE,
+    FrontendScanner,
+    first_message,
+)
+
+if TYPE_CHECKING:
+    from ..backend.server import ServerConnection
+    from ..pool.cluster import Cluster
+    from ..pool.server_pool import ServerPool
+    from .context import ProxyContext
+
+log = logging.getLogger(__name__)
+
+# Bytes a client may have buffered while it has no server before we stop reading it.
+MAX_IDLE_BUFFER = 256 * 1024
+
+
+class State(Enum):
+    LOGIN = "login"
+    IDLE = "idle"
+    CHECKOUT = "waiting"
+    LINKED = "active"
+    ADMIN = "admin"
+
+
+class ClientSession(MessageConnection):
+    """One client; see the module docstring."""
+
+    def __init__(self, ctx: ProxyContext) -> None:
+        super().__init__(max_message=1 << 30)
+        self.ctx = ctx
+        self.state = State.LOGIN
+        self.process_id = secrets.randbits(31)
+        self.secret_key = secrets.randbits(31)
+        self.database = ""
+        self.user = ""
+        self.params: dict[str, str] = {}
+        self.cluster: Cluster | None = None
+        self.transaction_mode = True
+        self.server: ServerConnection | None = None
+        self.server_pool: ServerPool | None = None
+        self.scanner = FrontendScanner()
+        self.connected_at = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self._write_paused = False
+        self._skip_until_sync = False
+        self.transactions = 0
+
+    # --- asyncio.Protocol -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.ctx.client_connected(self)
+        self._task = asyncio.get_running_loop().create_task(self._login_then_serve())
+
+    def data_received(self, data: bytes) -> None:
+        server = self.server
+        if server is not None:  # the relay: frame by header, forward in one write
+            try:
+                syncs, term = self.scanner.feed(data)
+            except ProtocolViolation as exc:
+                self.fatal(exc)
+                return
+            if term < 0:
+                server.forward(data, syncs)
+            else:
+                if term:
+                    server.forward(data[:term], syncs)
+                self.close()
+            return
+        super().data_received(data)
+        if self.state is State.IDLE:
+            self._process_idle()
+        elif len(self._rbuf) > MAX_IDLE_BUFFER:
+            self.transport.pause_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        server, pool = self.server, self.server_pool
+        self.server = self.server_pool = None
+        if server is not None and pool is not None:
+            self._give_back(server, pool)
+        self.ctx.client_disconnected(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self.server is not None:
+            self.server.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.server is not None:
+            self.server.transport.resume_reading()
+
+    # --- errors -------------------------------------------------------------------
+    def fatal(self, exc: ProxyError) -> None:
+        """Send a FATAL ErrorResponse and close."""
+        self.write(be.error_response(exc.message, exc.sqlstate, "FATAL", exc.detail))
+        self.close()
+
+    def error(self, exc: ProxyError) -> None:
+        """Send an ErrorResponse; the caller decides about ReadyForQuery."""
+        self.write(be.error_response(exc.message, exc.sqlstate, exc.severity, exc.detail))
+
+    # --- login --------------------------------------------------------------------
+    async def _login_then_serve(self) -> None:
+        from .login import login  # the login module imports this one for typing
+
+        try:
+            async with asyncio.timeout(self.ctx.client_login_timeout):
+                proceed = await login(self)
+        except ProxyError as exc:
+            self.fatal(exc)
+            return
+        except TimeoutError:
+            self.fatal(ProxyError("canceling authentication due to timeout",
+                                  sqlstate="08006"))
+            return
+        except ConnectionClosed:
+            self.close()
+            return
+        if not proceed:
+            self.close()
+            return
+        if self.state is State.ADMIN:
+            await self.ctx.serve_admin(self)
+            return
+        self.state = State.IDLE
+        self._task = None
+        self._process_idle()
+
+    # --- idle: wait for a whole first message -----------------------------------------
+    def _process_idle(self) -> None:
+        """Act on buffered input while no server is held."""
+        while self.state is State.IDLE and not self.is_closed:
+            try:
+                first = first_message(self._rbuf)
+            except ProtocolViolation as exc:
+                self.fatal(exc)
+                return
+            if first is None:
+                if len(self._rbuf) > MAX_IDLE_BUFFER:
+                    self.transport.pause_reading()
+                return
+            msg_type, end = first
+            if msg_type == TERMINATE:
+                self.close()
+                return
+            if self._skip_until_sync:
+                self.consume(end)
+                if msg_type == SYNC:
+                    self._skip_until_sync = False
+                    self.write(be.READY_IDLE)
+                continue
+            if self.ctx.shutting_down:
+                self.fatal(ProxyError("terminating connection due to administrator command",
+                                      sqlstate=ADMIN_SHUTDOWN))
+                return
+            self.state = State.CHECKOUT
+            self._task = asyncio.get_running_loop().create_task(self._begin_transaction(msg_type))
+
+    async def _begin_transaction(self, first_type: int) -> None:
+        """Check out a server for the transaction that starts with the buffered message."""
+        assert self.cluster is not None
+        route = self.ctx.route(self)
+        try:
+            pool, server = await self.cluster.checkout(route.shard, route.role)
+        except ProxyError as exc:
+            self._refuse(exc, first_type)
+            return
+        if self.is_closed:
+            pool.release(server)
+            return
+        try:
+            errors = await server.sync_parameters(self.params)
+        except ProxyError as exc:
+            pool.discard(server)
+            self.fatal(exc)
+            return
+        if errors:
+            pool.release(server)
+            err = errors[0]
+            self.fatal(ProxyError(err.text, sqlstate=err.sqlstate))
+            return
+        for key in self.params.keys() & server.reported.keys():
+            self.params[key] = server.reported[key][1]  # the server's spelling of the value
+        if self.is_closed:
+            pool.release(server)
+            return
+        self._link(server, pool)
+
+    def _refuse(self, exc: ProxyError, first_type: int) -> None:
+        """No server: answer the first message with an error, as PostgreSQL would."""
+        self.error(exc)
+        msg_type, end = first_type, 0
+        head = first_message(self._rbuf)
+        if head is not None:
+            msg_type, end = head
+            self.consume(end)
+        if msg_type in (QUERY, SYNC):
+            self.write(be.READY_IDLE)
+        else:
+            self._skip_until_sync = True  # extended protocol: discard until Sync
+        self.state = State.IDLE
+        self._task = None
+        self._process_idle()
+
+    # --- linked: the relay ----------------------------------------------------------
+    def _link(self, server: ServerConnection, pool: ServerPool) -> None:
+        self.server, self.server_pool = server, pool
+        self.state = State.LINKED
+        self._task = None
+        server.attach(self)
+        if self._write_paused:
+            server.transport.pause_reading()
+        if server.write_paused:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+        data = self.take_buffered()
+        if data:
+            self.data_received(data)
+
+    def on_server_idle(self, server: ServerConnection) -> None:
+        """The server finished a transaction: in transaction mode, give it back."""
+        self.transactions += 1
+        if not self.transaction_mode or self.scanner.in_batch or not self.scanner.at_boundary:
+            return
+        self._unlink()
+        self.state = State.IDLE
+        if self.ctx.shutting_down:
+            self.fatal(ProxyError("terminating connection due to administrator command",
+                                  sqlstate=ADMIN_SHUTDOWN))
+
+    def on_server_lost(self, server: ServerConnection) -> None:
+        self.server = self.server_pool = None
+        self.fatal(ProxyError("server closed the connection unexpectedly",
+                              sqlstate=CONNECTION_FAILURE))
+
+    def on_parameter_status(self, name: str, value: str) -> None:
+        self.params[name] = value
+
+    def _unlink(self) -> None:
+        server, pool = self.server, self.server_pool
+        self.server = self.server_pool = None
+        if server is None or pool is None:
+            return
+        self.transport.resume_reading()
+        self._give_back(server, pool)
+
+    def _give_back(self, server: ServerConnection, pool: ServerPool) -> None:
+        """Return a server after use, rolling back or closing it when it is not clean."""
+        server.detach()
+        server.transport.resume_reading()
+        if self.scanner.named_parse:
+            server.dirt.prepare = True
+            self.scanner.named_parse = False
+        boundary = self.scanner.at_boundary and not self.scanner.in_batch
+        if boundary and server.is_idle:
+            pool.release(server)
+        elif (boundary and server.is_usable and server.pending <= 0 and not server.in_copy):
+            pool.release_after_rollback(server)
+        else:
+            pool.discard(server)
+
+    # --- introspection (admin, stats) ---------------------------------------------------
+    def pending_message_type(self) -> int | None:
+        if len(self._rbuf) < HEADER_SIZE:
+            return None
+        msg_type: int = self._rbuf[0]
+        return msg_type

@@ -1,0 +1,1 @@
+"""Server connection pools: one per (pool, user, server address), and the cluster view."""

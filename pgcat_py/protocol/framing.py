@@ -1,0 +1,230 @@
+"""Cut a PostgreSQL byte stream into messages by their 5-byte header, without decoding payloads.
+
+Every regular message is ``type (1 byte) + length (int32, counts itself) + payload``. The relay
+forwards whole chunks as they arrive (one write per chunk) and only needs to *see* a handful of
+message types; these scanners walk the headers of a chunk, carry a partial header or a partial
+interesting message over to the next chunk, and report what matters. They never copy a payload
+the proxy does not act on (DataRows are skipped, not sliced).
+
+Limits follow PostgreSQL's backend (src/backend/tcop/postgres.c, SocketBackend): most
+frontend messages may be at most PQ_SMALL_MESSAGE_LIMIT bytes, a few (Query, Parse, Bind,
+FunctionCall, CopyData) up to PQ_LARGE_MESSAGE_LIMIT.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .errors import ProtocolViolation
+
+HEADER_SIZE = 5
+_HEADER = struct.Struct("!BI")
+unpack_header = _HEADER.unpack_from
+
+# src/include/libpq/pqcomm.h and postgres.c
+PQ_SMALL_MESSAGE_LIMIT = 10000
+PQ_LARGE_MESSAGE_LIMIT = 0x3FFFFFFF - 1  # MaxAllocSize - 1
+# Authentication tokens (PasswordMessage, SASL): PG_MAX_AUTH_TOKEN_LENGTH in auth.c
+PG_MAX_AUTH_TOKEN_LENGTH = 65535
+
+# Frontend message types (protocol-message-formats.html), as ints for cheap lookups.
+QUERY = ord("Q")
+PARSE = ord("P")
+BIND = ord("B")
+DESCRIBE = ord("D")
+EXECUTE = ord("E")
+SYNC = ord("S")
+FLUSH = ord("H")
+CLOSE = ord("C")
+FUNCTION_CALL = ord("F")
+TERMINATE = ord("X")
+COPY_DATA = ord("d")
+COPY_DONE = ord("c")
+COPY_FAIL = ord("f")
+PASSWORD = ord("p")
+
+# Backend message types.
+READY_FOR_QUERY = ord("Z")
+ERROR_RESPONSE = ord("E")
+NOTICE_RESPONSE = ord("N")
+PARAMETER_STATUS = ord("S")
+COMMAND_COMPLETE = ord("C")
+COPY_IN_RESPONSE = ord("G")
+COPY_OUT_RESPONSE = ord("H")
+COPY_BOTH_RESPONSE = ord("W")
+BACKEND_KEY_DATA = ord("K")
+AUTHENTICATION = ord("R")
+
+
+def _frontend_limits() -> list[int]:
+    """Per-type maximum message length; 0 means "not a valid frontend type"."""
+    limits = [0] * 256
+    for t in b"CDEHScX":
+        limits[t] = PQ_SMALL_MESSAGE_LIMIT
+    for t in b"QPBFdf":
+        limits[t] = PQ_LARGE_MESSAGE_LIMIT
+    return limits
+
+
+FRONTEND_LIMITS = _frontend_limits()
+
+# What the frontend scanner reports for each type: a sync point (the server will answer it
+# with one ReadyForQuery), the start of an unsynced extended-protocol batch, or neither.
+_KIND_OTHER, _KIND_SYNC, _KIND_BATCH, _KIND_TERMINATE = 0, 1, 2, 3
+_FRONTEND_KIND = [_KIND_OTHER] * 256
+for _t in b"QSF":
+    _FRONTEND_KIND[_t] = _KIND_SYNC
+for _t in b"PBDECH":
+    _FRONTEND_KIND[_t] = _KIND_BATCH
+_FRONTEND_KIND[TERMINATE] = _KIND_TERMINATE
+
+
+def check_frontend_header(msg_type: int, length: int) -> None:
+    """Raise ProtocolViolation for an unknown type or a length PostgreSQL would refuse."""
+    limit = FRONTEND_LIMITS[msg_type]
+    if limit == 0:
+        raise ProtocolViolation(f"invalid frontend message type {msg_type}")
+    if length < 4 or length - 4 > limit:
+        raise ProtocolViolation(f"invalid message length {length} for message type {msg_type}")
+
+
+def split_messages(data: bytes | bytearray | memoryview, start: int = 0
+                   ) -> tuple[list[tuple[int, bytes]], int]:
+    """Complete messages in ``data[start:]`` as ``(type, payload)`` and the offset after them.
+
+    The control-plane decoder: handshakes, health checks, admin. Trailing partial bytes are
+    left for the caller to keep. A declared length below 4 raises ProtocolViolation.
+    """
+    out: list[tuple[int, bytes]] = []
+    pos, n = start, len(data)
+    while pos + HEADER_SIZE <= n:
+        msg_type, length = unpack_header(data, pos)
+        if length < 4:
+            raise ProtocolViolation(f"invalid message length {length}")
+        end = pos + 1 + length
+        if end > n:
+            break
+        out.append((msg_type, bytes(data[pos + HEADER_SIZE:end])))
+        pos = end
+    return out, pos
+
+
+def first_message(data: bytes | bytearray) -> tuple[int, int] | None:
+    """``(type, end offset)`` of the first complete message in ``data``, or None.
+
+    Validates the header as a frontend message, so garbage is rejected as soon as its
+    header arrives, before its declared body is awaited.
+    """
+    if len(data) < HEADER_SIZE:
+        return None
+    msg_type, length = unpack_header(data, 0)
+    check_frontend_header(msg_type, length)
+    end = 1 + length
+    return (msg_type, end) if end <= len(data) else None
+
+
+class FrontendScanner:
+    """Walks client->server chunks on the relay path.
+
+    ``feed`` returns how many sync points (Query, Sync, FunctionCall: each answered by one
+    ReadyForQuery) the chunk completes, and where a Terminate starts (-1 if none). Afterwards
+    ``in_batch`` says whether extended-protocol messages have been sent since the last sync
+    point: a server must not be released while it holds such an unsynced batch.
+    """
+
+    __slots__ = ("_head", "_skip", "in_batch", "named_parse")
+
+    def __init__(self) -> None:
+        self._skip = 0          # payload bytes of the current message still to come
+        self._head = b""        # a header split across chunks
+        self.in_batch = False
+        # A Parse of a named statement went by: the server session now holds a prepared
+        # statement. Conservative: a Parse whose name byte is not in the chunk counts.
+        self.named_parse = False
+
+    def feed(self, data: bytes) -> tuple[int, int]:
+        """Scan one chunk; returns ``(sync_points, terminate_offset)``."""
+        base = 0
+        if self._head:
+            data = self._head + data
+            base = len(self._head)
+            self._head = b""
+        pos, n, syncs = self._skip, len(data), 0
+        while pos < n:
+            if pos + HEADER_SIZE > n:
+                self._head = data[pos:]
+                self._skip = 0
+                return syncs, -1
+            msg_type, length = unpack_header(data, pos)
+            check_frontend_header(msg_type, length)
+            kind = _FRONTEND_KIND[msg_type]
+            if kind == _KIND_SYNC:
+                syncs += 1
+                self.in_batch = False
+            elif kind == _KIND_BATCH:
+                self.in_batch = True
+                if msg_type == PARSE and (pos + HEADER_SIZE >= n or data[pos + HEADER_SIZE]):
+                    self.named_parse = True
+            elif kind == _KIND_TERMINATE:
+                # Everything before the Terminate is complete. If its own header began in
+                # the previous chunk, part of it already went out: not at a boundary then.
+                self._skip = 0
+                self._head = b"" if pos >= base else b"X"
+                return syncs, max(pos - base, 0)
+            pos += 1 + length
+        self._skip = pos - n
+        return syncs, -1
+
+    @property
+    def at_boundary(self) -> bool:
+        """True when no message is half-received."""
+        return self._skip == 0 and not self._head
+
+
+class BackendScanner:
+    """Walks server->client chunks on the relay path and keeps what the proxy acts on.
+
+    Interesting messages (ReadyForQuery, ErrorResponse, ParameterStatus, CommandComplete, the
+    Copy*Responses) are returned whole, as ``(type, payload)``, even when they straddle
+    chunks; everything else (DataRow, RowDescription, ...) is skipped by its length.
+    """
+
+    __slots__ = ("_carry", "_skip")
+
+    INTERESTING = frozenset(b"ZESCGHWK")
+
+    def __init__(self) -> None:
+        self._skip = 0
+        self._carry = b""       # a partial header, or a partial interesting message
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Scan one chunk; returns the interesting messages it completes."""
+        if self._carry:
+            data = self._carry + data
+            self._carry = b""
+        found: list[tuple[int, bytes]] = []
+        interesting = self.INTERESTING
+        pos, n = self._skip, len(data)
+        while pos < n:
+            if pos + HEADER_SIZE > n:
+                self._carry = data[pos:]
+                self._skip = 0
+                return found
+            msg_type, length = unpack_header(data, pos)
+            if length < 4:
+                raise ProtocolViolation(f"server sent invalid message length {length}")
+            end = pos + 1 + length
+            if msg_type in interesting:
+                if end > n:
+                    self._carry = data[pos:]
+                    self._skip = 0
+                    return found
+                found.append((msg_type, data[pos + HEADER_SIZE:end]))
+            pos = end
+        self._skip = pos - n
+        return found
+
+    @property
+    def at_boundary(self) -> bool:
+        """True when no message is half-received."""
+        return self._skip == 0 and not self._carry

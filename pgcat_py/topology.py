@@ -1,0 +1,75 @@
+"""Build the runtime pools from a Config: a Cluster per (pool, user), credentials per user.
+
+Kept apart from the App so reload can build a fresh set and diff it against the running one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .backend.server import ServerTarget
+from .config import Config
+from .frontend.auth import Credentials
+from .pool.cluster import Cluster, ClusterSettings
+from .pool.server_pool import PoolSettings, ServerPool
+from .protocol.auth import ScramVerifier
+
+
+@dataclass
+class PoolEntry:
+    """What a login to (database, user) gets."""
+
+    cluster: Cluster
+    credentials: Credentials
+    pool_mode: str
+
+
+def address_name(pool_name: str, shard: int, role: str, replica_index: int) -> str:
+    """pgcat's address names: ``<pool>_shard_<n>_primary`` / ``_replica_<k>``."""
+    suffix = "primary" if role == "primary" else f"replica_{replica_index}"
+    return f"{pool_name}_shard_{shard}_{suffix}"
+
+
+def credentials_for(username: str, password: str | None, auth_type: str) -> Credentials:
+    scram = None
+    if auth_type == "scram-sha-256" and password is not None:
+        scram = ScramVerifier.from_password(password)  # 4096 PBKDF2 rounds: do it once
+    return Credentials(username, password, auth_type, scram)
+
+
+def build_pools(config: Config) -> dict[tuple[str, str], PoolEntry]:
+    """A PoolEntry per (pool name, username)."""
+    entries: dict[tuple[str, str], PoolEntry] = {}
+    general = config.general
+    for pool_name, pool in config.pools.items():
+        for user in pool.user_list:
+            eff = config.effective(pool_name, user)
+            settings = PoolSettings(
+                pool_size=eff.pool_size, min_pool_size=eff.min_pool_size,
+                connect_timeout=eff.connect_timeout_s, idle_timeout=eff.idle_timeout_s,
+                server_lifetime=eff.server_lifetime_s, reserve_pool_size=eff.reserve_pool_size,
+                reserve_pool_timeout=eff.reserve_pool_timeout_s,
+                round_robin=general.server_round_robin,
+                server_reset_query=eff.server_reset_query,
+                cleanup_server_connections=eff.cleanup_server_connections)
+            shards: list[list[ServerPool]] = []
+            for index, shard in enumerate(pool.shard_list):
+                replicas = 0
+                servers: list[ServerPool] = []
+                for address in shard.servers:
+                    if address.role == "mirror":
+                        continue
+                    name = address_name(pool_name, index, address.role, replicas)
+                    replicas += address.role == "replica"
+                    target = ServerTarget(address.host, address.port, shard.database,
+                                          eff.server_username, eff.server_password,
+                                          address.role, name)
+                    servers.append(ServerPool(target, settings))
+                shards.append(servers)
+            cluster = Cluster(ClusterSettings(pool_name, user.username, eff.pool_mode,
+                                              pool.load_balancing_mode, pool.default_role,
+                                              pool.default_shard),
+                              shards)
+            creds = credentials_for(user.username, user.password, user.auth_type)
+            entries[(pool_name, user.username)] = PoolEntry(cluster, creds, eff.pool_mode)
+    return entries
