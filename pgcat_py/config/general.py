@@ -58,9 +58,12 @@ class General(Section):
 
     # Our extensions (PgBouncer vocabulary), not in pgcat.
     max_client_conn: U32 = DEFAULT_MAX_CLIENT_CONN
-    reserve_pool_size: U32 = 0  # extra connections per pool once a client waited too long
+    # Extra server connections a pool may open for a client that waited reserve_pool_timeout.
+    reserve_pool_size: U32 = 0
     reserve_pool_timeout: U64 = DEFAULT_RESERVE_POOL_TIMEOUT_MS  # ms
-    server_reset_query: str = ""  # "" = pgcat's cleanup (cleanup_server_connections)
+    # Run at check-in when a client dirtied the session, instead of pgcat's cleanup
+    # (RESET ALL / DEALLOCATE ALL, see cleanup_server_connections); "" = pgcat's cleanup.
+    server_reset_query: str = ""
 
     @property
     def prometheus_enabled(self) -> bool:

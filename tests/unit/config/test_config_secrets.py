@@ -12,6 +12,15 @@ from pgcat_py.config import ConfigError, parse_config
 
 SECRETS = ("admin_pw", "alice_pw", "server_pw", "query_pw")
 
+INTERCEPT = """
+[plugins.intercept]
+enabled = true
+[plugins.intercept.queries.0]
+query = "select current_user"
+schema = [["current_user", "text"]]
+result = [["${USER}"]]
+"""
+
 
 def full_of_secrets(toml: Callable[..., str]) -> str:
     return toml(
@@ -74,15 +83,7 @@ def test_only_a_whole_reference_is_substituted(toml: Callable[..., str]) -> None
 
 
 def test_intercept_placeholders_are_left_for_pgcat(toml: Callable[..., str]) -> None:
-    extra = """
-[plugins.intercept]
-enabled = true
-[plugins.intercept.queries.0]
-query = "select current_user"
-schema = [["current_user", "text"]]
-result = [["${USER}"]]
-"""
-    config = parse_config(toml(extra=extra), environ={}).config
+    config = parse_config(toml(extra=INTERCEPT), environ={}).config
     assert config.plugins is not None and config.plugins.intercept is not None
     assert config.plugins.intercept.queries["0"].result == [["${USER}"]]
 
@@ -114,13 +115,5 @@ def test_wrongly_typed_password_is_not_echoed(toml: Callable[..., str]) -> None:
 
 
 def test_redacted_view_uses_toml_key_names(toml: Callable[..., str]) -> None:
-    extra = """
-[plugins.intercept]
-enabled = true
-[plugins.intercept.queries.0]
-query = "select 1"
-schema = [["a", "int4"]]
-result = [["1"]]
-"""
-    view = parse_config(toml(extra=extra)).config.redacted()
-    assert view["plugins"]["intercept"]["queries"]["0"]["schema"] == [["a", "int4"]]
+    view = parse_config(toml(extra=INTERCEPT)).config.redacted()
+    assert view["plugins"]["intercept"]["queries"]["0"]["schema"] == [["current_user", "text"]]
