@@ -33,7 +33,7 @@ M = 0xFFFFFFFF
 bigints = st.integers(-(2**63), 2**63 - 1)
 int4s = st.integers(-(2**31), 2**31 - 1)
 shard_counts = st.integers(1, 64)
-texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+texts = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"))
 uuids = st.uuids()
 seeds = st.sampled_from([0, 1, HASH_PARTITION_SEED, 2**64 - 1, 0x1234_5678_9ABC_DEF0])
 
