@@ -38,12 +38,17 @@ EXIT_SIGTERM = 128 + signal.SIGTERM
 EXIT_SIGINT = 128 + signal.SIGINT
 
 
-def run_demo(base: Path = Path("demo-data"), port: int = 6432) -> int:
-    """Serve a demo topology through the proxy until it stops; return its exit code."""
+def run_demo(
+    base: Path = Path("demo-data"), port: int = 6432, *, server_ports: list[int] | None = None
+) -> int:
+    """Serve a demo topology through the proxy until it stops; return its exit code.
+
+    `server_ports` (primary, replica, shard 1, shard 2) replace DEMO_PORTS for a new topology.
+    """
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     topology: Topology | None = None
     try:
-        topology = open_topology(base.resolve())
+        topology = open_topology(base.resolve(), server_ports)
         _load_pgbench_tables(topology)
         config_path = topology.base / "pgcat.toml"
         config_path.write_text(build_demo_config(topology, port))
@@ -57,14 +62,14 @@ def run_demo(base: Path = Path("demo-data"), port: int = 6432) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def open_topology(base: Path) -> Topology:
+def open_topology(base: Path, server_ports: list[int] | None = None) -> Topology:
     """Restart the topology saved under `base`, or create one there."""
     if has_topology(base):
         topology = load_topology(base)
         topology.start()
         return topology
     _remove_leftovers(base)
-    return create_topology(base, replicas=1, shards=2, ports=_demo_ports())
+    return create_topology(base, replicas=1, shards=2, ports=server_ports or _demo_ports())
 
 
 def build_demo_config(topology: Topology, port: int) -> str:

@@ -15,6 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pgcat_py import demo
+from pgcat_py.config import parse_config
+from pgcat_py.demo import build_demo_config
 from pgcat_py.localpg import (
     APP_DATABASES,
     AUTH_TEST_ROLES,
@@ -28,6 +31,9 @@ from pgcat_py.localpg import (
     query_value,
     run_sql,
 )
+from pgcat_py.localpg.create import _distinct_free_ports
+from pgcat_py.localpg.node import is_running
+from tests.harness.proxy import proxy_config
 
 # Authentication request codes (PostgreSQL docs, "Message Formats": AuthenticationXXX)
 AUTH_OK = 0
@@ -165,20 +171,6 @@ def test_dsn_url_encodes_user_and_password(pg_topology: Topology) -> None:
     assert dsn.startswith("postgresql://a%20b:p%40ss%20word%2F@127.0.0.1:")
 
 
-def test_stopped_topology_restarts_and_refuses_to_be_created_twice(pg_base: Path) -> None:
-    topology = create_topology(pg_base, replicas=1, shards=0)
-    topology.stop()
-    topology.stop()  # idempotent
-    with pytest.raises(LocalPgError, match="already holds a cluster"):
-        create_topology(pg_base, replicas=1, shards=0)
-    again = load_topology(pg_base)
-    again.start()
-    with psycopg.connect(again.primary.dsn(), autocommit=True) as conn:
-        conn.execute("CREATE TABLE after_restart (id int)")
-    again.wait_for_replicas()
-    assert scalar(again.replicas[0], "SELECT to_regclass('after_restart') IS NOT NULL") is True
-
-
 def test_failed_start_reports_the_server_log(pg_base: Path) -> None:
     topology = create_topology(pg_base, replicas=0, shards=0)
     topology.stop()
@@ -186,3 +178,56 @@ def test_failed_start_reports_the_server_log(pg_base: Path) -> None:
     conf.write_text(conf.read_text() + "shared_buffers = 'not a size'\n")
     with pytest.raises(LocalPgError, match='invalid value for parameter "shared_buffers"'):
         topology.start()
+
+
+def test_demo_config_is_a_valid_pgcat_config(pg_topology: Topology) -> None:
+    loaded = parse_config(build_demo_config(pg_topology, 6432))
+    assert loaded.unknown_keys == []  # not_yet_supported warnings (the parser) are expected
+    assert sorted(loaded.config.pools) == ["app", "bench", "sharded"]
+    assert len(loaded.config.pools["sharded"].shards) == 2
+
+
+def test_harness_proxy_config_is_a_valid_pgcat_config(pg_topology: Topology) -> None:
+    text = proxy_config(
+        pg_topology, port=6433, sharded_pool=True, extra_pool={"default_role": "primary"}
+    )
+    loaded = parse_config(text)
+    assert loaded.warnings == []
+    servers = loaded.config.pools["app"].shards["0"].servers
+    assert [(s.port, s.role) for s in servers] == [
+        (pg_topology.primary.port, "primary"),
+        (pg_topology.replicas[0].port, "replica"),
+    ]
+
+
+def test_demo_stops_every_server_however_the_proxy_ends(
+    pg_base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Topology] = []
+
+    def crashing_proxy(config_path: Path) -> int:
+        topology = load_topology(config_path.parent)
+        seen.append(topology)
+        assert all(is_running(topology.pg_bin, node) for node in topology.nodes())
+        raise RuntimeError("proxy crashed")
+
+    def serving_proxy(config_path: Path) -> int:
+        replica = load_topology(config_path.parent).replicas[0]
+        assert scalar(replica, "SELECT count(*) FROM pgbench_accounts", dbname="bench") == 100_000
+        return 3
+
+    ports = _distinct_free_ports(4)
+    monkeypatch.setattr(demo, "_proxy_runner", lambda: crashing_proxy)
+    with pytest.raises(RuntimeError, match="proxy crashed"):
+        demo.run_demo(pg_base, 6432, server_ports=ports)
+    assert not any(is_running(seen[0].pg_bin, node) for node in seen[0].nodes())
+    seen[0].stop()  # stopping twice is fine
+    with pytest.raises(LocalPgError, match="already holds a cluster"):
+        create_topology(pg_base, replicas=1, shards=2)
+
+    monkeypatch.setattr(demo, "_proxy_runner", lambda: serving_proxy)
+    # The second run restarts the same servers; pgbench -i through the primary and the
+    # replica's count show that replication resumed.
+    assert demo.run_demo(pg_base, 6432) == 3
+    assert [node.port for node in load_topology(pg_base).nodes()] == ports
+    assert not any(is_running(seen[0].pg_bin, node) for node in seen[0].nodes())
