@@ -49,6 +49,9 @@ _INTEGER_TEXT = re.compile(
     r")[ \t\n\r\f\v]*"
 )
 _INTEGER_BASES = (16, 8, 2, 10)  # the bases of _INTEGER_TEXT's digit groups 2..5
+# Digits of 2**63 in each base: a number with more (leading zeros stripped) is out of range.
+_MAX_INT8_DIGITS = {16: 16, 8: 22, 2: 64, 10: 19}
+_SHORT_DIGITS = 18  # any 18 decimal digits fit an int8: no regex, no size check needed
 
 # uuid_in (uuid.c string_to_uuid): 32 hex digits, a "-" allowed after any group of four
 # but the last, the whole optionally in braces. No spaces, no "urn:uuid:" (which Python's
@@ -60,29 +63,38 @@ _UUID_TEXT = re.compile(rf"\{{{_UUID_HEX}\}}|{_UUID_HEX}")
 _BINARY_INTEGER_LENGTHS = (2, 4, 8)
 
 
-def check_integer(value: int, key_type: KeyType) -> int:
-    """The value, if it fits the integer type; else PostgreSQL's out-of-range error."""
+def check_integer(value: int, key_type: KeyType, shown: object = None) -> int:
+    """The value, if it fits the integer type; else PostgreSQL's out-of-range error.
+
+    ``shown`` is what the message names (the client's text, as PostgreSQL shows it).
+    """
     low, high = INTEGER_RANGES[key_type]
     if low <= value <= high:
         return value
     raise ShardKeyError(
-        f"value {show_value(value)} is out of range for type {key_type}",
-        value,
+        f"value {show_value(value if shown is None else shown)} is out of range "
+        f"for type {key_type}",
+        value if shown is None else shown,
         NUMERIC_VALUE_OUT_OF_RANGE,
     )
 
 
 def parse_integer(text: str, key_type: KeyType) -> int:
     """int2in/int4in/int8in: the integer in ``text``, range-checked for ``key_type``."""
-    if text.isascii() and text.isdigit():  # the common case, without the regex
-        return check_integer(int(text), key_type)
+    if len(text) <= _SHORT_DIGITS and text.isascii() and text.isdigit():
+        return check_integer(int(text), key_type, text)  # the common case, without the regex
     match = _INTEGER_TEXT.fullmatch(text)
     if match is None:
         raise ShardKeyError(f"invalid input syntax for type {key_type}: {show_value(text)}", text)
     sign, *digit_groups = match.groups()
     base, digits = next((b, d) for b, d in zip(_INTEGER_BASES, digit_groups, strict=True) if d)
-    value = int(digits.replace("_", ""), base)
-    return check_integer(-value if sign == "-" else value, key_type)
+    # Leading zeros are allowed in any number; past them, a number longer than any int8
+    # is out of range without converting it (Python refuses decimal strings > 4300 digits).
+    digits = digits.replace("_", "").lstrip("0") or "0"
+    if len(digits) > _MAX_INT8_DIGITS[base]:
+        check_integer(INTEGER_RANGES[KeyType.BIGINT][1] + 1, key_type, text)
+    value = int(digits, base)
+    return check_integer(-value if sign == "-" else value, key_type, text)
 
 
 def parse_uuid(text: str) -> uuid.UUID:
@@ -125,8 +137,13 @@ def _decode_text(data: Bytes, key_type: KeyType) -> str:
 
 def coerce_text(data: str | Bytes, key_type: KeyType) -> KeyValue:
     """A value in the type's text form (a literal, a text-format Bind parameter)."""
-    if key_type.is_integer and isinstance(data, bytes) and data.isdigit():
-        return check_integer(int(data), key_type)  # the common case: ASCII digits
+    if (
+        key_type.is_integer
+        and isinstance(data, bytes)
+        and len(data) <= _SHORT_DIGITS
+        and data.isdigit()
+    ):
+        return check_integer(int(data), key_type, data)  # the common case: ASCII digits
     text = data if isinstance(data, str) else _decode_text(data, key_type)
     if key_type.is_integer:
         return parse_integer(text, key_type)

@@ -10,6 +10,7 @@ from __future__ import annotations
 # Values in messages are cut to this many characters: a sharding key can be a client's
 # megabyte-long Bind parameter, and an error message is not the place to echo it.
 MAX_SHOWN_VALUE = 80
+_DECIMAL_BITS = 4096  # ints wider than this are shown in hex (about 1233 decimal digits)
 
 # SQLSTATEs (PostgreSQL Appendix A, errcodes.txt).
 INVALID_TEXT_REPRESENTATION = "22P02"
@@ -23,6 +24,8 @@ def show_value(value: object) -> str:
     """The value as a message shows it: in double quotes like PostgreSQL, escaped, cut short."""
     if isinstance(value, bytes | bytearray | memoryview):
         text = bytes(value).decode("utf-8", errors="backslashreplace")
+    elif isinstance(value, int) and value.bit_length() > _DECIMAL_BITS:
+        text = hex(value)  # str() refuses ints over 4300 digits; hex() has no limit
     else:
         text = str(value)
     cut = len(text) > MAX_SHOWN_VALUE

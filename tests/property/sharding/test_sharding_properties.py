@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,7 +18,9 @@ from sharding import (
     FORMAT_TEXT,
     KeyType,
     ShardingFunction,
+    ShardKeyError,
     ShardMap,
+    coerce_text,
     hash_combine64,
     partition_row_hash,
     pg_bigint_hash,
@@ -26,6 +29,7 @@ from sharding import (
     pg_uuid_hash,
     sha1,
 )
+from sharding.keytype import INTEGER_RANGES
 from sharding.lookup3 import hash_bytes_extended, seeded_state
 from sharding.pg_hash import HASH_PARTITION_SEED, hash_int
 
@@ -217,3 +221,24 @@ def test_multi_column_key_order_matters(first: int, second: int) -> None:
     forward = partition_row_hash([first, second], types)
     backward = partition_row_hash([second, first], types)
     assert (forward == backward) == (first == second)
+
+
+@given(
+    st.integers(-(2**70), 2**70),
+    st.text(" \t\n\r\f\v", max_size=2),
+    st.integers(0, 30),
+    st.booleans(),
+    st.sampled_from([KeyType.SMALLINT, KeyType.INTEGER, KeyType.BIGINT]),
+)
+def test_integer_text_reads_as_its_value_or_is_out_of_range(
+    value: int, space: str, zeros: int, plus: bool, key_type: KeyType
+) -> None:
+    sign = "-" if value < 0 else "+" if plus else ""
+    text = f"{space}{sign}{'0' * zeros}{abs(value)}{space}"
+    low, high = INTEGER_RANGES[key_type]
+    if low <= value <= high:
+        assert coerce_text(text, key_type) == value
+        assert coerce_text(text.encode(), key_type) == value
+    else:
+        with pytest.raises(ShardKeyError, match="out of range"):
+            coerce_text(text, key_type)

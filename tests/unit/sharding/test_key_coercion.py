@@ -15,8 +15,10 @@ from sharding import (
     coerce_literal,
     coerce_param,
     coerce_text,
+    pg_bigint_hash,
     pg_text_hash,
     pg_uuid_hash,
+    sha1,
 )
 
 U = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
@@ -225,3 +227,29 @@ def test_key_types_by_postgresql_names(name: str, key_type: KeyType) -> None:
 def test_unsupported_key_type_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported sharding key type 'numeric'"):
         KeyType.parse("numeric")
+
+
+def test_any_number_of_leading_zeros_is_accepted() -> None:
+    assert coerce_text("0" * 10_000 + "42", KeyType.BIGINT) == 42
+    assert coerce_text("-0x" + "0" * 100 + "1F", KeyType.BIGINT) == -31
+
+
+@pytest.mark.parametrize("data", ["9" * 10_000, b"9" * 5_000, "-" + "1" * 4_400])
+def test_number_too_long_for_python_int_is_out_of_range_not_a_crash(data: str | bytes) -> None:
+    # Python refuses to convert decimal strings over 4300 digits; PostgreSQL says "out of range"
+    with pytest.raises(ShardKeyError, match="out of range for type bigint") as info:
+        coerce_text(data, KeyType.BIGINT)
+    assert info.value.sqlstate == "22003"
+
+
+def test_out_of_range_message_shows_the_clients_text() -> None:
+    with pytest.raises(ShardKeyError) as info:
+        coerce_text(" 0x8000000000000000", KeyType.BIGINT)
+    assert str(info.value) == 'value " 0x8000000000000000" is out of range for type bigint'
+
+
+def test_huge_int_key_is_a_shard_key_error() -> None:
+    with pytest.raises(ShardKeyError, match="out of range for type bigint"):
+        pg_bigint_hash(10**5000, 3)
+    with pytest.raises(ShardKeyError, match="out of range for type bigint"):
+        sha1(-(10**5000), 3)
