@@ -18,6 +18,7 @@ import time
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from ..backend.params import sync_statements
 from ..conn import ConnectionClosed, MessageConnection
 from ..protocol import backend as be
 from ..protocol.errors import ADMIN_SHUTDOWN, CONNECTION_FAILURE, ProtocolViolation, ProxyError
@@ -32,7 +33,7 @@ from ..protocol.framing import (
 
 if TYPE_CHECKING:
     from ..backend.server import ServerConnection
-    from ..pool.cluster import Cluster
+    from ..pool.cluster import CheckoutAttempt, Cluster
     from ..pool.server_pool import ServerPool
     from .context import ProxyContext
 
@@ -69,6 +70,7 @@ class ClientSession(MessageConnection):
         self.scanner = FrontendScanner()
         self.connected_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        self._attempt: CheckoutAttempt | None = None
         self._write_paused = False
         self._skip_until_sync = False
         self.transactions = 0
@@ -107,6 +109,9 @@ class ClientSession(MessageConnection):
         super().connection_lost(exc)
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        if self._attempt is not None:
+            self._attempt.cancel()
+            self._attempt = None
         server, pool = self.server, self.server_pool
         self.server = self.server_pool = None
         if server is not None and pool is not None:
@@ -187,21 +192,36 @@ class ClientSession(MessageConnection):
                 self.fatal(ProxyError("terminating connection due to administrator command",
                                       sqlstate=ADMIN_SHUTDOWN))
                 return
-            self.state = State.CHECKOUT
-            self._task = asyncio.get_running_loop().create_task(self._begin_transaction(msg_type))
+            self._begin_transaction()
 
-    async def _begin_transaction(self, first_type: int) -> None:
-        """Check out a server for the transaction that starts with the buffered message."""
+    def _begin_transaction(self) -> None:
+        """Ask for a server for the transaction the buffered message starts."""
         assert self.cluster is not None
+        self.state = State.CHECKOUT
         route = self.ctx.route(self)
         try:
-            pool, server = await self.cluster.checkout(route.shard, route.role)
+            self._attempt = self.cluster.checkout(self, route.shard, route.role)
         except ProxyError as exc:
-            self._refuse(exc, first_type)
-            return
+            self.checkout_failed(exc)
+
+    def server_ready(self, pool: ServerPool, server: ServerConnection) -> None:
+        """A server for us (called by the pool, maybe synchronously)."""
+        self._attempt = None
         if self.is_closed:
             pool.release(server)
             return
+        if sync_statements(self.params, server.applied, server.defaults):
+            self._task = asyncio.get_running_loop().create_task(self._sync_then_link(pool, server))
+        else:
+            self._link(server, pool)
+
+    def checkout_failed(self, exc: ProxyError) -> None:
+        self._attempt = None
+        if not self.is_closed:
+            self._refuse(exc)
+
+    async def _sync_then_link(self, pool: ServerPool, server: ServerConnection) -> None:
+        """Apply this client's settings on a server that has other ones, then relay."""
         try:
             errors = await server.sync_parameters(self.params)
         except ProxyError as exc:
@@ -210,8 +230,7 @@ class ClientSession(MessageConnection):
             return
         if errors:
             pool.release(server)
-            err = errors[0]
-            self.fatal(ProxyError(err.text, sqlstate=err.sqlstate))
+            self.fatal(ProxyError(errors[0].text, sqlstate=errors[0].sqlstate))
             return
         for key in self.params.keys() & server.reported.keys():
             self.params[key] = server.reported[key][1]  # the server's spelling of the value
@@ -220,14 +239,11 @@ class ClientSession(MessageConnection):
             return
         self._link(server, pool)
 
-    def _refuse(self, exc: ProxyError, first_type: int) -> None:
+    def _refuse(self, exc: ProxyError) -> None:
         """No server: answer the first message with an error, as PostgreSQL would."""
         self.error(exc)
-        msg_type, end = first_type, 0
-        head = first_message(self._rbuf)
-        if head is not None:
-            msg_type, end = head
-            self.consume(end)
+        msg_type, end = first_message(self._rbuf) or (QUERY, 0)
+        self.consume(end)
         if msg_type in (QUERY, SYNC):
             self.write(be.READY_IDLE)
         else:

@@ -1,10 +1,12 @@
 """ServerPool: the connections to one server address for one (pool, user).
 
-Bookkeeping follows bb8/psycopg_pool: idle connections in a deque (FIFO when
-server_round_robin, else LIFO), a queue of waiters that a checked-in connection is handed to
-directly, and a waiter that times out can never lose a connection handed to it. The reserve
-pool (PgBouncer's reserve_pool_size / reserve_pool_timeout) lets a waiter that has waited
-long enough open connections beyond pool_size.
+Checkout is event-driven, as in PgBouncer: a request either gets an idle connection at once,
+or joins a FIFO of waiters; a connection checked in is handed straight to the first waiter
+(``server_ready`` callback), with no task switch on the hot path. A waiter whose
+connect_timeout passes gets ``checkout_failed``. Idle connections are reused FIFO when
+server_round_robin (pgcat's default), else LIFO. The reserve pool (PgBouncer's
+reserve_pool_size / reserve_pool_timeout) lets a waiter that has waited long enough open
+connections beyond pool_size.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..backend.server import ServerConnection, ServerTarget, open_server
 from ..protocol.errors import PoolTimeout, ProxyError, ServerError
@@ -24,6 +26,7 @@ from ..protocol.errors import PoolTimeout, ProxyError, ServerError
 log = logging.getLogger(__name__)
 
 RESET_TIMEOUT = 5.0  # seconds a reset/rollback at check-in may take before we close instead
+ALL_SERVERS_DOWN = "could not get connection from the pool - AllServersDown"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,20 @@ class PoolSettings:
     application_name: str | None = None
 
 
+class Waiter(Protocol):
+    """Someone waiting for a connection: exactly one of the two is called, once."""
+
+    def server_ready(self, pool: ServerPool, server: ServerConnection) -> None: ...
+    def checkout_failed(self, pool: ServerPool, exc: ProxyError) -> None: ...
+
+
+@dataclass
+class _Wait:
+    started: float
+    timer: asyncio.TimerHandle
+    reserve_timer: asyncio.TimerHandle | None = None
+
+
 class ServerPool:
     """Connections to one address; see the module docstring."""
 
@@ -52,8 +69,7 @@ class ServerPool:
         self.idle: deque[ServerConnection] = deque()
         self.active: set[ServerConnection] = set()
         self.opening = 0
-        self.waiters: deque[asyncio.Future[ServerConnection]] = deque()
-        self._wait_started: dict[asyncio.Future[ServerConnection], float] = {}
+        self.waiters: OrderedDict[Waiter, _Wait] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
         self.errors = 0
@@ -77,131 +93,151 @@ class ServerPool:
 
     def maxwait(self, now: float) -> float:
         """How long the longest current waiter has waited, in seconds."""
-        return max((now - t for t in self._wait_started.values()), default=0.0)
+        for wait in self.waiters.values():
+            return now - wait.started
+        return 0.0
 
-    # --- checkout / checkin -----------------------------------------------------------
-    async def checkout(self, timeout: float | None = None) -> ServerConnection:
-        """A logged-in, idle connection within ``timeout`` (default connect_timeout)."""
-        if self.closed:
-            raise ServerError(f"pool for {self.target.name} is closed")
-        server = self._take_idle(time.monotonic())
+    # --- checkout -------------------------------------------------------------------
+    def take_idle(self) -> ServerConnection | None:
+        """An idle connection right now, unless others are queued before us."""
+        if self.waiters or self.closed:
+            return None
+        server = self._pop_idle()
         if server is not None:
-            return self._lend(server)
-        if self.size < self.settings.pool_size:
-            return self._lend(await self._open())
-        deadline = time.monotonic() + (self.settings.connect_timeout if timeout is None
-                                       else timeout)
-        return self._lend(await self._wait(deadline))
-
-    def _lend(self, server: ServerConnection) -> ServerConnection:
-        self.active.add(server)
+            self.active.add(server)
         return server
 
-    def _take_idle(self, now: float) -> ServerConnection | None:
+    def request(self, waiter: Waiter) -> ServerConnection | None:
+        """An idle connection now, or None and ``waiter`` is called back later."""
+        if self.closed:
+            waiter.checkout_failed(self, ServerError(f"pool {self.target.name} is closed"))
+            return None
+        server = self.take_idle()
+        if server is not None:
+            return server
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        wait = _Wait(time.monotonic(), loop.call_later(s.connect_timeout, self._expire, waiter))
+        if s.reserve_pool_size:
+            wait.reserve_timer = loop.call_later(s.reserve_pool_timeout, self._use_reserve)
+        self.waiters[waiter] = wait
+        if self.size < s.pool_size:
+            self._spawn(self._open_for(waiter))
+        return None
+
+    def cancel(self, waiter: Waiter) -> None:
+        """The waiter is gone (client left): forget it."""
+        wait = self.waiters.pop(waiter, None)
+        if wait is not None:
+            _cancel_timers(wait)
+
+    def _pop_idle(self) -> ServerConnection | None:
+        now = time.monotonic()
+        lifetime = self.settings.server_lifetime
         while self.idle:
             server = self.idle.popleft() if self.settings.round_robin else self.idle.pop()
-            if server.is_usable and now - server.created_at < self.settings.server_lifetime:
+            if server.is_usable and now - server.created_at < lifetime:
                 return server
+            server.on_lost = None
             server.terminate()
         return None
 
-    async def _open(self) -> ServerConnection:
+    def _expire(self, waiter: Waiter) -> None:
+        wait = self.waiters.pop(waiter, None)
+        if wait is not None:
+            _cancel_timers(wait)
+            waiter.checkout_failed(self, PoolTimeout(ALL_SERVERS_DOWN))
+
+    def _use_reserve(self) -> None:
+        s = self.settings
+        if self.waiters and self.size < s.pool_size + s.reserve_pool_size:
+            waiter = next(iter(self.waiters))
+            self._spawn(self._open_for(waiter))
+
+    def _serve_next(self, server: ServerConnection) -> bool:
+        """Hand ``server`` to the first waiter; False when nobody waits."""
+        if not self.waiters:
+            return False
+        waiter, wait = self.waiters.popitem(last=False)
+        _cancel_timers(wait)
+        self.active.add(server)
+        waiter.server_ready(self, server)
+        return True
+
+    async def _open_for(self, waiter: Waiter) -> None:
         self.opening += 1
         try:
             server = await open_server(self.target, self.settings.connect_timeout,
                                        self.settings.application_name)
-        except ProxyError:
+        except ProxyError as exc:
             self.errors += 1
-            raise
-        finally:
             self.opening -= 1
+            wait = self.waiters.pop(waiter, None)
+            if wait is not None:
+                _cancel_timers(wait)
+                waiter.checkout_failed(self, exc)
+            return
+        self.opening -= 1
         server.on_lost = self._on_lost
-        return server
+        self._put_back(server)
 
-    async def _wait(self, deadline: float) -> ServerConnection:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[ServerConnection] = loop.create_future()
-        self.waiters.append(fut)
-        self._wait_started[fut] = time.monotonic()
+    # --- control-plane checkout ------------------------------------------------------
+    async def checkout(self) -> ServerConnection:
+        """Awaitable checkout for the proxy's own use (learning parameters, tests)."""
+        future: asyncio.Future[ServerConnection] = asyncio.get_running_loop().create_future()
+        waiter = _FutureWaiter(future)
+        server = self.request(waiter)
+        if server is not None:
+            return server
         try:
-            return await self._wait_for(fut, deadline)
-        finally:
-            self._wait_started.pop(fut, None)
-            with contextlib.suppress(ValueError):
-                self.waiters.remove(fut)
+            return await future
+        except asyncio.CancelledError:
+            self.cancel(waiter)
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self.release(future.result())
+            raise
 
-    async def _wait_for(self, fut: asyncio.Future[ServerConnection],
-                        deadline: float) -> ServerConnection:
-        s = self.settings
-        reserve_at = time.monotonic() + s.reserve_pool_timeout if s.reserve_pool_size else None
-        while True:
-            now = time.monotonic()
-            wake = deadline if reserve_at is None else min(deadline, reserve_at)
-            try:
-                return await asyncio.wait_for(asyncio.shield(fut), max(0.0, wake - now))
-            except TimeoutError:
-                if fut.done() and not fut.cancelled():
-                    return fut.result()  # handed over just as we timed out: keep it
-                if reserve_at is not None and time.monotonic() >= reserve_at:
-                    reserve_at = None
-                    if self.size < s.pool_size + s.reserve_pool_size:
-                        fut.cancel()
-                        return await self._open()
-                if time.monotonic() >= deadline:
-                    fut.cancel()
-                    raise PoolTimeout(
-                        "could not get connection from the pool - AllServersDown") from None
-            except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled():
-                    self.checkin(fut.result())  # never lose a connection handed to us
-                else:
-                    fut.cancel()
-                raise
+    # --- checkin --------------------------------------------------------------------
+    def release(self, server: ServerConnection) -> None:
+        """Check in after use: reset first if the client left the session dirty."""
+        server.detach()
+        sql = server.reset_sql(self.settings.server_reset_query,
+                               self.settings.cleanup_server_connections)
+        if sql and server.is_usable and server.is_idle:
+            self._spawn(self._reset_then_checkin(server, sql))
+            return
+        server.dirt.clear()  # nothing to run (or cleanup disabled): reused as it is
+        self.checkin(server)
+
+    def release_after_rollback(self, server: ServerConnection) -> None:
+        """A client left mid-transaction: roll back, reset, then check in."""
+        server.detach()
+        self._spawn(self._reset_then_checkin(server, "ROLLBACK"))
 
     def checkin(self, server: ServerConnection) -> None:
         """Take back a clean, idle connection (or close it if it is not)."""
         self.active.discard(server)
-        if self.closed or not server.is_usable or not server.is_idle or server.dirt:
+        if (self.closed or not server.is_usable or not server.is_idle
+                or time.monotonic() - server.created_at >= self.settings.server_lifetime):
             self._discard(server)
             return
-        if time.monotonic() - server.created_at >= self.settings.server_lifetime:
-            self._discard(server)
-            return
-        server.detach()
-        while self.waiters:
-            fut = self.waiters.popleft()
-            if not fut.done():
-                self.active.add(server)
-                fut.set_result(server)
-                return
-        self.idle.append(server)
+        self._put_back(server)
 
-    def release(self, server: ServerConnection) -> None:
-        """Check in after use: reset first if the client left the session dirty."""
-        sql = server.reset_sql(self.settings.server_reset_query,
-                               self.settings.cleanup_server_connections)
-        if not sql or not server.is_usable or not server.is_idle:
-            if server.dirt and not sql:
-                server.dirt.clear()  # cleanup disabled: pgcat reuses it as is
-            self.checkin(server)
-            return
-        self._spawn(self._reset_then_checkin(server, sql))
-
-    def release_after_rollback(self, server: ServerConnection) -> None:
-        """A client left mid-transaction: roll back, reset, then check in."""
-        self._spawn(self._reset_then_checkin(server, "ROLLBACK"))
+    def _put_back(self, server: ServerConnection) -> None:
+        server.last_used = time.monotonic()
+        if not self._serve_next(server):
+            self.idle.append(server)
 
     async def _reset_then_checkin(self, server: ServerConnection, sql: str) -> None:
-        server.detach()
+        s = self.settings
         try:
             async with asyncio.timeout(RESET_TIMEOUT):
                 errors = await server.simple_query(sql)
                 if not errors and sql == "ROLLBACK":
-                    follow = server.reset_sql(self.settings.server_reset_query,
-                                              self.settings.cleanup_server_connections)
-                    errors = await server.simple_query(follow) if follow else []
-                    sql = follow or sql
+                    sql = server.reset_sql(s.server_reset_query, s.cleanup_server_connections)
+                    errors = await server.simple_query(sql) if sql else []
         except (TimeoutError, ProxyError) as exc:
+            errors, sql = [], ""
             log.warning("reset of server %s failed: %s", self.target.name, exc)
             self._discard(server)
             return
@@ -209,13 +245,14 @@ class ServerPool:
             log.warning("reset of server %s failed: %s", self.target.name, errors[0].text)
             self._discard(server)
             return
-        if sql != "ROLLBACK":
+        if sql:
             server.after_reset()
         server.dirt.clear()
         self.checkin(server)
 
     def discard(self, server: ServerConnection) -> None:
         """A connection that must never be reused (broken, or mid-message)."""
+        server.detach()
         self._discard(server)
 
     def _discard(self, server: ServerConnection) -> None:
@@ -234,21 +271,8 @@ class ServerPool:
 
     def _refill_for_waiters(self) -> None:
         """Capacity was freed: open a connection for the first waiter, if any."""
-        if self.closed or not any(not f.done() for f in self.waiters):
-            return
-        if self.size < self.settings.pool_size:
-            self._spawn(self._open_for_waiter())
-
-    async def _open_for_waiter(self) -> None:
-        try:
-            server = await self._open()
-        except ProxyError as exc:
-            for fut in self.waiters:
-                if not fut.done():
-                    fut.set_exception(exc)
-                    break
-            return
-        self.checkin(server)
+        if not self.closed and self.waiters and self.size < self.settings.pool_size:
+            self._spawn(self._open_for(next(iter(self.waiters))))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -265,20 +289,49 @@ class ServerPool:
             if expired or too_idle or not server.is_usable:
                 self._discard(server)
         while not self.closed and self.size < s.min_pool_size:
+            self.opening += 1
             try:
-                self.checkin(self._lend(await self._open()))
+                server = await open_server(self.target, s.connect_timeout, s.application_name)
             except ProxyError as exc:
                 log.warning("could not open min_pool_size connection to %s: %s",
                             self.target.name, exc)
                 return
+            finally:
+                self.opening -= 1
+            server.on_lost = self._on_lost
+            self._put_back(server)
 
     def close(self) -> None:
         """Close idle connections now; busy ones are closed when checked in."""
         self.closed = True
         for server in list(self.idle):
             self._discard(server)
-        for fut in self.waiters:
-            if not fut.done():
-                fut.set_exception(ServerError(f"pool for {self.target.name} was closed"))
+        while self.waiters:
+            waiter, wait = self.waiters.popitem(last=False)
+            _cancel_timers(wait)
+            waiter.checkout_failed(self, ServerError(f"pool {self.target.name} was closed"))
         for task in self._tasks:
             task.cancel()
+
+
+def _cancel_timers(wait: _Wait) -> None:
+    wait.timer.cancel()
+    if wait.reserve_timer is not None:
+        wait.reserve_timer.cancel()
+
+
+class _FutureWaiter:
+    """Adapts the callback interface to a future, for ``ServerPool.checkout``."""
+
+    def __init__(self, future: asyncio.Future[ServerConnection]) -> None:
+        self.future = future
+
+    def server_ready(self, pool: ServerPool, server: ServerConnection) -> None:
+        if self.future.done():
+            pool.release(server)
+        else:
+            self.future.set_result(server)
+
+    def checkout_failed(self, pool: ServerPool, exc: ProxyError) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
