@@ -63,20 +63,24 @@ _UUID_TEXT = re.compile(rf"\{{{_UUID_HEX}\}}|{_UUID_HEX}")
 _BINARY_INTEGER_LENGTHS = (2, 4, 8)
 
 
+def out_of_range(shown: object, key_type: KeyType) -> ShardKeyError:
+    """PostgreSQL's error for an integer outside its type, naming the value as sent."""
+    return ShardKeyError(
+        f"value {show_value(shown)} is out of range for type {key_type}",
+        shown,
+        NUMERIC_VALUE_OUT_OF_RANGE,
+    )
+
+
 def check_integer(value: int, key_type: KeyType, shown: object = None) -> int:
-    """The value, if it fits the integer type; else PostgreSQL's out-of-range error.
+    """The value, if it fits the integer type; else :func:`out_of_range`.
 
     ``shown`` is what the message names (the client's text, as PostgreSQL shows it).
     """
     low, high = INTEGER_RANGES[key_type]
     if low <= value <= high:
         return value
-    raise ShardKeyError(
-        f"value {show_value(value if shown is None else shown)} is out of range "
-        f"for type {key_type}",
-        value if shown is None else shown,
-        NUMERIC_VALUE_OUT_OF_RANGE,
-    )
+    raise out_of_range(value if shown is None else shown, key_type)
 
 
 def parse_integer(text: str, key_type: KeyType) -> int:
@@ -92,7 +96,7 @@ def parse_integer(text: str, key_type: KeyType) -> int:
     # is out of range without converting it (Python refuses decimal strings > 4300 digits).
     digits = digits.replace("_", "").lstrip("0") or "0"
     if len(digits) > _MAX_INT8_DIGITS[base]:
-        check_integer(INTEGER_RANGES[KeyType.BIGINT][1] + 1, key_type, text)
+        raise out_of_range(text, key_type)
     value = int(digits, base)
     return check_integer(-value if sign == "-" else value, key_type, text)
 

@@ -21,8 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sharding.coerce import KeyValue, check_integer, parse_uuid, text_key_bytes
-from sharding.errors import NUMERIC_VALUE_OUT_OF_RANGE, ShardKeyError, show_value
+from sharding.coerce import KeyValue, check_integer, out_of_range, parse_uuid, text_key_bytes
 from sharding.keytype import KeyType
 from sharding.lookup3 import MASK32, hash_bytes_extended, hash_bytes_uint32_extended, seeded_state
 
@@ -138,11 +137,7 @@ def pg_bigint_hash(key: int, shards: int) -> int:
     unrolled because it runs per routed query; see :func:`hash_int` for the readable form.
     """
     if not INT64_MIN <= key <= INT64_MAX:
-        raise ShardKeyError(
-            f"value {show_value(key)} is out of range for type bigint",
-            key,
-            NUMERIC_VALUE_OUT_OF_RANGE,
-        )
+        raise out_of_range(key, KeyType.BIGINT)
     if shards < 1:
         check_shards(shards)
     high = key >> 32

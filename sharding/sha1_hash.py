@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
-from sharding.errors import NUMERIC_VALUE_OUT_OF_RANGE, ShardKeyError, show_value
+from sharding.coerce import out_of_range
+from sharding.keytype import KeyType
 from sharding.pg_hash import INT64_MAX, INT64_MIN, check_shards
 
 _TAIL_BYTES = 4  # the 8 hex characters pgcat keeps
@@ -18,10 +19,6 @@ _TAIL_BYTES = 4  # the 8 hex characters pgcat keeps
 def sha1(key: int, shards: int) -> int:
     """The shard of an integer key under pgcat's ``sharding_function = "sha1"``."""
     if not INT64_MIN <= key <= INT64_MAX:  # pgcat's keys are i64
-        raise ShardKeyError(
-            f"value {show_value(key)} is out of range for type bigint",
-            key,
-            NUMERIC_VALUE_OUT_OF_RANGE,
-        )
+        raise out_of_range(key, KeyType.BIGINT)
     digest = hashlib.sha1(str(key).encode("ascii"), usedforsecurity=False).digest()
     return int.from_bytes(digest[-_TAIL_BYTES:], "big") % check_shards(shards)
