@@ -110,13 +110,9 @@ class ShardMap:
     def shard_for(self, key: object) -> int:
         """The shard of a single-column key given as a literal: int, str, uuid.UUID or None."""
         key_type = self._single_key_type()
-        if (
-            type(key) is int
-            and self.function is ShardingFunction.PG_BIGINT_HASH
-            and key_type.is_integer
-        ):
+        if type(key) is int and key_type.is_integer:
             # The hot path: an integer literal for an integer key.
-            return pg_bigint_hash(check_integer(key, key_type), self.shards)
+            return self._shard_of_value(check_integer(key, key_type))
         return self._shard_of((coerce_literal(key, key_type),))
 
     def shard_for_row(self, values: Sequence[object]) -> int:
