@@ -1,0 +1,562 @@
+"""pgbench -S direct, through PgBouncer and through pgcat-py: TPS, latency, proxy CPU per xact.
+
+Run: .venv/bin/python benchmarks/pgbench_bench.py [--quick] [--duration S] [--rounds N]
+                                                  [--clients 16,64] [--protocols simple,extended]
+
+Builds a throwaway PostgreSQL primary under /tmp (pgcat_py.localpg), loads pgbench scale 10
+into `bench`, and puts PgBouncer (transaction mode, pool 20, scram to the client) and pgcat-py
+(transaction mode, pool_size 20) in front of it on free ports. Installs the Debian `pgbouncer`
+package first if it is missing (root only). The method is reference/environment.md §7: a cell
+is one (protocol, clients) pair; each round runs every cell once per target with the target
+order rotated per round; TPS is the median over rounds, latency the mean, and a proxy's CPU per
+transaction is its utime + stime from /proc/PID/stat over one pgbench run divided by the
+transactions it processed. pgbench, PostgreSQL and the proxy share this machine's cores, so
+check the load average first: other work on the machine shows up in every number.
+
+Results are printed per cell and written to benchmarks/results/pgbench-<timestamp>.json.
+Everything started here is stopped on exit, Ctrl-C and SIGTERM included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from pgcat_py.localpg import (
+    APP_PASSWORD,
+    APP_USER,
+    LocalPgError,
+    Topology,
+    create_topology,
+    free_port,
+)
+from pgcat_py.localpg.commands import (
+    as_server_user,
+    client_binary,
+    give_to_server_user,
+    log_tail,
+    run_command,
+    write_server_file,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "benchmarks" / "results"
+HOST = "127.0.0.1"
+DATABASE = "bench"
+SCALE = 10
+POOL_SIZE = 20
+PGBENCH_THREADS = 2
+TARGETS = ("direct", "pgbouncer", "pgcat-py")
+PROXIES = TARGETS[1:]
+WARMUP_CLIENTS = 8
+START_TIMEOUT_S = 15.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """A step of the benchmark failed; the message says which and shows its output."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    protocol: str  # pgbench -M: simple or extended
+    clients: int
+
+    def __str__(self) -> str:
+        return f"-S {self.protocol}, {self.clients} clients"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One recorded pgbench run against one target."""
+
+    round: int
+    position: int  # place of the target in this round's order (0 = first)
+    protocol: str
+    clients: int
+    target: str
+    tps: float
+    latency_ms: float
+    transactions: int
+    failed: int
+    load1: float  # 1-minute load average just before the run
+    cpu_user_us: float | None  # proxy CPU per transaction (None for direct)
+    cpu_sys_us: float | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    duration: int
+    rounds: int
+    clients: list[int]
+    protocols: list[str]
+    warmup: int
+    keep: bool
+
+
+# --- command line ---------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> Settings:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help="smoke check: 1 round, 5 s cells, 16 clients, simple protocol only")
+    p.add_argument("--duration", type=int, help="seconds per pgbench run (default 15)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default 2)")
+    p.add_argument("--clients", help="comma-separated client counts (default 16,64)")
+    p.add_argument("--protocols", help="comma-separated pgbench -M modes (default simple,extended)")
+    p.add_argument("--keep", action="store_true", help="keep the /tmp base directory")
+    args = p.parse_args(argv)
+    quick = bool(args.quick)
+    protocols = (args.protocols or ("simple" if quick else "simple,extended")).split(",")
+    if not set(protocols) <= {"simple", "extended"}:
+        p.error("--protocols takes simple and/or extended (-M prepared breaks PgBouncer 1.18)")
+    return Settings(
+        duration=args.duration or (5 if quick else 15),
+        rounds=args.rounds or (1 if quick else 2),
+        clients=[int(c) for c in (args.clients or ("16" if quick else "16,64")).split(",")],
+        protocols=protocols,
+        warmup=2 if quick else 5,
+        keep=bool(args.keep),
+    )
+
+
+# --- PgBouncer ------------------------------------------------------------------------------
+def ensure_pgbouncer() -> str:
+    """The pgbouncer binary; apt-get installs the Debian package if it is missing."""
+    found = _which_pgbouncer()
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise BenchError("pgbouncer is not installed and only root can apt-get install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "pgbouncer"]):
+        print(f"pgbouncer is missing; running: DEBIAN_FRONTEND=noninteractive {' '.join(argv)}",
+              flush=True)
+        if subprocess.run(argv, env=env, check=False).returncode != 0:
+            raise BenchError(f"{' '.join(argv)} failed")
+    found = _which_pgbouncer()
+    if not found:
+        raise BenchError("apt-get installed pgbouncer but no pgbouncer binary was found")
+    return found
+
+
+def _which_pgbouncer() -> str | None:
+    path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin"
+    return shutil.which("pgbouncer", path=path)
+
+
+def pgbouncer_ini(home: Path, port: int, server_port: int) -> str:
+    """reference/environment.md §5, on our ports."""
+    return f"""\
+[databases]
+* = host={HOST} port={server_port}
+
+[pgbouncer]
+listen_addr = {HOST}
+listen_port = {port}
+unix_socket_dir = {home}
+auth_type = scram-sha-256
+auth_file = {home}/userlist.txt
+pool_mode = transaction
+default_pool_size = {POOL_SIZE}
+min_pool_size = 0
+reserve_pool_size = 0
+max_client_conn = 2000
+max_db_connections = 0
+server_reset_query = DISCARD ALL
+ignore_startup_parameters = extra_float_digits,options,search_path
+admin_users = {APP_USER}
+stats_users = {APP_USER}
+logfile = {home}/pgbouncer.log
+pidfile = {home}/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+"""
+
+
+def start_pgbouncer(binary: str, base: Path, server_port: int) -> tuple[int, int, Path]:
+    """Start PgBouncer as postgres in BASE/pgbouncer; return (port, pid, home)."""
+    home = base / "pgbouncer"
+    home.mkdir()
+    give_to_server_user(home)
+    port = free_port()
+    write_server_file(home / "userlist.txt", f'"{APP_USER}" "{APP_PASSWORD}"\n')
+    write_server_file(home / "pgbouncer.ini", pgbouncer_ini(home, port, server_port))
+    argv = as_server_user([binary, "-d", str(home / "pgbouncer.ini")])
+    run_command(argv, what="starting pgbouncer", log=home / "pgbouncer.log")
+    pidfile = home / "pgbouncer.pid"
+    try:
+        wait_for_port(port, pidfile.exists, home / "pgbouncer.log")
+        return port, int(pidfile.read_text().strip()), home
+    except BaseException:
+        if pidfile.exists():
+            stop_pid(int(pidfile.read_text().strip()))
+        raise
+
+
+def stop_pid(pid: int) -> None:
+    """SIGTERM (immediate shutdown for PgBouncer and pgcat-py), then wait until it is gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+# --- pgcat-py -------------------------------------------------------------------------------
+def pgcat_config(port: int, server_port: int) -> str:
+    return f"""\
+[general]
+host = "{HOST}"
+port = {port}
+admin_username = "admin"
+admin_password = "admin"
+
+[pools.{DATABASE}]
+pool_mode = "transaction"
+default_role = "primary"
+
+[pools.{DATABASE}.users.0]
+username = "{APP_USER}"
+password = "{APP_PASSWORD}"
+pool_size = {POOL_SIZE}
+
+[pools.{DATABASE}.shards.0]
+database = "{DATABASE}"
+servers = [["{HOST}", {server_port}, "primary"]]
+"""
+
+
+def start_pgcat(base: Path, server_port: int) -> tuple[int, subprocess.Popen[bytes], Path]:
+    """Run `python -m pgcat_py CONFIG` from this checkout; return (port, process, log)."""
+    port = free_port()
+    config = base / "pgcat.toml"
+    config.write_text(pgcat_config(port, server_port))
+    log = base / "log" / "pgcat-py.log"
+    argv = [sys.executable, "-m", "pgcat_py", str(config), "--log-level", "warning"]
+    with log.open("wb") as out:
+        # own session: a terminal's Ctrl-C must not start a graceful shutdown mid-run
+        process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        wait_for_port(port, lambda: process.poll() is None, log)
+    except BaseException:
+        stop_pid(process.pid)
+        process.wait()
+        raise
+    return port, process, log
+
+
+def wait_for_port(port: int, alive: Callable[[], bool], log: Path) -> None:
+    """Poll until something accepts on `port` within START_TIMEOUT_S; else fail with the log."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((HOST, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError(f"nothing listens on {HOST}:{port} after {START_TIMEOUT_S} s "
+                     f"(process alive: {alive()})\n--- {log} ---\n{log_tail(log)}")
+
+
+# --- measuring ------------------------------------------------------------------------------
+def cpu_ticks(pid: int) -> tuple[int, int]:
+    """utime and stime (clock ticks) of `pid` and its descendants (environment.md §7)."""
+    user = system = 0
+    for each in _process_tree(pid):
+        try:
+            stat = Path(f"/proc/{each}/stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rindex(")") + 2:].split()  # fields from 3 (state) on
+        user += int(fields[11])  # field 14
+        system += int(fields[12])  # field 15
+    return user, system
+
+
+def _process_tree(pid: int) -> list[int]:
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo += [int(child) for child in children.read_text().split()]
+            except OSError:
+                continue
+    return tree
+
+
+PGBENCH_LINES = {
+    "tps": re.compile(r"^tps = ([\d.]+) \(without initial connection time\)", re.M),
+    "latency_ms": re.compile(r"^latency average = ([\d.]+) ms", re.M),
+    "transactions": re.compile(r"^number of transactions actually processed: (\d+)", re.M),
+    "failed": re.compile(r"^number of failed transactions: (\d+)", re.M),
+}
+
+
+def pgbench(binary: str, port: int, cell: Cell, duration: int) -> dict[str, float]:
+    """One `pgbench -n -S` run; the parsed figures of its report."""
+    argv = [binary, "-n", "-h", HOST, "-p", str(port), "-U", APP_USER, "-M", cell.protocol,
+            "-c", str(cell.clients), "-j", str(PGBENCH_THREADS), "-T", str(duration), "-S",
+            DATABASE]
+    env = {**os.environ, "PGPASSWORD": APP_PASSWORD}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
+                          timeout=duration + 60)
+    output = done.stdout + done.stderr
+    parsed = {key: pattern.search(output) for key, pattern in PGBENCH_LINES.items()}
+    if done.returncode != 0 or parsed["tps"] is None or parsed["transactions"] is None:
+        raise BenchError(f"pgbench failed (exit {done.returncode}): {' '.join(argv)}\n{output}")
+    return {key: float(match.group(1)) if match else 0.0 for key, match in parsed.items()}
+
+
+@dataclass
+class Bench:
+    """The running targets: their ports and, for the proxies, the pid whose CPU we read."""
+
+    pgbench: str
+    ports: dict[str, int]
+    pids: dict[str, int]
+
+    def measure(self, target: str, cell: Cell, duration: int, round_: int, position: int) -> Run:
+        pid = self.pids.get(target)
+        load1 = os.getloadavg()[0]
+        before = cpu_ticks(pid) if pid else (0, 0)
+        report = pgbench(self.pgbench, self.ports[target], cell, duration)
+        after = cpu_ticks(pid) if pid else (0, 0)
+        xacts = max(int(report["transactions"]), 1)
+        per_xact = [(a - b) * 1e6 / CLK_TCK / xacts for a, b in zip(after, before, strict=True)]
+        return Run(round_, position, cell.protocol, cell.clients, target, report["tps"],
+                   report["latency_ms"], int(report["transactions"]), int(report["failed"]),
+                   load1, per_xact[0] if pid else None, per_xact[1] if pid else None)
+
+
+def run_rounds(bench: Bench, settings: Settings) -> list[Run]:
+    cells = [Cell(p, c) for p in settings.protocols for c in settings.clients]
+    for target in TARGETS:
+        print(f"warm-up {target}: {settings.warmup} s", flush=True)
+        pgbench(bench.pgbench, bench.ports[target], Cell("simple", WARMUP_CLIENTS),
+                settings.warmup)
+    runs: list[Run] = []
+    for round_ in range(settings.rounds):
+        order = TARGETS[round_ % len(TARGETS):] + TARGETS[:round_ % len(TARGETS)]
+        print(f"round {round_ + 1}/{settings.rounds}: order {', '.join(order)}; "
+              f"load {os.getloadavg()[0]:.2f}", flush=True)
+        for cell in cells:
+            for position, target in enumerate(order):
+                run = bench.measure(target, cell, settings.duration, round_, position)
+                runs.append(run)
+                print(f"  {cell}, {target}: {run.tps:,.0f} tps, {run.latency_ms:.3f} ms"
+                      f"{_cpu_text(run.cpu_user_us, run.cpu_sys_us)}", flush=True)
+    return runs
+
+
+# --- reporting ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TargetSummary:
+    """One target in one cell: median TPS, mean latency, median proxy CPU µs/xact."""
+
+    tps: float
+    latency_ms: float
+    failed: int
+    cpu_user_us: float | None
+    cpu_sys_us: float | None
+
+    @property
+    def cpu_us(self) -> float | None:
+        if self.cpu_user_us is None or self.cpu_sys_us is None:
+            return None
+        return self.cpu_user_us + self.cpu_sys_us
+
+
+@dataclass(frozen=True)
+class CellSummary:
+    protocol: str
+    clients: int
+    targets: dict[str, TargetSummary]
+
+    def ratio(self, target: str, reference: str) -> float:
+        return self.targets[target].tps / self.targets[reference].tps
+
+    def to_json(self) -> dict[str, object]:
+        targets = {name: {**asdict(t), "cpu_us": t.cpu_us} for name, t in self.targets.items()}
+        return {"protocol": self.protocol, "clients": self.clients, "targets": targets,
+                "pgcat_py_vs_pgbouncer": self.ratio("pgcat-py", "pgbouncer"),
+                "pgcat_py_vs_direct": self.ratio("pgcat-py", "direct"),
+                "pgbouncer_vs_direct": self.ratio("pgbouncer", "direct")}
+
+
+def summarize(runs: list[Run]) -> list[CellSummary]:
+    cells = list(dict.fromkeys((r.protocol, r.clients) for r in runs))
+    summaries = []
+    for protocol, clients in cells:
+        targets = {}
+        for target in TARGETS:
+            mine = [r for r in runs if (r.protocol, r.clients, r.target) ==
+                    (protocol, clients, target)]
+            targets[target] = TargetSummary(
+                tps=statistics.median(r.tps for r in mine),
+                latency_ms=statistics.fmean(r.latency_ms for r in mine),
+                failed=sum(r.failed for r in mine),
+                cpu_user_us=_median_or_none([r.cpu_user_us for r in mine]),
+                cpu_sys_us=_median_or_none([r.cpu_sys_us for r in mine]),
+            )
+        summaries.append(CellSummary(protocol, clients, targets))
+    return summaries
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _cpu_text(user: float | None, system: float | None) -> str:
+    if user is None or system is None:
+        return ""
+    return f", proxy CPU {user + system:.1f} µs/xact (user {user:.1f} + sys {system:.1f})"
+
+
+def print_tables(cells: list[CellSummary], settings: Settings) -> None:
+    for cell in cells:
+        print(f"\npgbench -S -M {cell.protocol} -c {cell.clients} -j {PGBENCH_THREADS}, "
+              f"{settings.rounds} round(s) x {settings.duration} s")
+        print(f"  {'target':<10} {'TPS (median)':>13} {'lat ms (mean)':>14} "
+              f"{'CPU µs/xact':>12} {'(user + sys)':>14}")
+        for name, t in cell.targets.items():
+            cpu = "-" if t.cpu_us is None else f"{t.cpu_us:.1f}"
+            split = "" if t.cpu_us is None else f"({t.cpu_user_us:.1f} + {t.cpu_sys_us:.1f})"
+            failed = f"  {t.failed} failed" if t.failed else ""
+            print(f"  {name:<10} {t.tps:>13,.0f} {t.latency_ms:>14.3f} {cpu:>12} "
+                  f"{split:>14}{failed}")
+        print(f"  pgcat-py/PgBouncer {cell.ratio('pgcat-py', 'pgbouncer'):.3f}   "
+              f"pgcat-py/direct {cell.ratio('pgcat-py', 'direct'):.3f}   "
+              f"PgBouncer/direct {cell.ratio('pgbouncer', 'direct'):.3f}")
+    print("\n" + markdown_table(cells))
+
+
+def markdown_table(cells: list[CellSummary]) -> str:
+    """The same figures as one Markdown table, for the README and issue notes."""
+    lines = ["| proto | clients | direct tps (lat ms) | PgBouncer tps (lat ms) | CPU µs/xact "
+             "| pgcat-py tps (lat ms) | CPU µs/xact | pgcat-py/PgBouncer | pgcat-py/direct |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for cell in cells:
+        cols = [cell.protocol, str(cell.clients)]
+        for t in cell.targets.values():
+            cols.append(f"{t.tps:,.0f} ({t.latency_ms:.3f})".replace(",", " "))
+            if t.cpu_us is not None:
+                cols.append(f"{t.cpu_us:.1f}")
+        cols += [f"{cell.ratio('pgcat-py', 'pgbouncer'):.3f}",
+                 f"{cell.ratio('pgcat-py', 'direct'):.3f}"]
+        lines.append("| " + " | ".join(cols) + " |")
+    return "\n".join(lines)
+
+
+def write_results(runs: list[Run], cells: list[CellSummary], meta: dict[str, object]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"pgbench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    document = {**meta, "runs": [asdict(r) for r in runs],
+                "summary": [cell.to_json() for cell in cells]}
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def describe_machine(pgbouncer_binary: str, settings: Settings) -> dict[str, object]:
+    def output(argv: list[str]) -> str:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=REPO)
+        return (done.stdout or done.stderr).strip().splitlines()[0] if done.stdout else ""
+
+    return {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": output(["git", "rev-parse", "HEAD"]),
+        "git_dirty": bool(output(["git", "status", "--porcelain", "--", "pgcat_py"])),
+        "pgbouncer": output([pgbouncer_binary, "--version"]),
+        "cpus": os.cpu_count(),
+        "load_before": os.getloadavg(),
+        "settings": asdict(settings),
+        "method": {"scale": SCALE, "pool_size": POOL_SIZE, "pgbench_threads": PGBENCH_THREADS,
+                   "tps": "median over rounds", "latency": "mean over rounds",
+                   "cpu": "median over rounds of (utime+stime delta)/transactions"},
+    }
+
+
+# --- main -----------------------------------------------------------------------------------
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwind through main's finally: stop everything
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    bouncer_binary = ensure_pgbouncer()
+    meta = describe_machine(bouncer_binary, settings)
+    print(f"load average {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} CPUs", flush=True)
+    base = Path(tempfile.mkdtemp(prefix="pgcat-py-pgbench-"))
+    base.chmod(0o755)  # the postgres OS user must reach its directories below
+    topology: Topology | None = None
+    pgcat: subprocess.Popen[bytes] | None = None
+    bouncer_pid: int | None = None
+    try:
+        topology = create_topology(base, replicas=0, shards=0)
+        primary = topology.primary
+        pgbench_binary = client_binary(topology.pg_bin, "pgbench")
+        print(f"primary on :{primary.port}; pgbench -i -s {SCALE} {DATABASE}", flush=True)
+        run_command([pgbench_binary, "-i", "-q", "-s", str(SCALE), primary.dsn(dbname=DATABASE)],
+                    what="pgbench -i", log=primary.log_file)
+        bouncer_port, bouncer_pid, _ = start_pgbouncer(bouncer_binary, base, primary.port)
+        pgcat_port, pgcat, _ = start_pgcat(base, primary.port)
+        print(f"pgbouncer on :{bouncer_port} (pid {bouncer_pid}), "
+              f"pgcat-py on :{pgcat_port} (pid {pgcat.pid})", flush=True)
+        bench = Bench(pgbench_binary,
+                      {"direct": primary.port, "pgbouncer": bouncer_port, "pgcat-py": pgcat_port},
+                      {"pgbouncer": bouncer_pid, "pgcat-py": pgcat.pid})
+        runs = run_rounds(bench, settings)
+        meta["load_after"] = os.getloadavg()
+        cells = summarize(runs)
+        print_tables(cells, settings)
+        print(f"\nresults: {write_results(runs, cells, meta)}")
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping everything", file=sys.stderr)
+        return 130
+    except (BenchError, LocalPgError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        _stop_all(pgcat, bouncer_pid, topology, base, settings.keep)
+
+
+def _stop_all(pgcat: subprocess.Popen[bytes] | None, bouncer_pid: int | None,
+              topology: Topology | None, base: Path, keep: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+    if pgcat is not None:
+        stop_pid(pgcat.pid)
+        pgcat.wait()
+    if bouncer_pid is not None:
+        stop_pid(bouncer_pid)
+    if topology is not None:
+        topology.stop()
+    if keep:
+        print(f"kept {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
