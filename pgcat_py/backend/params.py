@@ -37,12 +37,11 @@ def sync_statements(wanted: dict[str, str], applied: dict[str, str],
     """SQL that gives a server the client's ``wanted`` values, or "" when it has them.
 
     ``applied`` holds what differs from the server's login ``defaults``; all keys lower-case.
+    Values go through set_config(), which reads them exactly as a startup ``-c name=value``
+    does (``SET search_path TO 'a,b'`` would make one schema named "a,b").
     """
-    parts: list[str] = []
-    for name, value in wanted.items():
-        if applied.get(name, defaults.get(name)) != value:
-            parts.append(f"SET {name} TO {quote_literal(value)}")
-    for name in applied:
-        if name not in wanted:
-            parts.append(f"RESET {name}")
+    sets = [f"set_config({quote_literal(name)}, {quote_literal(value)}, false)"
+            for name, value in wanted.items() if applied.get(name, defaults.get(name)) != value]
+    parts = [f"SELECT {', '.join(sets)}"] if sets else []
+    parts += [f"RESET {name}" for name in applied if name not in wanted]
     return ";".join(parts)

@@ -72,7 +72,9 @@ def _pool_auth(general: General, path: Path, pool: Pool) -> Iterator[Problem]:
                 yield _problem((*path, key), "required when auth_query is set")
     if None in (auth_query, query_user, query_password):
         for key, user in pool.users.items():
-            if user.password is None:
+            # pgcat demands one even for trust users; a trust user whose server also trusts
+            # needs none (the server login fails clearly if it does ask).
+            if user.password is None and user.auth_type != "trust":
                 yield _problem(
                     (*path, "users", key, "password"),
                     "required: every user needs a password unless the pool has auth_query, "

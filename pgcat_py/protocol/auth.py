@@ -87,11 +87,22 @@ class ScramServerExchange:
             raise ProtocolViolation("client selected an invalid SASL authentication mechanism")
         data = r.nullable_bytes() or b""
         try:
-            self._server.set_client_first(data.decode())
+            self._set_client_first(data.decode())
             first: str = self._server.get_server_first()
             return first.encode()
         except (scramp.ScramException, UnicodeDecodeError) as exc:
             raise AuthenticationFailed(f"SCRAM exchange failed: {exc}") from None
+
+    def _set_client_first(self, client_first: str) -> None:
+        """libpq sends an empty user name ("n=,"): PostgreSQL ignores it and uses the startup
+        user, but scramp refuses empty attributes. Parse with a placeholder, then restore the
+        bare message as sent, since the proofs are computed over it (RFC 5802 AuthMessage)."""
+        head, sep, bare = client_first.partition(",n=,")
+        if not sep:
+            self._server.set_client_first(client_first)
+            return
+        self._server.set_client_first(head + ",n=*," + bare)
+        self._server.client_first_bare = "n=," + bare
 
     def client_final(self, payload: bytes) -> bytes:
         """Consume SASLResponse; returns server-final-message or raises on a bad proof."""
