@@ -1,0 +1,69 @@
+"""The Parser a pool holds: lex, look the shape up in an LRU cache, bind the literals.
+
+The hot path is `Parser.classify`: one regex split (lexer), one dict lookup (the shape in
+functools.lru_cache), and, only when shard keys come from literals, one small object. sqlglot
+runs once per shape, on a cache miss. Prepared statements: classify the Parse message's
+text once and keep the Classification with the statement; its ParamRefs say which Bind
+parameters hold the keys (`ShardKeys.bind`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from parser.analysis import ShapeAnalyser, ShapeAnalysis
+from parser.classification import NO_KEYS, UNKNOWN_KEYS, Classification, unknown_write
+from parser.lexer import lex
+from parser.settings import ParserSettings
+
+
+class Parser:
+    """Classifies SQL texts for one pool. Safe to share between the pool's sessions."""
+
+    def __init__(self, settings: ParserSettings | None = None) -> None:
+        self.settings = settings or ParserSettings()
+        self._max_length = self.settings.max_length
+        self._unknown_keys = UNKNOWN_KEYS if self.settings.sharding_keys else NO_KEYS
+        self._too_long = unknown_write("longer than query_parser_max_length", self._unknown_keys)
+        analyser = ShapeAnalyser(self.settings)
+        self._analyse: functools._lru_cache_wrapper[ShapeAnalysis] = functools.lru_cache(
+            maxsize=self.settings.cache_size
+        )(analyser.analyse)
+
+    def classify(self, sql: str) -> Classification:
+        """Classify a whole query text (one or more statements). Never raises."""
+        max_length = self._max_length
+        if max_length is not None and (
+            len(sql) > max_length or (not sql.isascii() and len(sql.encode()) > max_length)
+        ):
+            return self._too_long
+        shape = lex(sql)
+        if shape.unsafe is not None:
+            return unknown_write(shape.unsafe, self._unknown_keys)
+        analysis = self._analyse(shape.text)
+        if analysis.plan is None:
+            return analysis.classification
+        try:
+            return analysis.bind(shape.literals)
+        except Exception:  # never expected: a literal value conversion went wrong
+            return unknown_write("shard key conversion failed", self._unknown_keys)
+
+    def cache_info(self) -> Any:
+        """functools' CacheInfo(hits, misses, maxsize, currsize) of the shape cache."""
+        return self._analyse.cache_info()
+
+    def cache_clear(self) -> None:
+        """Forget every analysed shape."""
+        self._analyse.cache_clear()
+
+
+@functools.lru_cache(maxsize=16)
+def parser_for(settings: ParserSettings | None = None) -> Parser:
+    """A shared Parser per settings, for the module-level helpers."""
+    return Parser(settings)
+
+
+def classify(sql: str, settings: ParserSettings | None = None) -> Classification:
+    """Classify `sql` with a shared Parser for `settings` (see Parser.classify)."""
+    return parser_for(settings).classify(sql)

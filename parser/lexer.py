@@ -1,0 +1,170 @@
+"""The fast lexer in front of sqlglot: cuts the literals out of a query, leaving its shape.
+
+A *shape* is the query text with every literal replaced by a numbered placeholder (numbers by
+`<n>`, strings of every kind by `'<n>'`, n counting literals from 0) and every comment by a
+space. `$n` parameters and everything else stay as written. Two queries that differ only in
+their literal values (or comments) have the same shape, so the sqlglot analysis of a shape is
+cached and the values of the query at hand are read from `literals`.
+
+One compiled regular expression, used with `re.split` (match objects cost more than the rest
+of the lexer), finds the lexemes that matter by PostgreSQL's scan.l rules: comments, quoted
+identifiers, strings, dollar quotes and numbers; the text between them is copied unchanged.
+It opens with a lookahead on the characters a lexeme can start with, which lets the regex
+engine skip keywords and identifiers at C speed (about 4x faster than without it).
+Text the lexer cannot cut safely (unterminated quotes or comments, a string whose end depends
+on standard_conforming_strings) is reported as `unsafe`, and the caller treats it as a write.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+# PostgreSQL identifiers may contain letters, digits, _, $ and any non-ASCII character
+# (scan.l: ident_cont). Numbers and dollar quotes never start inside an identifier.
+_IDENT_CHAR = r"[\w$\u0080-\U0010ffff]"
+_NOT_IN_IDENT = rf"(?<!{_IDENT_CHAR})"
+_DOLLAR_TAG = r"\$(?:[A-Za-z_\u0080-\U0010ffff][\w\u0080-\U0010ffff]*)?\$"
+
+# C-style comments nest in PostgreSQL (scan.l: xc). A regular expression cannot count, so
+# nesting is spelt out four levels deep; deeper nesting is reported as unsafe.
+_COMMENT_BODY = r"(?:[^*/]|\*(?!/)|/(?!\*){inner})*"
+_COMMENT = r"/\*" + _COMMENT_BODY.format(inner="") + r"\*/"
+for _ in range(3):
+    _COMMENT = r"/\*" + _COMMENT_BODY.format(inner="|" + _COMMENT) + r"\*/"
+
+# Group 1 is the lexeme, group 2 the tag of a complete dollar quote. The last line matches
+# what is left when a complete form failed: an unterminated comment, quote or dollar quote.
+_LEXEME = re.compile(
+    rf"""
+    (
+    (?=[-/"'$\d.])
+    (?:
+    --[^\n\r]*|{_COMMENT}
+    |"(?:[^"]|"")*"
+    |'(?:[^']|'')*'
+    |{_NOT_IN_IDENT}({_DOLLAR_TAG}).*?\2
+    |{_NOT_IN_IDENT}
+        (?:0[xX][0-9A-Fa-f_]+|0[oO][0-7_]+|0[bB][01_]+
+        |(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?)
+    |/\*|['"]|{_NOT_IN_IDENT}{_DOLLAR_TAG}
+    )
+    )
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_STRIDE = 3  # re.split gives [text, lexeme, tag, text, lexeme, tag, ..., text]
+
+# An escape string, E'...' (scan.l: xe): backslashes escape, \' included.
+_ESCAPE_STRING = re.compile(r"[eE]'(?:[^'\\]|\\.|'')*'", re.DOTALL)
+_IDENT_CHAR_RE = re.compile(_IDENT_CHAR)
+_PREFIXES = ("E", "B", "X", "N", "U&")
+_PREFIX_ENDS = frozenset("eEbBxXnN&")
+_NUMBER_STARTS = frozenset("0123456789.")
+
+_UNTERMINATED = {
+    "/*": "unterminated comment (or nested more than 4 deep)",
+    "'": "unterminated quoted string",
+    '"': "unterminated quoted identifier",
+}
+_BACKSLASH_QUOTE = "backslash before a quote in a string literal"
+
+
+class Shape(NamedTuple):
+    """A lexed query: its shape, its literals as written, and why it is unsafe, if it is."""
+
+    text: str
+    literals: list[str]
+    unsafe: str | None
+
+
+class _NeedsEscapes(Exception):
+    """An E'...' string: the text must be cut again by _split_escapes."""
+
+
+def lex(sql: str) -> Shape:
+    """Cut the literals out of `sql`. Never raises."""
+    parts: list[str | None] = _LEXEME.split(sql)
+    if len(parts) == 1:
+        return Shape(sql, [], None)
+    try:
+        return _shape(sql, parts)
+    except _NeedsEscapes:
+        pass
+    try:
+        return _shape(sql, _split_escapes(sql))
+    except _NeedsEscapes:  # pragma: no cover - _split_escapes took every E'...' out
+        return Shape(sql, [], "unexpected escape string")
+
+
+def _shape(sql: str, parts: list[str | None]) -> Shape:
+    """Replace the lexemes of a split text by placeholders (in place) and join it."""
+    literals: list[str] = []
+    for i in range(1, len(parts), _STRIDE):
+        lexeme = parts[i]
+        assert lexeme is not None
+        first = lexeme[0]
+        if first in _NUMBER_STARTS:
+            parts[i] = str(len(literals))
+            literals.append(lexeme)
+            continue
+        if first == "'" and len(lexeme) > 1:
+            prefix = _string_prefix(parts[i - 1])
+            if prefix == "E":
+                raise _NeedsEscapes
+            if "\\'" in lexeme:
+                # With standard_conforming_strings off, \' does not end the string: the
+                # statement boundaries would differ from what the server sees.
+                return Shape(sql, [], _BACKSLASH_QUOTE)
+            if prefix:
+                before = parts[i - 1]
+                assert before is not None
+                parts[i - 1] = before[: -len(prefix)]
+                lexeme = prefix + lexeme
+        elif first == '"' and len(lexeme) > 1:
+            continue  # a quoted identifier: kept; matched only to skip the quotes inside
+        elif first == "-" or (first == "/" and len(lexeme) > 2):
+            parts[i] = " "  # a comment
+            continue
+        elif first in "'\"/" or (first == "$" and parts[i + 1] is None):
+            return Shape(sql, [], _UNTERMINATED.get(lexeme, "unterminated dollar quote"))
+        parts[i + 1] = None  # the tag of a dollar quote
+        parts[i] = f"'{len(literals)}'"
+        literals.append(lexeme)
+    return Shape("".join(filter(None, parts)), literals, None)
+
+
+def _string_prefix(before: str | None) -> str:
+    """The prefix (E, B, X, N, U&) that the text before a quote ends with, if any."""
+    if not before or before[-1] not in _PREFIX_ENDS:
+        return ""
+    for prefix in _PREFIXES:
+        begin = len(before) - len(prefix)
+        if (
+            begin >= 0
+            and before[begin:].upper() == prefix
+            and (begin == 0 or not _IDENT_CHAR_RE.match(before, begin - 1))
+        ):
+            return prefix
+    return ""
+
+
+def _split_escapes(sql: str) -> list[str | None]:
+    """Like _LEXEME.split, but E'...' strings are cut by their own (backslash) rules."""
+    parts: list[str | None] = []
+    pos = 0
+    while (match := _LEXEME.search(sql, pos)) is not None:
+        start, end = match.span()
+        if sql[start] == "'" and sql[pos:start][-1:] in ("e", "E"):
+            begin = start - 1
+            if begin == 0 or not _IDENT_CHAR_RE.match(sql, begin - 1):
+                escaped = _ESCAPE_STRING.match(sql, begin)
+                if escaped is None:
+                    return [*parts, sql[pos:start], "'", None, ""]  # unterminated
+                parts += [sql[pos:begin], escaped.group(), None]
+                pos = escaped.end()
+                continue
+        parts += [sql[pos:start], match.group(1), match.group(2)]
+        pos = end
+    parts.append(sql[pos:])
+    return parts
