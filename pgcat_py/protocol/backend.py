@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import ProtocolViolation
-from .wire import Reader, cstr, i16, i32, message, u32
+from .wire import Reader, cstr, i16, i32, message, u16, u32
 
 # Authentication request codes (protocol-message-formats.html, "AuthenticationXXX").
 AUTH_OK = 0
@@ -79,7 +79,7 @@ class RowDescription:
     fields: tuple[Field, ...]
 
     def encode(self) -> bytes:
-        parts = [i16(len(self.fields))]
+        parts = [u16(len(self.fields))]
         for f in self.fields:
             parts.append(cstr(f.name) + u32(f.table_oid) + i16(f.column_attr) + u32(f.type_oid)
                          + i16(f.type_size) + i32(f.type_modifier) + i16(f.format_code))
@@ -91,7 +91,7 @@ class DataRow:
     values: tuple[bytes | None, ...]
 
     def encode(self) -> bytes:
-        parts = [i16(len(self.values))]
+        parts = [u16(len(self.values))]
         parts += [i32(-1) if v is None else i32(len(v)) + v for v in self.values]
         return message(b"D", b"".join(parts))
 
@@ -143,7 +143,7 @@ class ParameterDescription:
     type_oids: tuple[int, ...]
 
     def encode(self) -> bytes:
-        return message(b"t", i16(len(self.type_oids)) + b"".join(u32(o) for o in self.type_oids))
+        return message(b"t", u16(len(self.type_oids)) + b"".join(u32(o) for o in self.type_oids))
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +155,7 @@ class CopyResponse:
     column_formats: tuple[int, ...] = ()
 
     def encode(self) -> bytes:
-        body = bytes([self.format_code]) + i16(len(self.column_formats))
+        body = bytes([self.format_code]) + u16(len(self.column_formats))
         body += b"".join(i16(f) for f in self.column_formats)
         return message(self.kind.encode(), body)
 
@@ -216,7 +216,7 @@ def _decode_fields(r: Reader) -> dict[str, str]:
 
 def _decode_row_description(r: Reader) -> RowDescription:
     fields = []
-    for _ in range(r.int16()):
+    for _ in range(r.uint16()):
         name, table, attr = r.cstring(), r.uint32(), r.int16()
         oid, size, mod, fmt = r.uint32(), r.int16(), r.int32(), r.int16()
         fields.append(Field(name, oid, table, attr, size, mod, fmt))
@@ -225,7 +225,7 @@ def _decode_row_description(r: Reader) -> RowDescription:
 
 def _decode_copy_response(kind: str, r: Reader) -> CopyResponse:
     fmt = r.byte()
-    return CopyResponse(kind, fmt, tuple(r.int16() for _ in range(r.int16())))
+    return CopyResponse(kind, fmt, tuple(r.int16() for _ in range(r.uint16())))
 
 
 def decode_backend(msg_type: int, payload: bytes) -> BackendMessage:
@@ -244,7 +244,7 @@ def decode_backend(msg_type: int, payload: bytes) -> BackendMessage:
     elif t == "T":
         msg = _decode_row_description(r)
     elif t == "D":
-        msg = DataRow(tuple(r.nullable_bytes() for _ in range(r.int16())))
+        msg = DataRow(tuple(r.nullable_bytes() for _ in range(r.uint16())))
     elif t == "C":
         msg = CommandComplete(r.cstring())
     elif t in "EN":
@@ -252,7 +252,7 @@ def decode_backend(msg_type: int, payload: bytes) -> BackendMessage:
     elif t == "A":
         msg = NotificationResponse(r.int32(), r.cstring(), r.cstring())
     elif t == "t":
-        msg = ParameterDescription(tuple(r.uint32() for _ in range(r.int16())))
+        msg = ParameterDescription(tuple(r.uint32() for _ in range(r.uint16())))
     elif t in "GHW":
         msg = _decode_copy_response(t, r)
     elif t == "V":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import ProtocolViolation
-from .wire import Reader, cstr, i16, i32, message, u32
+from .wire import Reader, cstr, i16, i32, message, u16, u32
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,7 @@ class Parse:
     param_types: tuple[int, ...] = ()
 
     def encode(self) -> bytes:
-        body = cstr(self.name) + cstr(self.query) + i16(len(self.param_types))
+        body = cstr(self.name) + cstr(self.query) + u16(len(self.param_types))
         body += b"".join(u32(oid) for oid in self.param_types)
         return message(b"P", body)
 
@@ -42,12 +42,12 @@ class Bind:
     result_formats: tuple[int, ...] = ()
 
     def encode(self) -> bytes:
-        parts = [cstr(self.portal), cstr(self.statement), i16(len(self.param_formats))]
+        parts = [cstr(self.portal), cstr(self.statement), u16(len(self.param_formats))]
         parts += [i16(f) for f in self.param_formats]
-        parts.append(i16(len(self.params)))
+        parts.append(u16(len(self.params)))
         for value in self.params:
             parts.append(i32(-1) if value is None else i32(len(value)) + value)
-        parts.append(i16(len(self.result_formats)))
+        parts.append(u16(len(self.result_formats)))
         parts += [i16(f) for f in self.result_formats]
         return message(b"B", b"".join(parts))
 
@@ -113,9 +113,9 @@ class FunctionCall:
     result_format: int = 0
 
     def encode(self) -> bytes:
-        parts = [u32(self.function_oid), i16(len(self.arg_formats))]
+        parts = [u32(self.function_oid), u16(len(self.arg_formats))]
         parts += [i16(f) for f in self.arg_formats]
-        parts.append(i16(len(self.args)))
+        parts.append(u16(len(self.args)))
         for value in self.args:
             parts.append(i32(-1) if value is None else i32(len(value)) + value)
         parts.append(i16(self.result_format))
@@ -159,20 +159,20 @@ FrontendMessage = (Query | Parse | Bind | Describe | Execute | Close | Sync | Fl
 
 
 def _int16_list(r: Reader) -> tuple[int, ...]:
-    return tuple(r.int16() for _ in range(r.int16()))
+    return tuple(r.int16() for _ in range(r.uint16()))
 
 
 def _decode_bind(r: Reader) -> Bind:
     portal, statement = r.cstring(), r.cstring()
     formats = _int16_list(r)
-    params = tuple(r.nullable_bytes() for _ in range(r.int16()))
+    params = tuple(r.nullable_bytes() for _ in range(r.uint16()))
     return Bind(portal, statement, formats, params, _int16_list(r))
 
 
 def _decode_function_call(r: Reader) -> FunctionCall:
     oid = r.uint32()
     formats = _int16_list(r)
-    args = tuple(r.nullable_bytes() for _ in range(r.int16()))
+    args = tuple(r.nullable_bytes() for _ in range(r.uint16()))
     return FunctionCall(oid, formats, args, r.int16())
 
 
@@ -191,7 +191,7 @@ def decode_frontend(msg_type: int, payload: bytes) -> FrontendMessage:
     if t == "Q":
         msg = Query(r.cstring())
     elif t == "P":
-        msg = Parse(r.cstring(), r.cstring(), tuple(r.uint32() for _ in range(r.int16())))
+        msg = Parse(r.cstring(), r.cstring(), tuple(r.uint32() for _ in range(r.uint16())))
     elif t == "B":
         msg = _decode_bind(r)
     elif t == "D":

@@ -12,6 +12,7 @@ import struct
 from .errors import ProtocolViolation
 
 _I16 = struct.Struct("!h")
+_U16 = struct.Struct("!H")
 _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
 
@@ -23,6 +24,12 @@ def cstr(text: str) -> bytes:
 
 def i16(value: int) -> bytes:
     return _I16.pack(value)
+
+
+def u16(value: int) -> bytes:
+    """A count of following items: Int16 in the docs, read unsigned by PostgreSQL and libpq
+    (pq_getmsgint, pqGetInt), so a Bind may carry up to 65535 parameters."""
+    return _U16.pack(value)
 
 
 def i32(value: int) -> bytes:
@@ -57,6 +64,10 @@ class Reader:
 
     def int16(self) -> int:
         value: int = _I16.unpack(self._take(2))[0]
+        return value
+
+    def uint16(self) -> int:
+        value: int = _U16.unpack(self._take(2))[0]
         return value
 
     def int32(self) -> int:
