@@ -88,9 +88,12 @@ class App:
         raise ProxyError(message, sqlstate=code, severity="FATAL")
 
     def route(self, session: ClientSession) -> Route:
-        assert session.cluster is not None
-        s = session.cluster.settings
-        return default_route(s.default_role, s.default_shard, len(session.cluster.shards))
+        cluster = session.cluster
+        assert cluster is not None
+        if cluster.fixed_route is not None:
+            return cluster.fixed_route
+        s = cluster.settings
+        return default_route(s.default_role, s.default_shard, len(cluster.shards))
 
     def cancel(self, process_id: int, secret_key: int) -> None:
         session = self.by_key.get((process_id, secret_key))

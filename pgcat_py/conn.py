@@ -28,6 +28,7 @@ class MessageConnection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._max_message = max_message
         self.is_closed = False
+        self._reading_paused = False
 
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,6 +90,17 @@ class MessageConnection(asyncio.Protocol):
         data = bytes(self._rbuf)
         self._rbuf.clear()
         return data
+
+    # Flow control: transports are told only about real changes (cheap on the hot path).
+    def pause_reading(self) -> None:
+        if not self._reading_paused and not self.is_closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and not self.is_closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
 
     def write(self, data: bytes) -> None:
         if not self.is_closed:

@@ -13,6 +13,7 @@ from .frontend.auth import Credentials
 from .pool.cluster import Cluster, ClusterSettings
 from .pool.server_pool import PoolSettings, ServerPool
 from .protocol.auth import ScramVerifier
+from .router import default_route
 
 
 @dataclass
@@ -70,6 +71,9 @@ def build_pools(config: Config) -> dict[tuple[str, str], PoolEntry]:
                                               pool.load_balancing_mode, pool.default_role,
                                               pool.default_shard),
                               shards)
+            if len(shards) == 1 or pool.default_shard.startswith("shard_"):
+                cluster.fixed_route = default_route(pool.default_role, pool.default_shard,
+                                                    len(shards))
             creds = credentials_for(user.username, user.password, user.auth_type)
             entries[(pool_name, user.username)] = PoolEntry(cluster, creds, eff.pool_mode)
     return entries

@@ -55,6 +55,8 @@ class RelayClient(Protocol):
     def on_server_idle(self, server: ServerConnection) -> None: ...
     def on_server_lost(self, server: ServerConnection) -> None: ...
     def on_parameter_status(self, name: str, value: str) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,9 @@ class ServerConnection(MessageConnection):
         self.defaults: dict[str, str] = {}      # login ParameterStatus, lower-case names
         self.reported: dict[str, tuple[str, str]] = {}  # lower name -> (Name, value)
         self.applied: dict[str, str] = {}       # values that differ from the defaults
+        # The client parameter set this session was last brought in line with: a checkout by
+        # a client with the same set skips the comparison (tuple equality, no SQL).
+        self.synced_key: tuple[tuple[str, str], ...] | None = None
         self.status = IDLE
         self.pending = 0                        # ReadyForQuery messages still expected
         self.in_copy = False
@@ -136,12 +141,12 @@ class ServerConnection(MessageConnection):
     def pause_writing(self) -> None:
         self.write_paused = True
         if self.client is not None:
-            self.client.transport.pause_reading()
+            self.client.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
         if self.client is not None:
-            self.client.transport.resume_reading()
+            self.client.resume_reading()
 
     @property
     def is_usable(self) -> bool:
@@ -203,6 +208,7 @@ class ServerConnection(MessageConnection):
         msg = be.decode_backend(PARAMETER_STATUS, payload)
         assert isinstance(msg, be.ParameterStatus)
         key = msg.name.lower()
+        self.synced_key = None
         self.reported[key] = (msg.name, msg.value)
         if self.defaults.get(key) == msg.value:
             self.applied.pop(key, None)
@@ -341,6 +347,7 @@ class ServerConnection(MessageConnection):
     def after_reset(self) -> None:
         """RESET ALL / DISCARD ALL put every non-reported setting back to its default."""
         self.dirt.clear()
+        self.synced_key = None
         self.applied = {k: v for k, v in self.applied.items() if k in self.reported
                         and self.reported[k][1] != self.defaults.get(k)}
 

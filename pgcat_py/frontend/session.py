@@ -63,6 +63,7 @@ class ClientSession(MessageConnection):
         self.database = ""
         self.user = ""
         self.params: dict[str, str] = {}
+        self.params_key: tuple[tuple[str, str], ...] = ()
         self.cluster: Cluster | None = None
         self.transaction_mode = True
         self.server: ServerConnection | None = None
@@ -103,7 +104,7 @@ class ClientSession(MessageConnection):
         if self.state is State.IDLE:
             self._process_idle()
         elif len(self._rbuf) > MAX_IDLE_BUFFER:
-            self.transport.pause_reading()
+            self.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -121,12 +122,12 @@ class ClientSession(MessageConnection):
     def pause_writing(self) -> None:
         self._write_paused = True
         if self.server is not None:
-            self.server.transport.pause_reading()
+            self.server.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
         if self.server is not None:
-            self.server.transport.resume_reading()
+            self.server.resume_reading()
 
     # --- errors -------------------------------------------------------------------
     def fatal(self, exc: ProxyError) -> None:
@@ -176,7 +177,7 @@ class ClientSession(MessageConnection):
                 return
             if first is None:
                 if len(self._rbuf) > MAX_IDLE_BUFFER:
-                    self.transport.pause_reading()
+                    self.pause_reading()
                 return
             msg_type, end = first
             if msg_type == TERMINATE:
@@ -210,10 +211,13 @@ class ClientSession(MessageConnection):
         if self.is_closed:
             pool.release(server)
             return
-        if sync_statements(self.params, server.applied, server.defaults):
-            self._task = asyncio.get_running_loop().create_task(self._sync_then_link(pool, server))
-        else:
-            self._link(server, pool)
+        if server.synced_key != self.params_key:
+            if sync_statements(self.params, server.applied, server.defaults):
+                self._task = asyncio.get_running_loop().create_task(
+                    self._sync_then_link(pool, server))
+                return
+            server.synced_key = self.params_key
+        self._link(server, pool)
 
     def checkout_failed(self, exc: ProxyError) -> None:
         self._attempt = None
@@ -234,6 +238,8 @@ class ClientSession(MessageConnection):
             return
         for key in self.params.keys() & server.reported.keys():
             self.params[key] = server.reported[key][1]  # the server's spelling of the value
+        self.params_changed()
+        server.synced_key = self.params_key
         if self.is_closed:
             pool.release(server)
             return
@@ -259,11 +265,11 @@ class ClientSession(MessageConnection):
         self._task = None
         server.attach(self)
         if self._write_paused:
-            server.transport.pause_reading()
+            server.pause_reading()
         if server.write_paused:
-            self.transport.pause_reading()
+            self.pause_reading()
         else:
-            self.transport.resume_reading()
+            self.resume_reading()
         data = self.take_buffered()
         if data:
             self.data_received(data)
@@ -285,20 +291,25 @@ class ClientSession(MessageConnection):
                               sqlstate=CONNECTION_FAILURE))
 
     def on_parameter_status(self, name: str, value: str) -> None:
-        self.params[name] = value
+        if self.params.get(name) != value:
+            self.params[name] = value
+            self.params_changed()
+
+    def params_changed(self) -> None:
+        self.params_key = tuple(sorted(self.params.items()))
 
     def _unlink(self) -> None:
         server, pool = self.server, self.server_pool
         self.server = self.server_pool = None
         if server is None or pool is None:
             return
-        self.transport.resume_reading()
+        self.resume_reading()
         self._give_back(server, pool)
 
     def _give_back(self, server: ServerConnection, pool: ServerPool) -> None:
         """Return a server after use, rolling back or closing it when it is not clean."""
         server.detach()
-        server.transport.resume_reading()
+        server.resume_reading()
         if self.scanner.named_parse:
             server.dirt.prepare = True
             self.scanner.named_parse = False

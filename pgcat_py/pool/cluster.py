@@ -15,6 +15,7 @@ from typing import Protocol
 
 from ..backend.server import ServerConnection
 from ..protocol.errors import PoolTimeout, ProxyError
+from ..router import Route
 from .server_pool import ALL_SERVERS_DOWN, ServerPool
 
 ROLES = ("primary", "replica", "any")
@@ -90,6 +91,9 @@ class Cluster:
         # ParameterStatus set shown to clients at login: (Name, value) by lower-case name,
         # learned from the first server connection (pgcat's "original server parameters").
         self.server_parameters: dict[str, tuple[str, str]] = {}
+        # Set by whoever builds the cluster when the route never varies (one shard, or a
+        # fixed default_shard): saves building a Route per transaction.
+        self.fixed_route: Route | None = None
         self._by_role = {(i, role): [p for p in shard if role == "any" or p.target.role == role]
                          for i, shard in enumerate(shards) for role in ROLES}
 
@@ -113,8 +117,14 @@ class Cluster:
 
     def checkout(self, client: CheckoutClient, shard: int, role: str) -> CheckoutAttempt | None:
         """Serve ``client`` now (returns None) or start an attempt that calls back later."""
+        pools = self._by_role.get((shard, role))
+        if pools is not None and len(pools) == 1:  # the common case: no shuffle, no copy
+            server = pools[0].take_idle()
+            if server is not None:
+                client.server_ready(pools[0], server)
+                return None
         candidates = self.candidates(shard, role)
-        if candidates:
+        if len(candidates) > 1:
             server = candidates[0].take_idle()
             if server is not None:
                 client.server_ready(candidates[0], server)
