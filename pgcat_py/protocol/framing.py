@@ -8,7 +8,8 @@ the proxy does not act on (DataRows are skipped, not sliced).
 
 Limits follow PostgreSQL's backend (src/backend/tcop/postgres.c, SocketBackend): most
 frontend messages may be at most PQ_SMALL_MESSAGE_LIMIT bytes, a few (Query, Parse, Bind,
-FunctionCall, CopyData) up to PQ_LARGE_MESSAGE_LIMIT.
+FunctionCall, CopyData) up to PQ_LARGE_MESSAGE_LIMIT. As in pq_getmessage (pqcomm.c), the
+limit applies to the declared length, which counts its own four bytes.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ AUTHENTICATION = ord("R")
 def _frontend_limits() -> list[int]:
     """Per-type maximum message length; 0 means "not a valid frontend type"."""
     limits = [0] * 256
-    for t in b"CDEHScX":
+    for t in b"CDEHScfX":
         limits[t] = PQ_SMALL_MESSAGE_LIMIT
-    for t in b"QPBFdf":
+    for t in b"QPBFd":
         limits[t] = PQ_LARGE_MESSAGE_LIMIT
     return limits
 
@@ -84,7 +85,7 @@ def check_frontend_header(msg_type: int, length: int) -> None:
     limit = FRONTEND_LIMITS[msg_type]
     if limit == 0:
         raise ProtocolViolation(f"invalid frontend message type {msg_type}")
-    if length < 4 or length - 4 > limit:
+    if length < 4 or length > limit:
         raise ProtocolViolation(f"invalid message length {length} for message type {msg_type}")
 
 
