@@ -74,7 +74,8 @@ def read_startup_packet(data: bytes | bytearray) -> tuple[StartupPacket | None, 
     if len(data) < 4:
         return None, 0
     length = int.from_bytes(data[:4], "big", signed=True)
-    if length < 8 or length > MAX_STARTUP_PACKET_LENGTH:
+    # ProcessStartupPacket discounts the length word before checking: 4..10000 bytes follow.
+    if length < 8 or length - 4 > MAX_STARTUP_PACKET_LENGTH:
         raise ProtocolViolation("invalid length of startup packet")
     if len(data) < length:
         return None, 0
