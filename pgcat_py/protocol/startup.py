@@ -107,7 +107,9 @@ def _decode_params(body: bytes) -> dict[str, str]:
     if parts[-1] != b"" and body != b"\0":
         raise ProtocolViolation("invalid startup packet layout: expected terminator as last byte")
     parts = parts[:-1]
-    if len(parts) % 2:
+    # An empty name is the terminator to PostgreSQL: one before the last byte ends the list
+    # early, and the bytes after it make the layout invalid.
+    if len(parts) % 2 or not all(parts[::2]):
         raise ProtocolViolation("invalid startup packet layout: expected terminator as last byte")
     params: dict[str, str] = {}
     for name, value in zip(parts[::2], parts[1::2], strict=True):
