@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from .errors import INVALID_AUTHORIZATION, ProtocolViolation
+from .errors import FEATURE_NOT_SUPPORTED, INVALID_AUTHORIZATION, ProtocolViolation
 from .wire import cstr, i32
 
 SSL_REQUEST_CODE = 80877103      # (1234 << 16) | 5679
@@ -91,10 +91,14 @@ def _decode(code: int, body: bytes) -> StartupPacket:
         return GSSENCRequest()
     if code == CANCEL_REQUEST_CODE and len(body) == 8:
         return CancelRequest(*_I32x2.unpack(body))
+    if code in (SSL_REQUEST_CODE, GSSENC_REQUEST_CODE, CANCEL_REQUEST_CODE):
+        raise ProtocolViolation("invalid length of startup packet")
     major, minor = code >> 16, code & 0xFFFF
     if major != 3:
+        # Not a malformed packet but a version we do not speak: PostgreSQL says 0A000.
         raise ProtocolViolation(
-            f"unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0")
+            f"unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0",
+            sqlstate=FEATURE_NOT_SUPPORTED)
     return StartupMessage(_decode_params(body), minor)
 
 
