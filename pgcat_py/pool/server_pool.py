@@ -122,7 +122,7 @@ class ServerPool:
             wait.reserve_timer = loop.call_later(s.reserve_pool_timeout, self._use_reserve)
         self.waiters[waiter] = wait
         if self.size < s.pool_size:
-            self._spawn(self._open_for(waiter))
+            self._start_open(waiter)
         return None
 
     def cancel(self, waiter: Waiter) -> None:
@@ -151,8 +151,7 @@ class ServerPool:
     def _use_reserve(self) -> None:
         s = self.settings
         if self.waiters and self.size < s.pool_size + s.reserve_pool_size:
-            waiter = next(iter(self.waiters))
-            self._spawn(self._open_for(waiter))
+            self._start_open(next(iter(self.waiters)))
 
     def _serve_next(self, server: ServerConnection) -> bool:
         """Hand ``server`` to the first waiter; False when nobody waits."""
@@ -164,8 +163,13 @@ class ServerPool:
         waiter.server_ready(self, server)
         return True
 
-    async def _open_for(self, waiter: Waiter) -> None:
+    def _start_open(self, waiter: Waiter) -> None:
+        """Open one connection for ``waiter``; counted at once, so capacity checks made in
+        the same loop tick see it."""
         self.opening += 1
+        self._spawn(self._open_for(waiter))
+
+    async def _open_for(self, waiter: Waiter) -> None:
         try:
             server = await open_server(self.target, self.settings.connect_timeout,
                                        self.settings.application_name)
@@ -272,7 +276,7 @@ class ServerPool:
     def _refill_for_waiters(self) -> None:
         """Capacity was freed: open a connection for the first waiter, if any."""
         if not self.closed and self.waiters and self.size < self.settings.pool_size:
-            self._spawn(self._open_for(next(iter(self.waiters))))
+            self._start_open(next(iter(self.waiters)))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
