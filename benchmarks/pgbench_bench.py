@@ -200,12 +200,24 @@ def start_pgbouncer(binary: str, base: Path, server_port: int) -> tuple[int, int
     run_command(argv, what="starting pgbouncer", log=home / "pgbouncer.log")
     pidfile = home / "pgbouncer.pid"
     try:
-        wait_for_port(port, pidfile.exists, home / "pgbouncer.log")
-        return port, int(pidfile.read_text().strip()), home
+        # the port can accept before the pidfile is written: wait for both
+        wait_until_ready(port, lambda: _read_pid(pidfile) is not None, home / "pgbouncer.log")
     except BaseException:
-        if pidfile.exists():
-            stop_pid(int(pidfile.read_text().strip()))
+        time.sleep(0.5)  # a pgbouncer that is still starting writes its pidfile soon
+        pid = _read_pid(pidfile)
+        if pid is not None:
+            stop_pid(pid)
         raise
+    pid = _read_pid(pidfile)
+    assert pid is not None
+    return port, pid, home
+
+
+def _read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def stop_pid(pid: int) -> None:
@@ -215,8 +227,17 @@ def stop_pid(pid: int) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while _is_running(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _is_running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (a daemon's parent may never reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
 
 
 # --- pgcat-py -------------------------------------------------------------------------------
@@ -255,7 +276,7 @@ def start_pgcat(base: Path, server_port: int) -> tuple[int, subprocess.Popen[byt
         process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
-        wait_for_port(port, lambda: process.poll() is None, log)
+        wait_until_ready(port, lambda: True, log, exited=lambda: process.poll() is not None)
     except BaseException:
         stop_pid(process.pid)
         process.wait()
@@ -263,17 +284,21 @@ def start_pgcat(base: Path, server_port: int) -> tuple[int, subprocess.Popen[byt
     return port, process, log
 
 
-def wait_for_port(port: int, alive: Callable[[], bool], log: Path) -> None:
-    """Poll until something accepts on `port` within START_TIMEOUT_S; else fail with the log."""
+def wait_until_ready(port: int, ready: Callable[[], bool], log: Path,
+                     exited: Callable[[], bool] = lambda: False) -> None:
+    """Poll until `port` accepts and `ready()` holds, for up to START_TIMEOUT_S."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not exited():
         try:
             with socket.create_connection((HOST, port), timeout=1):
-                return
+                if ready():
+                    return
         except OSError:
-            time.sleep(0.05)
-    raise BenchError(f"nothing listens on {HOST}:{port} after {START_TIMEOUT_S} s "
-                     f"(process alive: {alive()})\n--- {log} ---\n{log_tail(log)}")
+            pass
+        time.sleep(0.05)
+    why = "the process exited" if exited() else f"not ready after {START_TIMEOUT_S} s"
+    raise BenchError(f"{HOST}:{port}: {why}"
+                     f"\n--- {log} ---\n{log_tail(log)}")
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -479,12 +504,15 @@ def write_results(runs: list[Run], cells: list[CellSummary], meta: dict[str, obj
 
 def describe_machine(pgbouncer_binary: str, settings: Settings) -> dict[str, object]:
     def output(argv: list[str]) -> str:
+        """First line of a command's stdout ("" if none)."""
         done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=REPO)
-        return (done.stdout or done.stderr).strip().splitlines()[0] if done.stdout else ""
+        lines = done.stdout.strip().splitlines()
+        return lines[0] if lines else ""
 
     return {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": output(["git", "rev-parse", "HEAD"]),
+        # the proxy measured is this checkout's working tree, uncommitted changes included
         "git_dirty": bool(output(["git", "status", "--porcelain", "--", "pgcat_py"])),
         "pgbouncer": output([pgbouncer_binary, "--version"]),
         "cpus": os.cpu_count(),
