@@ -176,8 +176,9 @@ class ClientSession(MessageConnection):
                 self.fatal(exc)
                 return
             if first is None:
-                if len(self._rbuf) > MAX_IDLE_BUFFER:
-                    self.pause_reading()
+                # Part of one message: its declared length passed PostgreSQL's limits, and
+                # like PostgreSQL we need all of it. Pausing here would wait forever.
+                self.resume_reading()
                 return
             msg_type, end = first
             if msg_type == TERMINATE:
