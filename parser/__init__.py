@@ -29,7 +29,6 @@ from parser.core import Parser, classify
 from parser.custom_commands import CommandKind, CustomCommand, parse_custom_command
 from parser.hints import CommentHint, comment_hints
 from parser.settings import ParserSettings, ShardingKey
-from parser.values import decode_bind_value
 
 __all__ = [
     "ALL_SHARDS",
@@ -52,6 +51,5 @@ __all__ = [
     "TransactionModes",
     "classify",
     "comment_hints",
-    "decode_bind_value",
     "parse_custom_command",
 ]

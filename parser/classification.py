@@ -8,13 +8,13 @@ two queries of one shape (the literal values).
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from uuid import UUID
 
-# A shard key value as written in the query: an integer, a text or uuid literal, or a
-# non-integer number (which no hash accepts: the router treats it as unknown).
-KeyValue = int | str | UUID | Decimal
+# A shard key value as written in the query: an integer, a text, or a uuid (cast to uuid).
+# The same union as sharding.KeyValue; sharding.coerce_literal reads it for the key's type.
+KeyValue = int | str | UUID
 
 
 class StatementKind(enum.Enum):
@@ -109,10 +109,11 @@ class ShardKeys:
         """True when some key comes from a Bind parameter."""
         return any(type(key) is ParamRef for key in self.keys)
 
-    def bind(self, params: dict[int, KeyValue | None]) -> ShardKeys:
+    def bind(self, params: Mapping[int, KeyValue | tuple[KeyValue, ...] | None]) -> ShardKeys:
         """Replace each ParamRef by its Bind value (by position); a missing value is unknown.
 
-        An array parameter's value must be given as a tuple of keys (see `parser.params`).
+        `params` maps positions to Bind values the router decoded (sharding.coerce_param);
+        an array parameter (`key = ANY($n)`) gives a tuple of keys.
         """
         if self.status is not KeyStatus.FOUND or not self.has_params:
             return self
@@ -165,8 +166,8 @@ class Traits:
     is_write: False only for texts made of reads the parser is sure of (SELECT, VALUES,
         TABLE, set operations over them, SHOW of a setting) with no write hidden in them.
     kinds: one StatementKind per statement, in order.
-    tables: the tables the statements name (lowercased unless quoted, schema kept as
-        written), in order of first appearance; best effort for utility statements.
+    tables: the tables the statements name, each once (lowercased unless quoted, schema
+        kept when written); CTE names left out; only COPY's among utility statements.
     reason: why the text is a write ("read" when it is not), for logs and EXPLAIN.
     is_transaction_start / is_transaction_end: BEGIN or START TRANSACTION / COMMIT,
         ROLLBACK, END, ABORT or PREPARE TRANSACTION somewhere in the text.

@@ -38,9 +38,11 @@ _WRITE_ROOTS: dict[type[exp.Expr], StatementKind] = {
 }
 _READ_ROOTS = (exp.Select, exp.SetOperation, exp.Values, exp.Subquery)
 
+_LOCK = "row-locking clause (FOR UPDATE / SHARE)"
+
 # Words no read contains, in the order their reasons are reported.
 _WRITE_WORDS = (
-    (re.compile(r"\bFOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b", re.I), "FOR UPDATE"),
+    (re.compile(r"\bFOR\s+(?:NO\s+KEY\s+|KEY\s+)?(?:UPDATE|SHARE)\b", re.I), _LOCK),
     (re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.I), "data-modifying statement"),
     (re.compile(r"\bINTO\b", re.I), "SELECT INTO"),
 )
@@ -101,7 +103,7 @@ def _write_in_query(statement: str, tree: exp.Expr) -> tuple[str | None, bool]:
             return reason, temporary
     for node in tree.walk():
         if isinstance(node, exp.Lock):
-            return "FOR UPDATE", temporary
+            return _LOCK, temporary
         if isinstance(node, exp.Into):
             return "SELECT INTO", temporary
         if isinstance(node, exp.Insert | exp.Update | exp.Delete | exp.Merge):
@@ -112,7 +114,7 @@ def _write_in_query(statement: str, tree: exp.Expr) -> tuple[str | None, bool]:
 
 
 def _tables(tree: exp.Expr) -> tuple[str, ...]:
-    """Base tables named in the tree, CTE names left out, in order of appearance."""
+    """Base tables named in the tree, each once, CTE names left out."""
     ctes = {cte.alias.lower() for cte in tree.find_all(exp.CTE)}
     names: dict[str, None] = {}
     for table in tree.find_all(exp.Table, bfs=False):

@@ -24,7 +24,7 @@ from parser.classification import (
     ParamRef,
     ShardKeys,
 )
-from parser.values import cast_value, literal_value, negate_value
+from parser.values import cast_value, literal_value, negate_value, public_value
 
 
 class SlotRef(NamedTuple):
@@ -101,5 +101,5 @@ def resolve(plan: KeyPlan, literals: list[str]) -> ShardKeys:
             value = negate_value(value)
         if source.cast is not None:
             value = cast_value(value, source.cast)
-        keys.append(value)
+        keys.append(public_value(value))
     return ShardKeys(KeyStatus.FOUND, tuple(keys))

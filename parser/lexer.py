@@ -58,6 +58,8 @@ _STRIDE = 3  # re.split gives [text, lexeme, tag, text, lexeme, tag, ..., text]
 # An escape string, E'...' (scan.l: xe): backslashes escape, \' included.
 _ESCAPE_STRING = re.compile(r"[eE]'(?:[^'\\]|\\.|'')*'", re.DOTALL)
 _IDENT_CHAR_RE = re.compile(_IDENT_CHAR)
+# An odd run of backslashes before a quote: escaped when standard_conforming_strings is off.
+_ESCAPED_QUOTE = re.compile(r"(?<!\\)(?:\\\\)*\\'")
 _PREFIXES = ("E", "B", "X", "N", "U&")
 _PREFIX_ENDS = frozenset("eEbBxXnN&")
 _NUMBER_STARTS = frozenset("0123456789.")
@@ -112,7 +114,7 @@ def _shape(sql: str, parts: list[str | None]) -> Shape:
             prefix = _string_prefix(parts[i - 1])
             if prefix == "E":
                 raise _NeedsEscapes
-            if "\\'" in lexeme:
+            if "\\'" in lexeme and _ESCAPED_QUOTE.search(lexeme):
                 # With standard_conforming_strings off, \' does not end the string: the
                 # statement boundaries would differ from what the server sees.
                 return Shape(sql, [], _BACKSLASH_QUOTE)

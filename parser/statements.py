@@ -119,7 +119,7 @@ def classify_utility(statement: str, ws: list[str]) -> StatementInfo:
     return StatementInfo(StatementKind.UNKNOWN, reason=f"unknown statement {first[:40]}")
 
 
-def transaction_modes(ws: list[str]) -> TransactionModes:
+def transaction_modes(ws: list[str]) -> TransactionModes | None:
     """Parse transaction_mode_list (gram.y): READ ONLY/WRITE, ISOLATION LEVEL, DEFERRABLE."""
     read_only: bool | None = None
     level: IsolationLevel | None = None
@@ -145,6 +145,8 @@ def transaction_modes(ws: list[str]) -> TransactionModes:
             i += 1
         else:
             break
+    if read_only is None and level is None and deferrable is None:
+        return None
     return TransactionModes(read_only, level, deferrable)
 
 

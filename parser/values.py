@@ -1,28 +1,27 @@
-"""Shard key values: from literals as written, through negation and casts, and from Bind.
+"""Shard key values from literals as written, through negation and casts.
 
 Nothing here raises on odd input: a value that cannot be converted keeps the form it had
 (a cast of 'abc' to bigint stays the text 'abc'; the server will reject the query anyway),
-so the *status* of a query's keys never depends on its literal values.
+so the *status* of a query's keys never depends on its literal values. Non-integer numbers
+are Decimals while casts apply, and become their text in `public_value` (keys are int, str
+or UUID, as sharding.KeyValue). Bind parameters are not read here: the router reads them with
+sharding.coerce_param, knowing the key's type.
 """
 
 from __future__ import annotations
 
 import re
-import struct
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from uuid import UUID
 
 from parser.classification import KeyValue
 
+# A value while a literal is read: Decimal for non-integer numbers until casts are applied.
+RawValue = KeyValue | Decimal
+
 # Cast targets that matter for keys, by the names sqlglot's DataType.Type gives them.
 INT_TYPES = frozenset({"BIGINT", "INT", "SMALLINT", "TINYINT", "MEDIUMINT", "UBIGINT"})
 TEXT_TYPES = frozenset({"TEXT", "VARCHAR", "CHAR", "NCHAR", "NVARCHAR", "BPCHAR", "NAME"})
-
-# PostgreSQL type OIDs (src/include/catalog/pg_type.dat) a Bind parameter may carry.
-_INT2_OID, _INT4_OID, _INT8_OID = 21, 23, 20
-_TEXT_OIDS = frozenset({25, 1043, 1042, 19})  # text, varchar, bpchar, name
-_UUID_OID = 2950
-_BINARY_INTS = {2: ">h", 4: ">i", 8: ">q"}
 
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 _E_ESCAPE = re.compile(
@@ -42,7 +41,7 @@ def cast_name(type_name: str) -> str:
     return type_name.lower()
 
 
-def literal_value(raw: str) -> KeyValue:
+def literal_value(raw: str) -> RawValue:
     """The value of a literal as the lexer cut it (quotes, prefixes and escapes included)."""
     first = raw[0]
     if first.isdigit() or first == ".":
@@ -60,7 +59,7 @@ def literal_value(raw: str) -> KeyValue:
     return raw[2:-1].replace("''", "'")  # N'', B'' and X'' (bit strings stay text)
 
 
-def _number(raw: str) -> KeyValue:
+def _number(raw: str) -> RawValue:
     try:
         if raw[:2].lower() in ("0x", "0o", "0b"):
             return int(raw, 0)
@@ -93,7 +92,7 @@ def _u_escape(match: re.Match[str]) -> str:
     return chr(code) if code <= 0x10FFFF else match.group()
 
 
-def negate_value(value: KeyValue) -> KeyValue:
+def negate_value(value: RawValue) -> RawValue:
     """Unary minus, as in `id = -5`."""
     if isinstance(value, int | Decimal):
         return -value
@@ -102,7 +101,7 @@ def negate_value(value: KeyValue) -> KeyValue:
     return value
 
 
-def cast_value(value: KeyValue, cast: str) -> KeyValue:
+def cast_value(value: RawValue, cast: str) -> RawValue:
     """Apply a cast (`'5'::bigint`, `5::text`, `'...'::uuid`) where it converts cleanly."""
     if cast == "int":
         if isinstance(value, str) and _INTEGER.fullmatch(value):
@@ -120,52 +119,6 @@ def cast_value(value: KeyValue, cast: str) -> KeyValue:
     return value
 
 
-def decode_bind_value(
-    raw: bytes | None, *, binary: bool = False, type_oid: int = 0, array: bool = False
-) -> KeyValue | tuple[KeyValue, ...] | None:
-    """A Bind parameter as a key value; None when it is NULL or cannot be decoded.
-
-    Text format: integers become int, anything else stays text (uuid when the parameter's
-    type is uuid). Binary format: int2/int4/int8 by type OID (by length when the type is
-    unspecified, as pgcat does), uuid, text types. `array`: a text-format one-dimensional
-    array `{1,2,3}`, for `key = ANY($n)`.
-    """
-    if raw is None:
-        return None
-    try:
-        if binary:
-            return None if array else _decode_binary(raw, type_oid)
-        text = raw.decode("utf-8")
-        if array:
-            return _decode_text_array(text, type_oid)
-        return _decode_text(text, type_oid)
-    except (UnicodeDecodeError, ValueError, struct.error):
-        return None
-
-
-def _decode_text(text: str, type_oid: int) -> KeyValue:
-    if type_oid == _UUID_OID:
-        return UUID(text)
-    if type_oid not in _TEXT_OIDS and _INTEGER.fullmatch(text):
-        return int(text)
-    return text
-
-
-def _decode_text_array(text: str, type_oid: int) -> tuple[KeyValue, ...] | None:
-    body = text[1:-1]
-    if not text.startswith("{") or not text.endswith("}") or any(c in body for c in '"{}\\'):
-        return None  # quoted, nested or escaped elements: not worth guessing
-    if not body.strip():
-        return ()
-    return tuple(_decode_text(item.strip(), type_oid) for item in body.split(","))
-
-
-def _decode_binary(raw: bytes, type_oid: int) -> KeyValue | None:
-    if type_oid in (_INT2_OID, _INT4_OID, _INT8_OID) or (type_oid == 0 and len(raw) in (2, 4, 8)):
-        fmt = _BINARY_INTS.get(len(raw))
-        return None if fmt is None else int(struct.unpack(fmt, raw)[0])
-    if type_oid == _UUID_OID and len(raw) == 16:
-        return UUID(bytes=raw)
-    if type_oid in _TEXT_OIDS:
-        return raw.decode("utf-8")
-    return None
+def public_value(value: RawValue) -> KeyValue:
+    """A key as the router gets it: a non-integer number becomes its text."""
+    return str(value) if isinstance(value, Decimal) else value
