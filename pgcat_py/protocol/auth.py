@@ -119,8 +119,15 @@ class ScramClientExchange:
 
     def __init__(self, user: str, password: str) -> None:
         # PostgreSQL ignores the SCRAM user name (it uses the startup user's), but scramp
-        # refuses an empty one.
-        self._client = scramp.ScramClient([SCRAM_SHA_256], user or "user", password)
+        # refuses an empty one and one SASLprep rejects (control characters): send a
+        # placeholder then.
+        for name in (user, "user") if user else ("user",):
+            try:
+                self._client = scramp.ScramClient([SCRAM_SHA_256], name, password)
+                return
+            except scramp.ScramException as exc:
+                error = exc
+        raise AuthenticationFailed(f"password cannot be used for SCRAM: {error}") from None
 
     def initial_response(self) -> bytes:
         """SASLInitialResponse payload: mechanism, int32 length, client-first-message."""
@@ -132,11 +139,11 @@ class ScramClientExchange:
             self._client.set_server_first(server_first.decode())
             final: str = self._client.get_client_final()
             return final.encode()
-        except scramp.ScramException as exc:
+        except (scramp.ScramException, UnicodeDecodeError) as exc:
             raise AuthenticationFailed(f"SCRAM exchange with server failed: {exc}") from None
 
     def final(self, server_final: bytes) -> None:
         try:
             self._client.set_server_final(server_final.decode())
-        except scramp.ScramException as exc:
+        except (scramp.ScramException, UnicodeDecodeError) as exc:
             raise AuthenticationFailed(f"server SCRAM signature mismatch: {exc}") from None
