@@ -207,3 +207,18 @@ def test_semicolon_inside_quoted_identifier_does_not_split() -> None:
     classification = classify('SELECT 1 AS "a;b"')
     assert classification.kinds == (StatementKind.SELECT,)
     assert not classification.is_write
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 'DELETE FROM t; INSERT INTO x' AS note",
+        "SELECT $$ FOR UPDATE $$, E'nextval(\\'s\\')'",
+        "SELECT 1 /* FOR UPDATE; DELETE FROM t */",
+        "SELECT 1 -- ; DROP TABLE t",
+        'SELECT "nextval" FROM t',  # a column, not a call
+        "SELECT * FROM t WHERE note = 'lo_import(1)'",
+    ],
+)
+def test_write_words_inside_literals_and_comments_stay_reads(sql: str) -> None:
+    assert not is_write(sql), classify(sql).reason
