@@ -55,19 +55,27 @@ class MessageConnection(asyncio.Protocol):
     async def _wait_for_data(self) -> None:
         if self.is_closed:
             raise ConnectionClosed("connection closed by peer")
+        # The control plane needs more bytes: a pause taken while they piled up (a full
+        # buffer) must not keep them out, or this waits forever.
+        self.resume_reading()
         self._waiter = asyncio.get_running_loop().create_future()
         try:
             await self._waiter
         finally:
             self._waiter = None
 
-    async def read_message(self) -> tuple[int, bytes]:
-        """The next whole message as ``(type, payload)``; ConnectionClosed at EOF."""
+    async def read_message(self, max_length: int | None = None) -> tuple[int, bytes]:
+        """The next whole message as ``(type, payload)``; ConnectionClosed at EOF.
+
+        A declared length (which counts itself, as in pq_getmessage) over ``max_length``,
+        by default the connection's limit, is refused as soon as the header is in.
+        """
+        limit = self._max_message if max_length is None else max_length
         while True:
             buf = self._rbuf
             if len(buf) >= HEADER_SIZE:
                 msg_type, length = unpack_header(buf, 0)
-                if length < 4 or length > self._max_message:
+                if length < 4 or length > limit:
                     raise ProtocolViolation(f"invalid message length {length}")
                 end = 1 + length
                 if len(buf) >= end:

@@ -33,13 +33,13 @@ def _failed(user: str) -> AuthenticationFailed:
     return AuthenticationFailed(f'password authentication failed for user "{user}"')
 
 
-async def _read_password_message(conn: MessageConnection, user: str) -> bytes:
-    msg_type, payload = await conn.read_message()
+async def _read_password_message(conn: MessageConnection) -> bytes:
+    # PostgreSQL reads these with pq_getmessage(buf, PG_MAX_AUTH_TOKEN_LENGTH): a longer
+    # declared length ends the connection at once instead of being waited for.
+    msg_type, payload = await conn.read_message(PG_MAX_AUTH_TOKEN_LENGTH)
     if msg_type != PASSWORD:
         raise ProtocolViolation(
             f"expected password response, got message type {msg_type}")
-    if len(payload) > PG_MAX_AUTH_TOKEN_LENGTH:
-        raise _failed(user)
     return payload
 
 
@@ -54,7 +54,7 @@ async def authenticate(conn: MessageConnection, creds: Credentials) -> None:
         return
     salt = new_salt()
     conn.write(be.Authentication(be.AUTH_MD5_PASSWORD, salt).encode())
-    payload = await _read_password_message(conn, creds.username)
+    payload = await _read_password_message(conn)
     if not verify_md5(creds.username, creds.password, salt, payload):
         raise _failed(creds.username)
 
@@ -64,10 +64,10 @@ async def _scram(conn: MessageConnection, creds: Credentials) -> None:
     exchange = ScramServerExchange(verifier)
     conn.write(be.Authentication(be.AUTH_SASL, exchange.mechanisms_payload()).encode())
     try:
-        first = await _read_password_message(conn, creds.username)
+        first = await _read_password_message(conn)
         server_first = exchange.client_first(first)
         conn.write(be.Authentication(be.AUTH_SASL_CONTINUE, server_first).encode())
-        final = await _read_password_message(conn, creds.username)
+        final = await _read_password_message(conn)
         server_final = exchange.client_final(final)
     except AuthenticationFailed:
         raise _failed(creds.username) from None

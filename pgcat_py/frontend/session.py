@@ -24,6 +24,7 @@ from ..protocol import backend as be
 from ..protocol.errors import ADMIN_SHUTDOWN, CONNECTION_FAILURE, ProtocolViolation, ProxyError
 from ..protocol.framing import (
     HEADER_SIZE,
+    PQ_LARGE_MESSAGE_LIMIT,
     QUERY,
     SYNC,
     TERMINATE,
@@ -55,7 +56,7 @@ class ClientSession(MessageConnection):
     """One client; see the module docstring."""
 
     def __init__(self, ctx: ProxyContext) -> None:
-        super().__init__(max_message=1 << 30)
+        super().__init__(max_message=PQ_LARGE_MESSAGE_LIMIT)  # for the admin console's reads
         self.ctx = ctx
         self.state = State.LOGIN
         self.process_id = secrets.randbits(31)
