@@ -32,7 +32,8 @@ class Authentication:
         return message(b"R", i32(self.code) + self.data)
 
     def sasl_mechanisms(self) -> list[str]:
-        return [m for m in self.data.decode().split("\0") if m]
+        # A server's bytes: garbage must not raise, and cannot match a mechanism anyway.
+        return [m for m in self.data.decode("utf-8", "replace").split("\0") if m]
 
 
 @dataclass(frozen=True, slots=True)
