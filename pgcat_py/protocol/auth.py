@@ -38,7 +38,9 @@ def md5_response(user: str, password: str, salt: bytes) -> str:
 
 
 def _is_md5_hash(password: str) -> bool:
-    return len(password) == 35 and password.startswith("md5")
+    # get_password_type (src/backend/libpq/crypt.c): "md5" and 32 lower-case hex digits.
+    return (len(password) == 35 and password.startswith("md5")
+            and all(c in "0123456789abcdef" for c in password[3:]))
 
 
 def verify_md5(user: str, password: str, salt: bytes, response: bytes) -> bool:

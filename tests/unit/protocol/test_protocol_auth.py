@@ -230,3 +230,11 @@ def test_scram_client_logs_in_with_a_user_name_saslprep_refuses() -> None:
 def test_scram_client_with_an_unusable_password_fails_authentication() -> None:
     with pytest.raises(AuthenticationFailed):
         ScramClientExchange("bob", "pass\x07word")
+
+
+@pytest.mark.parametrize("password", ["md5" + "x" * 32, "md5" + "A" * 32, "md5" + "0" * 31])
+def test_a_password_that_only_looks_like_an_md5_hash_is_hashed_as_plain_text(
+        password: str) -> None:
+    # PostgreSQL treats "md5" + 32 lower-case hex digits as a hash, anything else as text.
+    inner = md5hex(password.encode() + b"bob")
+    assert md5_response("bob", password, SALT) == "md5" + md5hex(inner.encode() + SALT)
