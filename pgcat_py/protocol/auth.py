@@ -88,6 +88,7 @@ class ScramServerExchange:
         if mechanism != SCRAM_SHA_256:
             raise ProtocolViolation("client selected an invalid SASL authentication mechanism")
         data = r.nullable_bytes() or b""
+        r.end()  # CheckSASLAuth: pq_getmsgend, "invalid message format"
         try:
             self._set_client_first(data.decode())
             first: str = self._server.get_server_first()

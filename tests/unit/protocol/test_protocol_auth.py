@@ -182,8 +182,10 @@ def test_client_first_with_a_bad_mechanism_is_a_protocol_violation(mechanism: st
     b"SCRAM-SHA-256",                         # mechanism not terminated
     b"SCRAM-SHA-256\0\x00\x00",               # length cut short
     b"SCRAM-SHA-256\0\x00\x00\x00\x10n,,",    # data shorter than its length
+    b"SCRAM-SHA-256\0\x00\x00\x00\x0bn,,n=,r=abcX",  # a byte after the data
 ])
-def test_truncated_sasl_initial_response_is_a_protocol_violation(payload: bytes) -> None:
+def test_truncated_or_overlong_sasl_initial_response_is_a_protocol_violation(
+        payload: bytes) -> None:
     server = ScramServerExchange(ScramVerifier.from_password("pw"))
     with pytest.raises(ProtocolViolation):
         server.client_first(payload)
