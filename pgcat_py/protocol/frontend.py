@@ -57,6 +57,11 @@ class Bind:
             return 0
         if len(self.param_formats) == 1:
             return self.param_formats[0]
+        if len(self.param_formats) != len(self.params):
+            # exec_bind_message refuses this Bind with an ERROR; the session goes on.
+            raise ProtocolViolation(f"bind message has {len(self.param_formats)} parameter "
+                                    f"formats but {len(self.params)} parameters",
+                                    severity="ERROR")
         return self.param_formats[index]
 
 

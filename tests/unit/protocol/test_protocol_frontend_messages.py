@@ -55,7 +55,18 @@ def test_parse_with_65535_parameter_types_round_trips() -> None:
 ])
 def test_bind_param_format_follows_binds_rules(formats: tuple[int, ...], index: int,
                                                expected: int) -> None:
-    assert fe.Bind("", "", formats, (b"x",) * 4).param_format(index) == expected
+    params = (b"x",) * (len(formats) if len(formats) > 1 else 4)
+    assert fe.Bind("", "", formats, params).param_format(index) == expected
+
+
+def test_bind_with_a_format_per_parameter_but_not_for_each_is_refused_like_postgres() -> None:
+    # Decodable, but exec_bind_message answers 08P01 ERROR: not an IndexError in the router.
+    bind = fe.Bind("", "", (0, 1), (b"1", b"2", b"3"))
+    assert roundtrip(bind) == bind
+    with pytest.raises(ProtocolViolation, match="2 parameter formats but 3 parameters") as caught:
+        bind.param_format(2)
+    assert caught.value.sqlstate == PROTOCOL_VIOLATION
+    assert not caught.value.is_fatal
 
 
 @pytest.mark.parametrize(("msg_type", "payload"), [
