@@ -1,0 +1,162 @@
+"""The relay's scanners on hand-made chunkings: what each chunk reports, and where."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgcat_py.protocol import backend as be
+from pgcat_py.protocol import frontend as fe
+from pgcat_py.protocol.errors import ProtocolViolation
+from pgcat_py.protocol.framing import BackendScanner, FrontendScanner
+
+QUERY = fe.Query("select 1").encode()
+SYNC = fe.Sync().encode()
+TERMINATE = fe.Terminate().encode()
+NAMED_PARSE = fe.Parse("s1", "select $1").encode()
+UNNAMED_PARSE = fe.Parse("", "select $1").encode()
+BIND = fe.Bind("", "s1", (), (b"1",)).encode()
+EXECUTE = fe.Execute("").encode()
+
+
+def test_query_sync_and_function_call_are_sync_points() -> None:
+    scanner = FrontendScanner()
+    call = fe.FunctionCall(1, (), (), 0).encode()
+    assert scanner.feed(QUERY + SYNC + call) == (3, -1)
+    assert not scanner.in_batch
+    assert scanner.at_boundary
+
+
+def test_extended_messages_open_a_batch_that_sync_closes() -> None:
+    scanner = FrontendScanner()
+    assert scanner.feed(UNNAMED_PARSE + BIND + EXECUTE) == (0, -1)
+    assert scanner.in_batch
+    assert scanner.feed(SYNC) == (1, -1)
+    assert not scanner.in_batch
+
+
+@pytest.mark.parametrize("msg", [fe.Describe("S", ""), fe.Close("P", "p"), fe.Flush()], ids=repr)
+def test_describe_close_and_flush_open_a_batch_too(msg: fe.FrontendMessage) -> None:
+    scanner = FrontendScanner()
+    scanner.feed(msg.encode())
+    assert scanner.in_batch
+
+
+def test_copy_messages_neither_sync_nor_batch() -> None:
+    scanner = FrontendScanner()
+    stream = fe.CopyData(b"1\n").encode() + fe.CopyDone().encode() + fe.CopyFail("x").encode()
+    assert scanner.feed(stream) == (0, -1)
+    assert not scanner.in_batch
+
+
+def test_named_parse_is_remembered_and_unnamed_is_not() -> None:
+    scanner = FrontendScanner()
+    scanner.feed(UNNAMED_PARSE + SYNC)
+    assert not scanner.named_parse
+    scanner.feed(NAMED_PARSE + SYNC)
+    assert scanner.named_parse
+
+
+def test_parse_cut_after_its_header_counts_as_named() -> None:
+    # The name's first byte is in the next chunk: assume the worst.
+    scanner = FrontendScanner()
+    scanner.feed(UNNAMED_PARSE[:5])
+    assert scanner.named_parse
+
+
+def test_parse_header_split_across_chunks_still_sees_the_name() -> None:
+    scanner = FrontendScanner()
+    scanner.feed(UNNAMED_PARSE[:3])
+    assert not scanner.at_boundary
+    scanner.feed(UNNAMED_PARSE[3:])
+    assert not scanner.named_parse
+    assert scanner.at_boundary
+
+
+def test_a_message_cut_anywhere_is_reported_once_its_header_is_whole() -> None:
+    for cut in range(1, len(QUERY)):
+        scanner = FrontendScanner()
+        first = scanner.feed(QUERY[:cut])
+        assert not scanner.at_boundary
+        second = scanner.feed(QUERY[cut:])
+        assert scanner.at_boundary
+        assert first[0] + second[0] == 1
+        assert first[0] == (1 if cut >= 5 else 0)
+
+
+def test_terminate_offset_is_where_it_starts_in_the_chunk() -> None:
+    scanner = FrontendScanner()
+    assert scanner.feed(QUERY + TERMINATE + b"ignored") == (1, len(QUERY))
+    assert scanner.at_boundary
+
+
+def test_terminate_after_the_rest_of_a_message_is_offset_past_that_rest() -> None:
+    scanner = FrontendScanner()
+    scanner.feed(QUERY[:7])
+    assert scanner.feed(QUERY[7:] + TERMINATE) == (0, len(QUERY) - 7)
+
+
+def test_terminate_whose_header_began_in_the_last_chunk_is_not_at_a_boundary() -> None:
+    scanner = FrontendScanner()
+    assert scanner.feed(SYNC + TERMINATE[:2]) == (1, -1)
+    assert scanner.feed(TERMINATE[2:]) == (0, 0)
+    # Part of the Terminate was already forwarded with the previous chunk.
+    assert not scanner.at_boundary
+
+
+@pytest.mark.parametrize("garbage", [b"\x00\x00\x00\x00\x04", b"Z\x00\x00\x00\x04",
+                                     b"p\x00\x00\x00\x08", b"S\x00\x00\x00\x03",
+                                     b"S\x00\x00\x27\x11"])
+def test_garbage_header_is_a_protocol_violation(garbage: bytes) -> None:
+    scanner = FrontendScanner()
+    with pytest.raises(ProtocolViolation):
+        scanner.feed(SYNC + garbage)
+
+
+def test_garbage_split_across_chunks_is_caught_when_its_header_completes() -> None:
+    scanner = FrontendScanner()
+    scanner.feed(b"\x00\x00")
+    with pytest.raises(ProtocolViolation):
+        scanner.feed(b"\x00\x00\x04")
+
+
+ROW = be.DataRow((b"1", None)).encode()
+COMPLETE = be.CommandComplete("SELECT 1").encode()
+READY = be.ReadyForQuery("I").encode()
+
+
+def test_backend_scanner_returns_interesting_messages_and_skips_rows() -> None:
+    scanner = BackendScanner()
+    found = scanner.feed(ROW + ROW + COMPLETE + READY)
+    assert found == [(ord("C"), b"SELECT 1\x00"), (ord("Z"), b"I")]
+    assert scanner.at_boundary
+
+
+@pytest.mark.parametrize("kind", list("ZESCGHWK"))
+def test_every_interesting_type_is_returned(kind: str) -> None:
+    payload = b"x\x00"
+    found = BackendScanner().feed(kind.encode() + (len(payload) + 4).to_bytes(4, "big") + payload)
+    assert found == [(ord(kind), payload)]
+
+
+def test_ready_for_query_split_across_chunks_comes_out_whole() -> None:
+    for cut in range(1, len(READY)):
+        scanner = BackendScanner()
+        assert scanner.feed(ROW + READY[:cut]) == []
+        assert not scanner.at_boundary
+        assert scanner.feed(READY[cut:]) == [(ord("Z"), b"I")]
+        assert scanner.at_boundary
+
+
+def test_a_big_row_spread_over_chunks_is_skipped_without_being_held() -> None:
+    row = be.DataRow((b"x" * 10000,)).encode()
+    scanner = BackendScanner()
+    pieces = [row[i:i + 1000] for i in range(0, len(row), 1000)]
+    for piece in pieces:
+        assert scanner.feed(piece) == []
+    assert scanner.at_boundary
+    assert scanner.feed(READY) == [(ord("Z"), b"I")]
+
+
+def test_backend_length_below_four_is_a_protocol_violation() -> None:
+    with pytest.raises(ProtocolViolation):
+        BackendScanner().feed(ROW + b"D\x00\x00\x00\x02")
