@@ -5,6 +5,7 @@ Kept apart from the App so reload can build a fresh set and diff it against the 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from .backend.server import ServerTarget
@@ -14,6 +15,8 @@ from .pool.cluster import Cluster, ClusterSettings
 from .pool.server_pool import PoolSettings, ServerPool
 from .protocol.auth import ScramVerifier
 from .router import default_route
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,7 +37,10 @@ def address_name(pool_name: str, shard: int, role: str, replica_index: int) -> s
 def credentials_for(username: str, password: str | None, auth_type: str) -> Credentials:
     scram = None
     if auth_type == "scram-sha-256" and password is not None:
-        scram = ScramVerifier.from_password(password)  # 4096 PBKDF2 rounds: do it once
+        try:
+            scram = ScramVerifier.from_password(password)  # 4096 PBKDF2 rounds: do it once
+        except ValueError as exc:
+            log.warning("user %s: %s; SCRAM logins will fail", username, exc)
     return Credentials(username, password, auth_type, scram)
 
 

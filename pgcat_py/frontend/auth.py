@@ -60,7 +60,10 @@ async def authenticate(conn: MessageConnection, creds: Credentials) -> None:
 
 
 async def _scram(conn: MessageConnection, creds: Credentials) -> None:
-    verifier = creds.scram or ScramVerifier.from_password(creds.password or "")
+    try:
+        verifier = creds.scram or ScramVerifier.from_password(creds.password or "")
+    except ValueError:
+        raise _failed(creds.username) from None
     exchange = ScramServerExchange(verifier)
     conn.write(be.Authentication(be.AUTH_SASL, exchange.mechanisms_payload()).encode())
     try:

@@ -62,7 +62,10 @@ class ScramVerifier:
     @classmethod
     def from_password(cls, password: str) -> ScramVerifier:
         mech = scramp.ScramMechanism(SCRAM_SHA_256)
-        salt, stored_key, server_key, iterations = mech.make_auth_info(password)
+        try:
+            salt, stored_key, server_key, iterations = mech.make_auth_info(password)
+        except scramp.ScramException as exc:  # e.g. SASLprep refuses control characters
+            raise ValueError(f"password unusable for SCRAM-SHA-256: {exc}") from None
         return cls((salt, stored_key, server_key, iterations))
 
 
@@ -97,15 +100,19 @@ class ScramServerExchange:
             raise AuthenticationFailed(f"SCRAM exchange failed: {exc}") from None
 
     def _set_client_first(self, client_first: str) -> None:
-        """libpq sends an empty user name ("n=,"): PostgreSQL ignores it and uses the startup
-        user, but scramp refuses empty attributes. Parse with a placeholder, then restore the
+        """PostgreSQL ignores the SCRAM user name (libpq sends it empty, "n=,") and uses the
+        startup user; scramp validates it. Parse with a placeholder name, then restore the
         bare message as sent, since the proofs are computed over it (RFC 5802 AuthMessage)."""
-        head, sep, bare = client_first.partition(",n=,")
-        if not sep:
-            self._server.set_client_first(client_first)
-            return
-        self._server.set_client_first(head + ",n=*," + bare)
-        self._server.client_first_bare = "n=," + bare
+        try:
+            second_comma = client_first.index(",", client_first.index(",") + 1)
+        except ValueError:
+            raise AuthenticationFailed("malformed SCRAM client-first-message") from None
+        header, bare = client_first[:second_comma + 1], client_first[second_comma + 1:]
+        name_end = bare.find(",")
+        if not bare.startswith("n=") or name_end < 0:
+            raise AuthenticationFailed("malformed SCRAM client-first-message")
+        self._server.set_client_first(header + "n=*" + bare[name_end:])
+        self._server.client_first_bare = bare
 
     def client_final(self, payload: bytes) -> bytes:
         """Consume SASLResponse; returns server-final-message or raises on a bad proof."""
