@@ -38,14 +38,14 @@ class Parser:
             len(sql) > max_length or (not sql.isascii() and len(sql.encode()) > max_length)
         ):
             return self._too_long
-        shape = lex(sql)
-        if shape.unsafe is not None:
-            return unknown_write(shape.unsafe, self._unknown_keys)
-        analysis = self._analyse(shape.text)
+        shape, literals, unsafe = lex(sql)
+        if unsafe is not None:
+            return unknown_write(unsafe, self._unknown_keys)
+        analysis = self._analyse(shape)
         if analysis.plan is None:
             return analysis.classification
         try:
-            return analysis.bind(shape.literals)
+            return analysis.bind(literals)
         except Exception:  # never expected: a literal value conversion went wrong
             return unknown_write("shard key conversion failed", self._unknown_keys)
 

@@ -14,6 +14,7 @@ import re
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 
 from parser.classification import StatementKind
 from parser.keys import NO_PLAN, UNKNOWN_PLAN
@@ -22,6 +23,8 @@ from parser.statements import StatementInfo
 
 # "contains unsupported syntax. Falling back to parsing as a 'Command'": expected here.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+POSTGRES = Dialect.get_or_raise("postgres")  # looked up once, not on every parse
 
 _READ_KEYWORDS = {
     "SELECT": StatementKind.SELECT,
@@ -57,7 +60,7 @@ class DmlAnalyser:
     def analyse(self, statement: str, keyword: str) -> StatementInfo:
         expected = _READ_KEYWORDS.get(keyword) or StatementKind(keyword)
         try:
-            tree = sqlglot.parse_one(statement, read="postgres")
+            tree = sqlglot.parse_one(statement, read=POSTGRES)
         except Exception as failure:  # sqlglot raises ParseError, TokenError, and others
             message = (str(failure).splitlines() or [type(failure).__name__])[0][:120]
             return StatementInfo(expected, reason=f"unparseable: {message}", keys=UNKNOWN_PLAN)

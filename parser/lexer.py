@@ -18,7 +18,6 @@ on standard_conforming_strings) is reported as `unsafe`, and the caller treats i
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 # PostgreSQL identifiers may contain letters, digits, _, $ and any non-ASCII character
 # (scan.l: ident_cont). Numbers and dollar quotes never start inside an identifier.
@@ -38,7 +37,7 @@ for _ in range(3):
 _LEXEME = re.compile(
     rf"""
     (
-    (?=[-/"'$\d.])
+    (?=[-/"'$0-9.])
     (?:
     --[^\n\r]*|{_COMMENT}
     |"(?:[^"]|"")*"
@@ -46,7 +45,7 @@ _LEXEME = re.compile(
     |{_NOT_IN_IDENT}({_DOLLAR_TAG}).*?\2
     |{_NOT_IN_IDENT}
         (?:0[xX][0-9A-Fa-f_]+|0[oO][0-7_]+|0[bB][01_]+
-        |(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?)
+        |(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9]+)?)
     |/\*|['"]|{_NOT_IN_IDENT}{_DOLLAR_TAG}
     )
     )
@@ -72,12 +71,14 @@ _UNTERMINATED = {
 _BACKSLASH_QUOTE = "backslash before a quote in a string literal"
 
 
-class Shape(NamedTuple):
-    """A lexed query: its shape, its literals as written, and why it is unsafe, if it is."""
+# A lexed query: (shape text, literals as written, why it is unsafe or None). A plain tuple:
+# a NamedTuple costs a Python-level __new__ on the hot path.
+Shape = tuple[str, list[str], str | None]
 
-    text: str
-    literals: list[str]
-    unsafe: str | None
+# Placeholders for the first literals of a query, made once.
+_HOLES = 256
+_NUMBER_HOLES = tuple(str(i) for i in range(_HOLES))
+_STRING_HOLES = tuple(f"'{i}'" for i in range(_HOLES))
 
 
 class _NeedsEscapes(Exception):
@@ -88,7 +89,7 @@ def lex(sql: str) -> Shape:
     """Cut the literals out of `sql`. Never raises."""
     parts: list[str | None] = _LEXEME.split(sql)
     if len(parts) == 1:
-        return Shape(sql, [], None)
+        return sql, [], None
     try:
         return _shape(sql, parts)
     except _NeedsEscapes:
@@ -96,31 +97,30 @@ def lex(sql: str) -> Shape:
     try:
         return _shape(sql, _split_escapes(sql))
     except _NeedsEscapes:  # pragma: no cover - _split_escapes took every E'...' out
-        return Shape(sql, [], "unexpected escape string")
+        return sql, [], "unexpected escape string"
 
 
 def _shape(sql: str, parts: list[str | None]) -> Shape:
     """Replace the lexemes of a split text by placeholders (in place) and join it."""
     literals: list[str] = []
     for i in range(1, len(parts), _STRIDE):
-        lexeme = parts[i]
-        assert lexeme is not None
+        lexeme: str = parts[i]  # type: ignore[assignment]  # group 1 always matches
         first = lexeme[0]
+        count = len(literals)
         if first in _NUMBER_STARTS:
-            parts[i] = str(len(literals))
+            parts[i] = _NUMBER_HOLES[count] if count < _HOLES else str(count)
             literals.append(lexeme)
             continue
         if first == "'" and len(lexeme) > 1:
-            prefix = _string_prefix(parts[i - 1])
+            before: str = parts[i - 1]  # type: ignore[assignment]
+            prefix = _string_prefix(before) if before[-1:] in _PREFIX_ENDS else ""
             if prefix == "E":
                 raise _NeedsEscapes
             if "\\'" in lexeme and _ESCAPED_QUOTE.search(lexeme):
                 # With standard_conforming_strings off, \' does not end the string: the
                 # statement boundaries would differ from what the server sees.
-                return Shape(sql, [], _BACKSLASH_QUOTE)
+                return sql, [], _BACKSLASH_QUOTE
             if prefix:
-                before = parts[i - 1]
-                assert before is not None
                 parts[i - 1] = before[: -len(prefix)]
                 lexeme = prefix + lexeme
         elif first == '"' and len(lexeme) > 1:
@@ -129,17 +129,15 @@ def _shape(sql: str, parts: list[str | None]) -> Shape:
             parts[i] = " "  # a comment
             continue
         elif first in "'\"/" or (first == "$" and parts[i + 1] is None):
-            return Shape(sql, [], _UNTERMINATED.get(lexeme, "unterminated dollar quote"))
+            return sql, [], _UNTERMINATED.get(lexeme, "unterminated dollar quote")
         parts[i + 1] = None  # the tag of a dollar quote
-        parts[i] = f"'{len(literals)}'"
+        parts[i] = _STRING_HOLES[count] if count < _HOLES else f"'{count}'"
         literals.append(lexeme)
-    return Shape("".join(filter(None, parts)), literals, None)
+    return "".join(filter(None, parts)), literals, None
 
 
-def _string_prefix(before: str | None) -> str:
+def _string_prefix(before: str) -> str:
     """The prefix (E, B, X, N, U&) that the text before a quote ends with, if any."""
-    if not before or before[-1] not in _PREFIX_ENDS:
-        return ""
     for prefix in _PREFIXES:
         begin = len(before) - len(prefix)
         if (
