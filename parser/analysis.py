@@ -31,6 +31,7 @@ from parser.statements import (
     SQLGLOT_KEYWORDS,
     StatementInfo,
     classify_utility,
+    inner_query,
     split_statements,
     words,
 )
@@ -58,8 +59,8 @@ class ShapeAnalyser:
     def __init__(self, settings: ParserSettings) -> None:
         self._keyed = bool(settings.sharding_keys)
         self._functions = FunctionRules.build(settings.write_functions)
-        extractor = KeyExtractor(settings.sharding_keys) if self._keyed else None
-        self._dml = DmlAnalyser(extractor)
+        self._extractor = KeyExtractor(settings.sharding_keys) if self._keyed else None
+        self._dml = DmlAnalyser(self._extractor)
 
     def analyse(self, shape: str) -> ShapeAnalysis:
         """Analyse a shape. Never raises: whatever goes wrong is an unknown write."""
@@ -77,8 +78,21 @@ class ShapeAnalyser:
         if ws[0] in SQLGLOT_KEYWORDS:
             info = self._dml.analyse(statement, ws[0])
         else:
-            info = classify_utility(statement, ws)
+            info = self._with_inner_query(statement, classify_utility(statement, ws))
         return self._apply_functions(statement, info)
+
+    def _with_inner_query(self, statement: str, info: StatementInfo) -> StatementInfo:
+        """EXPLAIN, DECLARE and COPY take the tables and keys of the query they hold."""
+        inner = inner_query(info.kind, statement)
+        first = words(inner)[:1] if inner else []
+        if inner and first and first[0] in SQLGLOT_KEYWORDS:
+            query = self._dml.analyse(inner, first[0])
+            return dataclasses.replace(
+                info, tables=query.tables, keys=query.keys, error=query.error
+            )
+        if info.kind is StatementKind.COPY and self._extractor is not None:
+            return dataclasses.replace(info, keys=self._extractor.plan_for_tables(info.tables))
+        return info
 
     def _apply_functions(self, statement: str, info: StatementInfo) -> StatementInfo:
         changes: dict[str, object] = {}

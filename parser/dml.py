@@ -21,8 +21,16 @@ from parser.keys import NO_PLAN, UNKNOWN_PLAN
 from parser.shard_keys import KeyExtractor
 from parser.statements import StatementInfo
 
-# "contains unsupported syntax. Falling back to parsing as a 'Command'": expected here.
-logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+class _CommandFallbackFilter(logging.Filter):
+    """Drops sqlglot's "Falling back to parsing as a 'Command'" warnings: expected here (a
+    Command is a write), and one per unusual query would flood the proxy's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Falling back to parsing as a 'Command'" not in record.getMessage()
+
+
+logging.getLogger("sqlglot").addFilter(_CommandFallbackFilter())
 
 POSTGRES = Dialect.get_or_raise("postgres")  # looked up once, not on every parse
 

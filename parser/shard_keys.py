@@ -69,6 +69,12 @@ class KeyExtractor:
             plan = KeyPlan(plan.status, tuple(dict.fromkeys(plan.sources)))
         return plan, walker.error
 
+    def plan_for_tables(self, names: tuple[str, ...]) -> KeyPlan:
+        """ALL when one of these tables (as COPY names them) is sharded, else NONE."""
+        tables = {name.rsplit(".", 1)[-1].lower() for name in names}
+        sharded = any(key.table is None or key.table in tables for key in self._keys)
+        return ALL_PLAN if tables and sharded else NO_PLAN
+
 
 class _Walker:
     """One statement's walk: the keys, its CTE names, and the error found on the way."""

@@ -10,7 +10,7 @@ which is a write.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from parser.classification import (
     CopyDirection,
@@ -18,7 +18,7 @@ from parser.classification import (
     StatementKind,
     TransactionModes,
 )
-from parser.keys import NO_PLAN, KeyPlan
+from parser.keys import ALL_PLAN, NO_PLAN, UNKNOWN_PLAN, KeyPlan
 
 _WORD = re.compile(r"""[A-Za-z_\u0080-\U0010ffff][\w$\u0080-\U0010ffff]*|"(?:[^"]|"")*"|\S""")
 _QUOTED_IDENT = re.compile(r'"(?:[^"]|"")*"')
@@ -61,6 +61,27 @@ _SHOW_SETTING = re.compile(
     |(?:[A-Za-z_][\w$]*|"(?:[^"]|"")*")(?:\s*\.\s*(?:[A-Za-z_][\w$]*|"(?:[^"]|"")*"))*)\s*""",
     re.IGNORECASE | re.VERBOSE,
 )
+
+
+# Utility statements that reach rows: DDL and LOCK on every shard; code we cannot see
+# (CALL, DO, EXECUTE of a prepared statement) or do not know, on shards unknown.
+_UTILITY_KEYS = {
+    StatementKind.DDL: ALL_PLAN,
+    StatementKind.LOCK: ALL_PLAN,
+    StatementKind.CALL: UNKNOWN_PLAN,
+    StatementKind.DO: UNKNOWN_PLAN,
+    StatementKind.EXECUTE: UNKNOWN_PLAN,
+    StatementKind.UNKNOWN: UNKNOWN_PLAN,
+}
+
+# The query inside EXPLAIN, DECLARE ... CURSOR ... FOR and COPY (...) TO (gram.y).
+_INNER_QUERY = {
+    StatementKind.EXPLAIN: re.compile(
+        r"EXPLAIN\s+(?:\([^)]*\)\s*)?(?:(?:ANALY[SZ]E|VERBOSE)\s+)*(.+)", re.I | re.S
+    ),
+    StatementKind.DECLARE: re.compile(r"DECLARE\b.*?\bCURSOR\b.*?\bFOR\s+(.+)", re.I | re.S),
+    StatementKind.COPY: re.compile(r"COPY\s*\((.+)\)\s*TO\b", re.I | re.S),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +127,12 @@ def normalise_identifier(word: str) -> str:
 
 def classify_utility(statement: str, ws: list[str]) -> StatementInfo:
     """Classify a statement whose first word is not in SQLGLOT_KEYWORDS."""
+    info = _classify_utility(statement, ws)
+    keys = _UTILITY_KEYS.get(info.kind)
+    return info if keys is None else replace(info, keys=keys)
+
+
+def _classify_utility(statement: str, ws: list[str]) -> StatementInfo:
     first = ws[0]
     handler = _HANDLERS.get(first)
     if handler is not None:
@@ -117,6 +144,13 @@ def classify_utility(statement: str, ws: list[str]) -> StatementInfo:
     if first in _DDL:
         return StatementInfo(StatementKind.DDL, reason=first)
     return StatementInfo(StatementKind.UNKNOWN, reason=f"unknown statement {first[:40]}")
+
+
+def inner_query(kind: StatementKind, statement: str) -> str | None:
+    """The query inside EXPLAIN, DECLARE ... FOR or COPY (...) TO, if there is one."""
+    pattern = _INNER_QUERY.get(kind)
+    match = pattern.match(statement) if pattern is not None else None
+    return match.group(1).strip() if match else None
 
 
 def transaction_modes(ws: list[str]) -> TransactionModes | None:

@@ -245,6 +245,9 @@ def test_update_of_a_same_named_column_of_another_table_is_not_an_error() -> Non
         ),
         ("SELECT * FROM data WHERE id = 5; SELECT * FROM data WHERE id = 7", found(5, 7)),
         ("SELECT * FROM data WHERE id = 5 UNION SELECT * FROM data WHERE id = 7", found(5, 7)),
+        ("EXPLAIN SELECT * FROM data WHERE id = 5", found(5)),
+        ("DECLARE c CURSOR FOR SELECT * FROM data WHERE id = 5", found(5)),
+        ("COPY (SELECT * FROM data WHERE id = 5) TO STDOUT", found(5)),
     ],
 )
 def test_shard_key_forms(sql: str, expected: ShardKeys) -> None:
@@ -291,6 +294,16 @@ def test_shard_key_forms(sql: str, expected: ShardKeys) -> None:
         ("WITH data AS (SELECT 1 AS id) SELECT * FROM data WHERE id = 5", NONE),  # a CTE
         ("SET search_path TO a", NONE),
         ("BEGIN", NONE),
+        ("COPY data FROM STDIN", ALL),  # rows for every shard
+        ("COPY public.data TO STDOUT", ALL),
+        ("COPY other FROM STDIN", NONE),
+        ("CREATE INDEX ON data (v)", ALL),  # schema changes belong on every shard
+        ("TRUNCATE data", ALL),
+        ("LOCK TABLE data", ALL),
+        ("CALL refresh(5)", UNKNOWN),
+        ("DO $$ BEGIN END $$", UNKNOWN),
+        ("EXECUTE q(5)", UNKNOWN),
+        ("FROBNICATE data", UNKNOWN),
     ],
 )
 def test_shard_keys_that_cannot_be_known_say_so(sql: str, expected: ShardKeys) -> None:

@@ -162,7 +162,7 @@ def test_session_affecting_statements(
         ("copy public.t to stdout", CopyDirection.TO, ("public.t",)),
         ('COPY "My"."Tab" TO STDOUT', CopyDirection.TO, ("My.Tab",)),
         ("COPY BINARY t TO STDOUT", CopyDirection.TO, ("t",)),
-        ("COPY (SELECT * FROM t WHERE a = 'from') TO STDOUT", CopyDirection.TO, ()),
+        ("COPY (SELECT * FROM t WHERE a = 'from') TO STDOUT", CopyDirection.TO, ("t",)),
         ("COPY t FROM PROGRAM 'cat x'", CopyDirection.FROM, ("t",)),
     ],
 )
@@ -191,4 +191,22 @@ def test_copy_direction(sql: str, direction: CopyDirection, tables: tuple[str, .
 def test_other_statement_kinds(sql: str, kind: StatementKind) -> None:
     classification = classify(sql)
     assert classification.kinds == (kind,)
+    assert classification.is_write
+
+
+@pytest.mark.parametrize(
+    ("sql", "tables"),
+    [
+        ("EXPLAIN SELECT * FROM t JOIN u ON true", ("t", "u")),
+        ("EXPLAIN (ANALYZE, BUFFERS) UPDATE t SET a = 1", ("t",)),
+        ("EXPLAIN ANALYZE VERBOSE DELETE FROM t", ("t",)),
+        ("DECLARE c SCROLL CURSOR WITH HOLD FOR SELECT * FROM t", ("t",)),
+        ("EXPLAIN EXECUTE q(1)", ()),
+    ],
+)
+def test_explain_and_declare_name_the_tables_of_their_query(
+    sql: str, tables: tuple[str, ...]
+) -> None:
+    classification = classify(sql)
+    assert classification.tables == tables
     assert classification.is_write
