@@ -16,6 +16,7 @@ takes a data-modifying CTE for a table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import reduce
 
 from sqlglot import exp
 
@@ -198,10 +199,12 @@ class _Walker:
     def _condition(self, node: exp.Expr, scope: _Scope) -> KeyPlan:
         if isinstance(node, exp.Paren):
             return self._condition(node.this, scope)
-        if isinstance(node, exp.And):
-            return both(self._condition(node.left, scope), self._condition(node.right, scope))
-        if isinstance(node, exp.Or):
-            return either(self._condition(node.left, scope), self._condition(node.right, scope))
+        if isinstance(node, exp.And | exp.Or):
+            # flatten() walks a chain of one connector without recursion: a WHERE of
+            # thousands of ANDs must not hit Python's recursion limit.
+            combine = both if isinstance(node, exp.And) else either
+            terms = (self._condition(term, scope) for term in node.flatten())
+            return reduce(combine, terms)
         if isinstance(node, exp.EQ | exp.NullSafeEQ):
             return self._equality(node.left, node.right, scope)
         if isinstance(node, exp.In):

@@ -343,3 +343,17 @@ def test_param_positions_bind_to_values() -> None:
     bound = classification.shard_keys.bind({1: (7, 8), 2: 5})
     assert bound == found(5, 7, 8)
     assert classification.shard_keys.bind({1: (7,)}) == UNKNOWN  # $2 missing (NULL)
+
+
+def test_thousands_of_conditions_do_not_hit_the_recursion_limit() -> None:
+    ands = " AND ".join(f"id = {i}" for i in range(3000))
+    ors = " OR ".join(f"(id = {i} AND v = 1)" for i in range(2000))
+    assert keys(f"SELECT * FROM data WHERE {ands}").keys == tuple(range(3000))
+    assert keys(f"SELECT * FROM data WHERE {ors}").keys == tuple(range(2000))
+
+
+def test_deep_nesting_is_a_write_not_a_crash() -> None:
+    parser = Parser(ParserSettings.build(automatic_sharding_key="data.id"))
+    classification = parser.classify("SELECT " + "(" * 3000 + "1" + ")" * 3000)
+    assert classification.is_write
+    assert classification.shard_keys == UNKNOWN
