@@ -17,6 +17,11 @@ from parser.classification import NO_KEYS, UNKNOWN_KEYS, Classification, unknown
 from parser.lexer import lex
 from parser.settings import ParserSettings
 
+# Shapes longer than this are analysed every time, not cached: the cache holds its keys, and
+# cache_size shapes of any length would let clients grow the proxy's memory without bound.
+# OLTP statements are far shorter (the 10-join report of the benchmark is 1.1 KiB).
+MAX_CACHED_SHAPE = 8192
+
 
 class Parser:
     """Classifies SQL texts for one pool. Safe to share between the pool's sessions."""
@@ -26,22 +31,30 @@ class Parser:
         self._max_length = self.settings.max_length
         self._unknown_keys = UNKNOWN_KEYS if self.settings.sharding_keys else NO_KEYS
         self._too_long = unknown_write("longer than query_parser_max_length", self._unknown_keys)
-        analyser = ShapeAnalyser(self.settings)
+        self._analyser = ShapeAnalyser(self.settings)
         self._analyse: functools._lru_cache_wrapper[ShapeAnalysis] = functools.lru_cache(
             maxsize=self.settings.cache_size
-        )(analyser.analyse)
+        )(self._analyser.analyse)
 
     def classify(self, sql: str) -> Classification:
-        """Classify a whole query text (one or more statements). Never raises."""
+        """Classify a whole query text (one or more statements). Never raises.
+
+        For the extended protocol, classify the Parse message's query once and keep the
+        result with the prepared statement: its ParamRefs name the Bind parameters that
+        hold the shard keys (ShardKeys.bind).
+        """
         max_length = self._max_length
         if max_length is not None and (
-            len(sql) > max_length or (not sql.isascii() and len(sql.encode()) > max_length)
+            len(sql) > max_length or (not sql.isascii() and _utf8_length(sql) > max_length)
         ):
             return self._too_long
         shape, literals, unsafe = lex(sql)
         if unsafe is not None:
             return unknown_write(unsafe, self._unknown_keys)
-        analysis = self._analyse(shape)
+        if len(shape) > MAX_CACHED_SHAPE:
+            analysis = self._analyser.analyse(shape)
+        else:
+            analysis = self._analyse(shape)
         if analysis.plan is None:
             return analysis.classification
         try:
@@ -56,6 +69,11 @@ class Parser:
     def cache_clear(self) -> None:
         """Forget every analysed shape."""
         self._analyse.cache_clear()
+
+
+def _utf8_length(sql: str) -> int:
+    """Bytes of `sql` in UTF-8 (lone surrogates, from a surrogateescape decode, count too)."""
+    return len(sql.encode("utf-8", "surrogatepass"))
 
 
 @functools.lru_cache(maxsize=16)

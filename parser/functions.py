@@ -32,6 +32,15 @@ BUILTIN_WRITE_FUNCTIONS = (
     "pg_create_restore_point",
     "pg_switch_wal",
     "dblink_exec",
+    # replication slots and origins live on the primary; reading changes consumes them
+    "pg_logical_slot_get_*",
+    "pg_replication_slot_advance",
+    "pg_create_physical_replication_slot",
+    "pg_create_logical_replication_slot",
+    "pg_copy_physical_replication_slot",
+    "pg_copy_logical_replication_slot",
+    "pg_drop_replication_slot",
+    "pg_replication_origin_*",
 )
 
 # Session-level advisory locks outlive the transaction: the client must keep its server.

@@ -44,7 +44,7 @@ def _head(sql: str, limit: int) -> str:
     """The first `limit` UTF-8 bytes of `sql` (a character cut in half is replaced)."""
     if sql.isascii():
         return sql[:limit]
-    return sql.encode()[:limit].decode("utf-8", errors="replace")
+    return sql.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", errors="replace")
 
 
 def _number(match: re.Match[str] | None, *, signed: bool) -> int | None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from parser import (
+    CommentHint,
     KeyStatus,
     ParamRef,
     Parser,
     ParserSettings,
     ShardKeys,
     classify,
+    comment_hints,
 )
+from parser.core import MAX_CACHED_SHAPE
 
 
 def test_queries_of_one_shape_hit_the_cache_and_keep_their_own_keys() -> None:
@@ -72,3 +75,18 @@ def test_literal_values_convert_as_postgresql_would() -> None:
     assert key("E'\\x41\\102\\u0043'") == "ABC"
     assert key("U&'\\0041'") == "A"
     assert key("'not-a-uuid'::uuid") == "not-a-uuid"
+
+
+def test_very_long_shapes_are_not_kept_in_the_cache() -> None:
+    parser = Parser()
+    long_query = "SELECT " + ", ".join(f"column_{i}" for i in range(2000))
+    assert len(long_query) > MAX_CACHED_SHAPE
+    assert not parser.classify(long_query).is_write
+    assert parser.cache_info().currsize == 0
+
+
+def test_lone_surrogates_never_raise() -> None:
+    text = "SELECT '\udcff' /* shard_id: 1 */"
+    settings = ParserSettings.build(query_parser_max_length=100, shard_id_regex=r"shard_id: (\d+)")
+    assert not Parser(settings).classify(text).is_write
+    assert comment_hints(text, settings) == CommentHint(shard_id=1)

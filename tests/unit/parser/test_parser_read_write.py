@@ -103,6 +103,8 @@ WRITES = {
     "pg_advisory_xact_lock": "SELECT pg_advisory_xact_lock(1)",
     "pg_try_advisory_lock": "SELECT pg_try_advisory_lock(1)",
     "pg_notify": "SELECT pg_notify('c', 'x')",
+    "logical_slot_get_changes": "SELECT * FROM pg_logical_slot_get_changes('s', NULL, NULL)",
+    "advisory_lock_in_from": "SELECT * FROM pg_catalog.pg_advisory_lock(1)",
     "write_function_in_where": "SELECT * FROM t WHERE nextval('s') > 0",
     "unparseable": "SELECT * FRM t",
     "unknown_statement": "FROBNICATE t",
