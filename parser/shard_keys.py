@@ -182,17 +182,18 @@ class _Walker:
         return _Scope(named, frozenset(tables))
 
     def _is_sharded(self, scope: _Scope) -> bool:
-        return any(key.table is None or key.table in scope.tables for key in self.keys) and (
-            bool(scope.tables)
-        )
+        """True when a key applies to one of the scope's base tables."""
+        tables = scope.tables
+        return bool(tables) and any(key.table is None or key.table in tables for key in self.keys)
 
     def _keyed_by_name(self, scope: _Scope) -> bool:
         """True when a `table.column` key names one of the scope's tables."""
         return any(key.table is not None and key.table in scope.tables for key in self.keys)
 
     def touches_sharded_table(self, tree: exp.Expr) -> bool:
-        tables = [table for table in tree.find_all(exp.Table)]
-        return self._is_sharded(self._scope_of(tables))  # type: ignore[arg-type]
+        """True when any base table anywhere in the statement is sharded."""
+        tables: list[exp.Expr] = list(tree.find_all(exp.Table))
+        return self._is_sharded(self._scope_of(tables))
 
     # -- conditions ---------------------------------------------------------------------
 
