@@ -42,8 +42,12 @@ class RawClient:
     def __enter__(self) -> RawClient:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -102,8 +106,13 @@ class RawClient:
         return out
 
     # --- conversations --------------------------------------------------------------
-    def startup(self, user: str | None, password: str | None = None,
-                database: str | None = None, **params: str) -> list[Message]:
+    def startup(
+        self,
+        user: str | None,
+        password: str | None = None,
+        database: str | None = None,
+        **params: str,
+    ) -> list[Message]:
         """Send a StartupMessage (no user if ``user`` is None), then ``authenticate``."""
         startup: dict[str, str] = {} if user is None else {"user": user}
         if database is not None:
@@ -129,8 +138,9 @@ class RawClient:
                 self._answer_auth(request, user, password, scram)
         return out
 
-    def _answer_auth(self, request: be.Authentication, user: str, password: str,
-                     scram: ScramClientExchange) -> None:
+    def _answer_auth(
+        self, request: be.Authentication, user: str, password: str, scram: ScramClientExchange
+    ) -> None:
         """The PasswordMessage / SASL response an authentication request asks for."""
         if request.code == be.AUTH_MD5_PASSWORD:
             answer = cstr(md5_response(user, password, request.data))

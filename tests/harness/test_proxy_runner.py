@@ -1,5 +1,6 @@
 """The e2e proxy runner itself: it waits for the port, reports a dead proxy with its log,
-and always gets rid of the process. A tiny Python listener stands in for the proxy here."""
+and always gets rid of the process. A tiny Python listener stands in for the proxy, except
+in the last test, which runs the real one on the harness's config."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ import socket
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from pgcat_py.localpg import Topology, free_port
 from tests.harness.proxy import (
+    ProxyProcess,
     ProxyStartError,
     TomlValue,
     listen_address,
+    proxy_config,
     start_proxy,
     toml_value,
 )
@@ -90,3 +96,19 @@ def test_toml_values_round_trip_through_tomllib() -> None:
         "t": {"k": "v"},
     }
     assert tomllib.loads(f"x = {toml_value(value)}")["x"] == value
+
+
+def test_real_proxy_serves_the_harness_config(
+    pg_topology: Topology, proxy_runner: Callable[[str], ProxyProcess]
+) -> None:
+    port = free_port()
+    proxy = proxy_runner(proxy_config(pg_topology, port=port, sharded_pool=True))
+    server_ports = {node.port for node in pg_topology.nodes()}
+    for database in ("app", "sharded"):
+        dsn = f"postgresql://app:app@127.0.0.1:{proxy.port}/{database}"
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute("SELECT current_user, inet_server_port()").fetchone()
+        assert row is not None
+        assert row[0] == "app"
+        assert row[1] in server_ports
+    assert proxy.stop() == 0
