@@ -177,9 +177,13 @@ class ClientSession(MessageConnection):
                 self.fatal(exc)
                 return
             if first is None:
-                # Part of one message: its declared length passed PostgreSQL's limits, and
-                # like PostgreSQL we need all of it. Pausing here would wait forever.
-                self.resume_reading()
+                # Part of one message (its header passed PostgreSQL's limits). Too big to
+                # buffer: too big to parse too, so start the transaction on the header alone
+                # and stream the rest, with backpressure, to the server (invariant 4).
+                if len(self._rbuf) > MAX_IDLE_BUFFER and not self._skip_until_sync:
+                    self._begin_transaction()
+                else:
+                    self.resume_reading()
                 return
             msg_type, end = first
             if msg_type == TERMINATE:
@@ -249,8 +253,12 @@ class ClientSession(MessageConnection):
 
     def _refuse(self, exc: ProxyError) -> None:
         """No server: answer the first message with an error, as PostgreSQL would."""
+        head = first_message(self._rbuf)
+        if head is None:  # a big message only partly read: no way to skip it cleanly
+            self.fatal(exc)
+            return
         self.error(exc)
-        msg_type, end = first_message(self._rbuf) or (QUERY, 0)
+        msg_type, end = head
         self.consume(end)
         if msg_type in (QUERY, SYNC):
             self.write(be.READY_IDLE)
