@@ -13,7 +13,7 @@ directory: `BASE/<node>` data dirs, `BASE/run` sockets, `BASE/log/<node>.log`,
 """
 
 from pgcat_py.localpg.commands import LocalPgError, PgBinariesNotFound, find_pg_bin
-from pgcat_py.localpg.create import create_topology, free_port, port_is_free
+from pgcat_py.localpg.create import create_topology, free_port, free_ports, port_is_free
 from pgcat_py.localpg.node import Node, query_value, run_sql
 from pgcat_py.localpg.roles import (
     APP_DATABASES,
@@ -44,6 +44,7 @@ __all__ = [
     "create_topology",
     "find_pg_bin",
     "free_port",
+    "free_ports",
     "has_topology",
     "load_topology",
     "port_is_free",

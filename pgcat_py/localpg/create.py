@@ -119,7 +119,7 @@ def _plan_nodes(base: Path, replicas: int, shards: int, ports: list[int] | None)
     names += [f"shard{k}_primary" for k in range(1, shards + 1)]
     if ports is not None and len(ports) != len(names):
         raise ValueError(f"{len(names)} nodes ({', '.join(names)}) but {len(ports)} ports")
-    chosen = list(ports) if ports is not None else _distinct_free_ports(len(names))
+    chosen = list(ports) if ports is not None else free_ports(len(names))
     return [
         Node(name, _role_of(name), HOST, port, datadir=base / name, socket_dir=base / "run")
         for name, port in zip(names, chosen, strict=True)
@@ -130,7 +130,8 @@ def _role_of(name: str) -> Role:
     return "replica" if "_replica" in name else "primary"
 
 
-def _distinct_free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports (the kernel may hand out the same one twice)."""
     chosen: list[int] = []
     while len(chosen) < count:
         port = free_port()

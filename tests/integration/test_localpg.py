@@ -27,11 +27,11 @@ from pgcat_py.localpg import (
     Node,
     Topology,
     create_topology,
+    free_ports,
     load_topology,
     query_value,
     run_sql,
 )
-from pgcat_py.localpg.create import _distinct_free_ports
 from pgcat_py.localpg.node import is_running
 from tests.harness.proxy import proxy_config
 
@@ -229,7 +229,7 @@ def test_demo_stops_every_server_however_the_proxy_ends(
         assert scalar(replica, "SELECT count(*) FROM pgbench_accounts", dbname="bench") == 100_000
         return 3
 
-    ports = _distinct_free_ports(4)
+    ports = free_ports(4)
     monkeypatch.setattr(demo, "_proxy_runner", lambda: crashing_proxy)
     with pytest.raises(RuntimeError, match="proxy crashed"):
         demo.run_demo(pg_base, 6432, server_ports=ports)
