@@ -22,13 +22,12 @@ from ..protocol.errors import ProtocolViolation, ServerError
 from ..protocol.framing import (
     AUTHENTICATION,
     BACKEND_KEY_DATA,
-    COMMAND_COMPLETE,
-    COPY_BOTH_RESPONSE,
-    COPY_IN_RESPONSE,
-    COPY_OUT_RESPONSE,
     ERROR_RESPONSE,
     PARAMETER_STATUS,
     READY_FOR_QUERY,
+    TAG_DISCARD,
+    TAG_PREPARE,
+    TAG_SET,
     BackendScanner,
 )
 from ..protocol.frontend import PasswordMessage, Query
@@ -39,13 +38,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 IDLE = ord("I")
-
-# CommandComplete tags that leave session state behind (pgcat's cleanup flags, widened).
-_SET_TAGS = frozenset({b"SET", b"RESET"})
-_PREPARE_TAGS = frozenset({b"PREPARE"})
-_DISCARD_TAGS = frozenset({b"LISTEN", b"DECLARE CURSOR", b"CREATE TABLE", b"SELECT INTO",
-                           b"CREATE TABLE AS"})
-
 
 class RelayClient(Protocol):
     """What a server needs from the client it relays to."""
@@ -73,21 +65,6 @@ class ServerTarget:
 
 
 @dataclass
-class Dirt:
-    """What the client's session left on the server, cleaned at check-in."""
-
-    set_: bool = False
-    prepare: bool = False
-    discard: bool = False
-
-    def __bool__(self) -> bool:
-        return self.set_ or self.prepare or self.discard
-
-    def clear(self) -> None:
-        self.set_ = self.prepare = self.discard = False
-
-
-@dataclass
 class ServerStats:
     transactions: int = 0
     queries: int = 0
@@ -109,11 +86,10 @@ class ServerConnection(MessageConnection):
         # The client parameter set this session was last brought in line with: a checkout by
         # a client with the same set skips the comparison (tuple equality, no SQL).
         self.synced_key: tuple[tuple[str, str], ...] | None = None
-        self.status = IDLE
         self.pending = 0                        # ReadyForQuery messages still expected
-        self.in_copy = False
         self.broken = False
-        self.dirt = Dirt()
+        # What the client's session left behind (TAG_* bits), undone at check-in.
+        self.dirt = 0
         self.created_at = time.monotonic()
         self.last_used = self.created_at
         self.client: RelayClient | None = None
@@ -166,43 +142,28 @@ class ServerConnection(MessageConnection):
             super().data_received(data)
             return
         client.transport.write(data)
-        self.stats.bytes_received += len(data)
+        scanner = self._scanner
         try:
-            found = self._scanner.feed(data)
+            ready = scanner.feed(data)
         except ProtocolViolation:
             self.terminate()
             return
-        if found and self._track(found, client) and self.pending <= 0 and self.status == IDLE:
-            client.on_server_idle(self)
+        if scanner.others:
+            self._note_others(client)
+        if ready:
+            self.pending -= ready
+            if self.pending <= 0 and scanner.status == IDLE and not scanner.in_copy:
+                client.on_server_idle(self)
 
-    def _track(self, found: list[tuple[int, bytes]], client: RelayClient | None) -> bool:
-        """Update state from the interesting messages; True if a ReadyForQuery was among them."""
-        ready = False
-        for msg_type, payload in found:
-            if msg_type == READY_FOR_QUERY:
-                self.pending -= 1
-                self.status = payload[0]
-                self.in_copy = False
-                self.stats.transactions += self.status == IDLE
-                ready = True
-            elif msg_type == COMMAND_COMPLETE:
-                self._note_tag(payload[:-1])
-            elif msg_type == PARAMETER_STATUS:
+    def _note_others(self, client: RelayClient | None) -> None:
+        """ParameterStatus and ErrorResponse seen on the relay (rare, so decoded)."""
+        others = self._scanner.others
+        for msg_type, payload in others:
+            if msg_type == PARAMETER_STATUS:
                 self._note_parameter(payload, client)
-            elif msg_type in (COPY_IN_RESPONSE, COPY_OUT_RESPONSE, COPY_BOTH_RESPONSE):
-                self.in_copy = True
             elif msg_type == ERROR_RESPONSE and b"SFATAL\0" in payload:
                 self.broken = True  # the server is about to close this session
-        return ready
-
-    def _note_tag(self, tag: bytes) -> None:
-        self.stats.queries += 1
-        if tag in _SET_TAGS:
-            self.dirt.set_ = True
-        elif tag in _PREPARE_TAGS:
-            self.dirt.prepare = True
-        elif tag in _DISCARD_TAGS:
-            self.dirt.discard = True
+        others.clear()
 
     def _note_parameter(self, payload: bytes, client: RelayClient | None) -> None:
         msg = be.decode_backend(PARAMETER_STATUS, payload)
@@ -216,6 +177,23 @@ class ServerConnection(MessageConnection):
             self.applied[key] = msg.value
         if client is not None and key in P.TRACKED:
             client.on_parameter_status(key, msg.value)
+
+    def take_session_tags(self) -> int:
+        """Fold the dirtying CommandComplete tags seen so far into ``dirt``; returns it."""
+        scanner = self._scanner
+        if scanner.session_tags:
+            self.dirt |= scanner.session_tags
+            scanner.session_tags = 0
+        return self.dirt
+
+    @property
+    def status(self) -> int:
+        """Transaction status from the last ReadyForQuery: 'I', 'T' or 'E' (as an int)."""
+        return self._scanner.status
+
+    @property
+    def in_copy(self) -> bool:
+        return self._scanner.in_copy
 
     def forward(self, data: bytes, sync_points: int) -> None:
         """Send client bytes; ``sync_points`` ReadyForQuery messages will answer them."""
@@ -234,8 +212,9 @@ class ServerConnection(MessageConnection):
     @property
     def is_idle(self) -> bool:
         """At a transaction boundary with nothing in flight."""
-        return (self.status == IDLE and self.pending <= 0 and not self.in_copy
-                and self._scanner.at_boundary)
+        scanner = self._scanner
+        return (scanner.status == IDLE and self.pending <= 0 and not scanner.in_copy
+                and scanner.at_boundary)
 
     # --- control plane ------------------------------------------------------------------
     async def login(self, application_name: str | None = None) -> None:
@@ -258,7 +237,7 @@ class ServerConnection(MessageConnection):
             elif msg_type == ERROR_RESPONSE:
                 raise _server_error(payload, t)
             elif msg_type == READY_FOR_QUERY:
-                self.status = payload[0]
+                self._scanner.status = payload[0]
                 return
 
     async def _authenticate(self, payload: bytes) -> None:
@@ -304,7 +283,7 @@ class ServerConnection(MessageConnection):
         while True:
             msg_type, payload = await self.read_message()
             if msg_type == READY_FOR_QUERY:
-                self.status = payload[0]
+                self._scanner.status = payload[0]
                 return errors
             if msg_type == ERROR_RESPONSE:
                 err = be.decode_backend(msg_type, payload)
@@ -329,24 +308,24 @@ class ServerConnection(MessageConnection):
 
     def reset_sql(self, server_reset_query: str, cleanup: bool) -> str:
         """What to run at check-in so the next client finds a clean session, or ""."""
-        if not self.dirt:
+        dirt = self.take_session_tags()
+        if not dirt or (not cleanup and not server_reset_query):
             return ""
         if server_reset_query:
             return server_reset_query
-        if not cleanup:
-            return ""
-        if self.dirt.discard:
+        if dirt & TAG_DISCARD:
             return "DISCARD ALL"
         parts = ["RESET ROLE", "SET SESSION AUTHORIZATION DEFAULT"]
-        if self.dirt.set_:
+        if dirt & TAG_SET:
             parts.append("RESET ALL")
-        if self.dirt.prepare:
+        if dirt & TAG_PREPARE:
             parts.append("DEALLOCATE ALL")
         return ";".join(parts)
 
     def after_reset(self) -> None:
         """RESET ALL / DISCARD ALL put every non-reported setting back to its default."""
-        self.dirt.clear()
+        self.dirt = 0
+        self._scanner.session_tags = 0
         self.synced_key = None
         self.applied = {k: v for k, v in self.applied.items() if k in self.reported
                         and self.reported[k][1] != self.defaults.get(k)}

@@ -27,6 +27,7 @@ from ..protocol.framing import (
     PQ_LARGE_MESSAGE_LIMIT,
     QUERY,
     SYNC,
+    TAG_PREPARE,
     TERMINATE,
     FrontendScanner,
     first_message,
@@ -75,7 +76,6 @@ class ClientSession(MessageConnection):
         self._attempt: CheckoutAttempt | None = None
         self._write_paused = False
         self._skip_until_sync = False
-        self.transactions = 0
 
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -101,10 +101,12 @@ class ClientSession(MessageConnection):
                     server.forward(data[:term], syncs)
                 self.close()
             return
-        super().data_received(data)
         if self.state is State.IDLE:
+            self._rbuf += data
             self._process_idle()
-        elif len(self._rbuf) > MAX_IDLE_BUFFER:
+            return
+        super().data_received(data)  # login, admin, or waiting for a server: buffer
+        if len(self._rbuf) > MAX_IDLE_BUFFER:
             self.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -205,7 +207,7 @@ class ClientSession(MessageConnection):
         """Ask for a server for the transaction the buffered message starts."""
         assert self.cluster is not None
         self.state = State.CHECKOUT
-        route = self.ctx.route(self)
+        route = self.cluster.fixed_route or self.ctx.route(self)
         try:
             self._attempt = self.cluster.checkout(self, route.shard, route.role)
         except ProxyError as exc:
@@ -273,24 +275,34 @@ class ClientSession(MessageConnection):
         self.server, self.server_pool = server, pool
         self.state = State.LINKED
         self._task = None
-        server.attach(self)
+        server.client = self
         if self._write_paused:
             server.pause_reading()
         if server.write_paused:
             self.pause_reading()
-        else:
+        elif self._reading_paused:
             self.resume_reading()
-        data = self.take_buffered()
-        if data:
-            self.data_received(data)
+        if self._rbuf:
+            self.data_received(self.take_buffered())
 
     def on_server_idle(self, server: ServerConnection) -> None:
-        """The server finished a transaction: in transaction mode, give it back."""
-        self.transactions += 1
-        if not self.transaction_mode or self.scanner.in_batch or not self.scanner.at_boundary:
+        """The server answered everything sent (ReadyForQuery 'I'): in transaction mode,
+        give it back, unless the client already sent part of its next batch."""
+        scanner = self.scanner
+        if not self.transaction_mode or scanner.in_batch or not scanner.at_boundary:
             return
-        self._unlink()
+        pool = self.server_pool
+        assert pool is not None
+        self.server = self.server_pool = None
         self.state = State.IDLE
+        if self._reading_paused:
+            self.resume_reading()
+        if server._reading_paused:
+            server.resume_reading()
+        if scanner.named_parse:
+            server.dirt |= TAG_PREPARE
+            scanner.named_parse = False
+        pool.release(server)
         if self.ctx.shutting_down:
             self.fatal(ProxyError("terminating connection due to administrator command",
                                   sqlstate=ADMIN_SHUTDOWN))
@@ -308,25 +320,18 @@ class ClientSession(MessageConnection):
     def params_changed(self) -> None:
         self.params_key = tuple(sorted(self.params.items()))
 
-    def _unlink(self) -> None:
-        server, pool = self.server, self.server_pool
-        self.server = self.server_pool = None
-        if server is None or pool is None:
-            return
-        self.resume_reading()
-        self._give_back(server, pool)
-
     def _give_back(self, server: ServerConnection, pool: ServerPool) -> None:
-        """Return a server after use, rolling back or closing it when it is not clean."""
-        server.detach()
+        """The client left while holding ``server``: roll it back or close it unless clean."""
+        server.client = None
         server.resume_reading()
-        if self.scanner.named_parse:
-            server.dirt.prepare = True
-            self.scanner.named_parse = False
-        boundary = self.scanner.at_boundary and not self.scanner.in_batch
+        scanner = self.scanner
+        if scanner.named_parse:
+            server.dirt |= TAG_PREPARE
+            scanner.named_parse = False
+        boundary = scanner.at_boundary and not scanner.in_batch
         if boundary and server.is_idle:
             pool.release(server)
-        elif (boundary and server.is_usable and server.pending <= 0 and not server.in_copy):
+        elif boundary and not server.broken and server.pending <= 0 and not server.in_copy:
             pool.release_after_rollback(server)
         else:
             pool.discard(server)

@@ -100,7 +100,7 @@ class ServerPool:
     # --- checkout -------------------------------------------------------------------
     def take_idle(self) -> ServerConnection | None:
         """An idle connection right now, unless others are queued before us."""
-        if self.waiters or self.closed:
+        if self.waiters or self.closed or not self.idle:
             return None
         server = self._pop_idle()
         if server is not None:
@@ -204,13 +204,14 @@ class ServerPool:
     # --- checkin --------------------------------------------------------------------
     def release(self, server: ServerConnection) -> None:
         """Check in after use: reset first if the client left the session dirty."""
-        server.detach()
-        sql = server.reset_sql(self.settings.server_reset_query,
-                               self.settings.cleanup_server_connections)
-        if sql and server.is_usable and server.is_idle:
-            self._spawn(self._reset_then_checkin(server, sql))
-            return
-        server.dirt.clear()  # nothing to run (or cleanup disabled): reused as it is
+        server.client = None
+        s = self.settings
+        if server.take_session_tags():
+            sql = server.reset_sql(s.server_reset_query, s.cleanup_server_connections)
+            if sql and not server.broken and server.is_idle:
+                self._spawn(self._reset_then_checkin(server, sql))
+                return
+            server.dirt = 0  # cleanup disabled: reused as it is, as pgcat does
         self.checkin(server)
 
     def release_after_rollback(self, server: ServerConnection) -> None:
@@ -221,11 +222,14 @@ class ServerPool:
     def checkin(self, server: ServerConnection) -> None:
         """Take back a clean, idle connection (or close it if it is not)."""
         self.active.discard(server)
-        if (self.closed or not server.is_usable or not server.is_idle
-                or time.monotonic() - server.created_at >= self.settings.server_lifetime):
+        now = time.monotonic()
+        if (self.closed or server.broken or server.is_closed or not server.is_idle
+                or now - server.created_at >= self.settings.server_lifetime):
             self._discard(server)
             return
-        self._put_back(server)
+        server.last_used = now
+        if not self.waiters or not self._serve_next(server):
+            self.idle.append(server)
 
     def _put_back(self, server: ServerConnection) -> None:
         server.last_used = time.monotonic()
@@ -241,7 +245,6 @@ class ServerPool:
                     sql = server.reset_sql(s.server_reset_query, s.cleanup_server_connections)
                     errors = await server.simple_query(sql) if sql else []
         except (TimeoutError, ProxyError) as exc:
-            errors, sql = [], ""
             log.warning("reset of server %s failed: %s", self.target.name, exc)
             self._discard(server)
             return
@@ -251,7 +254,7 @@ class ServerPool:
             return
         if sql:
             server.after_reset()
-        server.dirt.clear()
+        server.dirt = 0
         self.checkin(server)
 
     def discard(self, server: ServerConnection) -> None:

@@ -182,48 +182,87 @@ class FrontendScanner:
         return self._skip == 0 and not self._head
 
 
+# CommandComplete tags that leave state in the server session (pgcat's cleanup flags,
+# widened): what a check-in must undo. Bits of BackendScanner.session_tags.
+TAG_SET = 1          # SET / RESET: RESET ALL
+TAG_PREPARE = 2      # PREPARE: DEALLOCATE ALL
+TAG_DISCARD = 4      # LISTEN, cursors WITH HOLD, temp tables: DISCARD ALL
+SESSION_TAGS = {b"SET": TAG_SET, b"RESET": TAG_SET, b"PREPARE": TAG_PREPARE,
+                b"LISTEN": TAG_DISCARD, b"DECLARE CURSOR": TAG_DISCARD,
+                b"CREATE TABLE": TAG_DISCARD, b"SELECT INTO": TAG_DISCARD,
+                b"CREATE TABLE AS": TAG_DISCARD}
+
+_RFQ, _COMPLETE, _COPY, _OTHER = 1, 2, 3, 4
+_BACKEND_KIND = [0] * 256
+_BACKEND_KIND[READY_FOR_QUERY] = _RFQ
+_BACKEND_KIND[COMMAND_COMPLETE] = _COMPLETE
+for _t in b"GHW":
+    _BACKEND_KIND[_t] = _COPY
+for _t in b"ESK":
+    _BACKEND_KIND[_t] = _OTHER
+
+
 class BackendScanner:
     """Walks server->client chunks on the relay path and keeps what the proxy acts on.
 
-    Interesting messages (ReadyForQuery, ErrorResponse, ParameterStatus, CommandComplete, the
-    Copy*Responses) are returned whole, as ``(type, payload)``, even when they straddle
-    chunks; everything else (DataRow, RowDescription, ...) is skipped by its length.
+    ``feed`` returns how many ReadyForQuery messages the chunk completes and leaves in
+    attributes what the proxy needs: the last transaction ``status`` ('I', 'T', 'E'),
+    whether a COPY is under way, the session-dirtying CommandComplete tags seen
+    (``session_tags``, cleared by the owner) and how many commands completed. The rarer
+    messages the proxy decodes (ErrorResponse, ParameterStatus, BackendKeyData) are kept
+    whole in ``others``. Everything else (DataRow, RowDescription, ...) is skipped by its
+    length; no object is made for it. Messages straddling chunks are handled.
     """
 
-    __slots__ = ("_carry", "_skip")
-
-    INTERESTING = frozenset(b"ZESCGHWK")
+    __slots__ = ("_carry", "_skip", "commands", "in_copy", "others", "session_tags",
+                 "status")
 
     def __init__(self) -> None:
         self._skip = 0
-        self._carry = b""       # a partial header, or a partial interesting message
+        self._carry = b""       # a partial header, or a partial message we must see whole
+        self.status = ord("I")
+        self.in_copy = False
+        self.session_tags = 0
+        self.commands = 0
+        self.others: list[tuple[int, bytes]] = []
 
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        """Scan one chunk; returns the interesting messages it completes."""
+    def feed(self, data: bytes) -> int:
+        """Scan one chunk; returns the number of ReadyForQuery messages it completes."""
         if self._carry:
             data = self._carry + data
             self._carry = b""
-        found: list[tuple[int, bytes]] = []
-        interesting = self.INTERESTING
+        kinds = _BACKEND_KIND
+        ready = 0
         pos, n = self._skip, len(data)
         while pos < n:
             if pos + HEADER_SIZE > n:
                 self._carry = data[pos:]
                 self._skip = 0
-                return found
+                return ready
             msg_type, length = unpack_header(data, pos)
             if length < 4:
                 raise ProtocolViolation(f"server sent invalid message length {length}")
             end = pos + 1 + length
-            if msg_type in interesting:
+            kind = kinds[msg_type]
+            if kind:
                 if end > n:
                     self._carry = data[pos:]
                     self._skip = 0
-                    return found
-                found.append((msg_type, data[pos + HEADER_SIZE:end]))
+                    return ready
+                if kind == _RFQ:
+                    ready += 1
+                    self.status = data[pos + HEADER_SIZE]
+                    self.in_copy = False
+                elif kind == _COMPLETE:
+                    self.commands += 1
+                    self.session_tags |= SESSION_TAGS.get(data[pos + HEADER_SIZE:end - 1], 0)
+                elif kind == _COPY:
+                    self.in_copy = True
+                else:
+                    self.others.append((msg_type, data[pos + HEADER_SIZE:end]))
             pos = end
         self._skip = pos - n
-        return found
+        return ready
 
     @property
     def at_boundary(self) -> bool:

@@ -7,7 +7,13 @@ import pytest
 from pgcat_py.protocol import backend as be
 from pgcat_py.protocol import frontend as fe
 from pgcat_py.protocol.errors import ProtocolViolation
-from pgcat_py.protocol.framing import BackendScanner, FrontendScanner
+from pgcat_py.protocol.framing import (
+    TAG_DISCARD,
+    TAG_PREPARE,
+    TAG_SET,
+    BackendScanner,
+    FrontendScanner,
+)
 
 QUERY = fe.Query("select 1").encode()
 SYNC = fe.Sync().encode()
@@ -124,26 +130,50 @@ COMPLETE = be.CommandComplete("SELECT 1").encode()
 READY = be.ReadyForQuery("I").encode()
 
 
-def test_backend_scanner_returns_interesting_messages_and_skips_rows() -> None:
+def test_backend_scanner_counts_ready_for_query_and_skips_rows() -> None:
     scanner = BackendScanner()
-    found = scanner.feed(ROW + ROW + COMPLETE + READY)
-    assert found == [(ord("C"), b"SELECT 1\x00"), (ord("Z"), b"I")]
+    assert scanner.feed(ROW + ROW + COMPLETE + READY) == 1
+    assert scanner.status == ord("I")
+    assert scanner.commands == 1
+    assert scanner.session_tags == 0
+    assert scanner.others == []
     assert scanner.at_boundary
 
 
-@pytest.mark.parametrize("kind", list("ZESCGHWK"))
-def test_every_interesting_type_is_returned(kind: str) -> None:
+@pytest.mark.parametrize(("tag", "bit"), [("SET", TAG_SET), ("RESET", TAG_SET),
+                                          ("PREPARE", TAG_PREPARE), ("LISTEN", TAG_DISCARD),
+                                          ("DECLARE CURSOR", TAG_DISCARD),
+                                          ("SELECT 1", 0), ("SETX", 0)])
+def test_session_dirtying_tags_are_flagged(tag: str, bit: int) -> None:
+    scanner = BackendScanner()
+    scanner.feed(be.CommandComplete(tag).encode() + READY)
+    assert scanner.session_tags == bit
+
+
+@pytest.mark.parametrize("kind", list("ESK"))
+def test_messages_the_proxy_decodes_are_kept_whole(kind: str) -> None:
     payload = b"x\x00"
-    found = BackendScanner().feed(kind.encode() + (len(payload) + 4).to_bytes(4, "big") + payload)
-    assert found == [(ord(kind), payload)]
+    scanner = BackendScanner()
+    assert scanner.feed(kind.encode() + (len(payload) + 4).to_bytes(4, "big") + payload) == 0
+    assert scanner.others == [(ord(kind), payload)]
+
+
+@pytest.mark.parametrize(("kind", "in_copy"), [("G", True), ("H", True), ("W", True)])
+def test_copy_responses_mark_copy_until_ready_for_query(kind: str, in_copy: bool) -> None:
+    scanner = BackendScanner()
+    scanner.feed(be.CopyResponse(kind).encode())
+    assert scanner.in_copy is in_copy
+    scanner.feed(be.CommandComplete("COPY 1").encode() + be.ReadyForQuery("T").encode())
+    assert not scanner.in_copy
+    assert scanner.status == ord("T")
 
 
 def test_ready_for_query_split_across_chunks_comes_out_whole() -> None:
     for cut in range(1, len(READY)):
         scanner = BackendScanner()
-        assert scanner.feed(ROW + READY[:cut]) == []
+        assert scanner.feed(ROW + READY[:cut]) == 0
         assert not scanner.at_boundary
-        assert scanner.feed(READY[cut:]) == [(ord("Z"), b"I")]
+        assert scanner.feed(READY[cut:]) == 1
         assert scanner.at_boundary
 
 
@@ -152,9 +182,10 @@ def test_a_big_row_spread_over_chunks_is_skipped_without_being_held() -> None:
     scanner = BackendScanner()
     pieces = [row[i:i + 1000] for i in range(0, len(row), 1000)]
     for piece in pieces:
-        assert scanner.feed(piece) == []
+        assert scanner.feed(piece) == 0
+        assert len(scanner._carry) < 5  # never more than a partial header is kept
     assert scanner.at_boundary
-    assert scanner.feed(READY) == [(ord("Z"), b"I")]
+    assert scanner.feed(READY) == 1
 
 
 def test_backend_length_below_four_is_a_protocol_violation() -> None:
