@@ -101,13 +101,17 @@ Config: {config_path}. Ctrl-C stops the proxy and the PostgreSQL servers."""
 
 
 def _replicated_pool(topology: Topology, database: str) -> str:
-    """A pool over the main primary and its replica; the parser sends writes to the primary."""
+    """A pool over the main primary and its replica.
+
+    The parser sends reads to either server and writes to the primary; default_role primary
+    keeps writes off the read-only replica whenever the parser does not decide.
+    """
     servers = [(topology.primary.port, "primary")]
     servers += [(replica.port, "replica") for replica in topology.replicas]
     return f"""\
 [pools.{database}]
 pool_mode = "transaction"
-default_role = "any"
+default_role = "primary"
 query_parser_enabled = true
 query_parser_read_write_splitting = true
 primary_reads_enabled = true
