@@ -53,6 +53,7 @@ class App:
         self.started_at = time.time()
         self._server: asyncio.Server | None = None
         self._stopped = asyncio.Event()
+        self._fast_exit = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- ProxyContext -------------------------------------------------------------------
@@ -62,8 +63,6 @@ class App:
     def client_disconnected(self, session: ClientSession) -> None:
         self.sessions.discard(session)
         self.by_key.pop((session.process_id, session.secret_key), None)
-        if self.shutting_down and not self._user_clients():
-            self._stopped.set()
 
     def client_logged_in(self, session: ClientSession) -> None:
         self.by_key[(session.process_id, session.secret_key)] = session
@@ -142,10 +141,12 @@ class App:
         for session in self._user_clients():
             if session.state in (State.IDLE, State.LOGIN):
                 session.fatal(err)
-        if not self._user_clients():
-            self._stopped.set()
+        self._stopped.set()
 
     def stop_now(self) -> None:
+        """SIGTERM: exit at once, also in the middle of a graceful shutdown."""
+        self._fast_exit = True
+        log.info("fast shutdown: %d clients connected", len(self._user_clients()))
         self._stopped.set()
 
     async def serve_until_stopped(self) -> int:
@@ -154,16 +155,18 @@ class App:
         loop.add_signal_handler(signal.SIGTERM, self.stop_now)
         await self.start()
         await self._stopped.wait()
-        if self.shutting_down and self._user_clients():
+        if not self._fast_exit:
+            # Clients inside a transaction may finish it (their session closes at its end),
+            # for at most shutdown_timeout; SIGTERM cuts this short.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.general.shutdown_timeout_s):
-                    await self._wait_for_clients()
+                    while self._user_clients() and not self._fast_exit:
+                        await asyncio.sleep(0.05)
+            if self._user_clients() and not self._fast_exit:
+                log.warning("graceful shutdown timed out with %d clients",
+                            len(self._user_clients()))
         await self.close()
         return 0
-
-    async def _wait_for_clients(self) -> None:
-        while self._user_clients():
-            await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         if self._server is not None:

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING
 from ..backend.params import sync_statements
 from ..conn import ConnectionClosed, MessageConnection
 from ..protocol import backend as be
-from ..protocol.errors import ADMIN_SHUTDOWN, CONNECTION_FAILURE, ProtocolViolation, ProxyError
+from ..protocol.errors import (
+    ADMIN_SHUTDOWN,
+    CONNECTION_FAILURE,
+    INTERNAL_ERROR,
+    ProtocolViolation,
+    ProxyError,
+)
 from ..protocol.framing import (
     HEADER_SIZE,
     PQ_LARGE_MESSAGE_LIMIT,
@@ -159,11 +165,19 @@ class ClientSession(MessageConnection):
         except ConnectionClosed:
             self.close()
             return
+        except Exception:  # a bug of ours: tell this client, never leave it hanging
+            log.exception("login of client %s failed", self.process_id)
+            self.fatal(ProxyError("internal error in the pooler", sqlstate=INTERNAL_ERROR))
+            return
         if not proceed:
             self.close()
             return
         if self.state is State.ADMIN:
-            await self.ctx.serve_admin(self)
+            try:
+                await self.ctx.serve_admin(self)
+            except Exception:
+                log.exception("admin session %s failed", self.process_id)
+                self.fatal(ProxyError("internal error in the pooler", sqlstate=INTERNAL_ERROR))
             return
         self.state = State.IDLE
         self._task = None

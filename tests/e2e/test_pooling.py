@@ -215,3 +215,36 @@ def test_sigint_shuts_down_gracefully(pg_topology: Topology, role: str,
     assert proxy.wait(5) == 0  # last client gone: the process exits
     busy.close()
     idle.close()
+
+
+def test_sigint_gives_up_on_a_stuck_client_after_shutdown_timeout(
+        pg_topology: Topology, role: str, proxy_runner: ProxyRunner) -> None:
+    proxy = start(proxy_runner, pg_topology, role, extra_general={"shutdown_timeout": 700},
+                  extra_pool=PRIMARY_ONLY)
+    stuck = psycopg.connect(dsn(proxy, user=role, password=role))
+    stuck.execute("select 1")  # holds a transaction open and never ends it
+    try:
+        started = time.monotonic()
+        proxy.signal(signal.SIGINT)
+        assert proxy.wait(10) == 0
+        assert time.monotonic() - started >= 0.6
+    finally:
+        stuck.close()
+
+
+def test_sigterm_during_a_graceful_shutdown_exits_at_once(
+        pg_topology: Topology, role: str, proxy_runner: ProxyRunner) -> None:
+    proxy = start(proxy_runner, pg_topology, role, extra_general={"shutdown_timeout": 60000},
+                  extra_pool=PRIMARY_ONLY)
+    stuck = psycopg.connect(dsn(proxy, user=role, password=role))
+    stuck.execute("select 1")
+    try:
+        proxy.signal(signal.SIGINT)
+        time.sleep(0.3)
+        assert proxy.is_running()  # still draining: the transaction may finish
+        started = time.monotonic()
+        proxy.signal(signal.SIGTERM)
+        assert proxy.wait(5) == 0
+        assert time.monotonic() - started < 3
+    finally:
+        stuck.close()
