@@ -103,8 +103,8 @@ Config: {config_path}. Ctrl-C stops the proxy and the PostgreSQL servers."""
 def _replicated_pool(topology: Topology, database: str) -> str:
     """A pool over the main primary and its replica.
 
-    The parser sends reads to either server and writes to the primary; default_role primary
-    keeps writes off the read-only replica whenever the parser does not decide.
+    default_role primary keeps writes off the read-only replica until parser-driven
+    routing (commented out in the file) sends reads to either server.
     """
     servers = [(topology.primary.port, "primary")]
     servers += [(replica.port, "replica") for replica in topology.replicas]
@@ -112,9 +112,10 @@ def _replicated_pool(topology: Topology, database: str) -> str:
 [pools.{database}]
 pool_mode = "transaction"
 default_role = "primary"
-query_parser_enabled = true
-query_parser_read_write_splitting = true
-primary_reads_enabled = true
+# read/write splitting (parser-driven routing lands in a later release):
+# query_parser_enabled = true
+# query_parser_read_write_splitting = true
+# primary_reads_enabled = true
 
 [pools.{database}.users.0]
 username = "{APP_USER}"
@@ -137,8 +138,8 @@ def _sharded_pool(topology: Topology) -> str:
 [pools.sharded]
 pool_mode = "transaction"
 default_role = "primary"
-query_parser_enabled = true
-query_parser_read_write_splitting = true
+# query_parser_enabled = true
+# query_parser_read_write_splitting = true
 sharding_function = "pg_bigint_hash"
 # automatic_sharding_key = "data.id"
 
