@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from pgcat_py.backend.server import ServerConnection, ServerTarget
+from pgcat_py.conn import SocketOptions
 from pgcat_py.frontend.session import ClientSession, State
 from pgcat_py.pool.cluster import Cluster, ClusterSettings
 from pgcat_py.pool.server_pool import PoolSettings, ServerPool
@@ -49,6 +50,7 @@ class NullTransport:
 class Ctx:
     shutting_down = False
     client_login_timeout = 60.0
+    socket_options = SocketOptions()
 
     def __init__(self, route: Route) -> None:
         self._route = route

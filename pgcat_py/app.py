@@ -29,7 +29,7 @@ from .protocol.errors import (
 )
 from .protocol.startup import CancelRequest
 from .router import Route, default_route
-from .topology import PoolEntry, build_pools, credentials_for
+from .topology import PoolEntry, build_pools, credentials_for, socket_options
 
 log = logging.getLogger("pgcat_py")
 
@@ -50,6 +50,7 @@ class App:
         self.by_key: dict[tuple[int, int], ClientSession] = {}
         self.shutting_down = False
         self.client_login_timeout = CLIENT_LOGIN_TIMEOUT
+        self.socket_options = socket_options(g)
         self.started_at = time.time()
         self._server: asyncio.Server | None = None
         self._stopped = asyncio.Event()

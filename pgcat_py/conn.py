@@ -9,9 +9,37 @@ where subclasses handle ``data_received`` themselves and never touch this buffer
 from __future__ import annotations
 
 import asyncio
+import socket
+from dataclasses import dataclass
 
 from .protocol.errors import ProtocolViolation, ServerError
 from .protocol.framing import HEADER_SIZE, unpack_header
+
+
+@dataclass(frozen=True)
+class SocketOptions:
+    """TCP settings for client and server sockets (pgcat's [general] tcp_* keys)."""
+
+    keepalives_idle: int = 5          # seconds of silence before the first probe
+    keepalives_count: int = 5         # unanswered probes before the peer is dead
+    keepalives_interval: int = 5      # seconds between probes
+    user_timeout_ms: int = 10_000     # Linux TCP_USER_TIMEOUT: unacknowledged data limit
+
+
+def tune_socket(transport: asyncio.BaseTransport, options: SocketOptions) -> None:
+    """TCP_NODELAY (the relay writes whole chunks; Nagle would only add latency) and
+    keepalives, so a peer that vanished without a FIN is noticed."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", options.keepalives_idle),
+                        ("TCP_KEEPCNT", options.keepalives_count),
+                        ("TCP_KEEPINTVL", options.keepalives_interval),
+                        ("TCP_USER_TIMEOUT", options.user_timeout_ms)):
+        if hasattr(socket, name) and value > 0:  # Linux names; other systems skip them
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
 class ConnectionClosed(ServerError):

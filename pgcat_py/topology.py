@@ -9,7 +9,8 @@ import logging
 from dataclasses import dataclass
 
 from .backend.server import ServerTarget
-from .config import Config
+from .config import Config, General
+from .conn import SocketOptions
 from .frontend.auth import Credentials
 from .pool.cluster import Cluster, ClusterSettings
 from .pool.server_pool import PoolSettings, ServerPool
@@ -32,6 +33,11 @@ def address_name(pool_name: str, shard: int, role: str, replica_index: int) -> s
     """pgcat's address names: ``<pool>_shard_<n>_primary`` / ``_replica_<k>``."""
     suffix = "primary" if role == "primary" else f"replica_{replica_index}"
     return f"{pool_name}_shard_{shard}_{suffix}"
+
+
+def socket_options(general: General) -> SocketOptions:
+    return SocketOptions(general.tcp_keepalives_idle, general.tcp_keepalives_count,
+                         general.tcp_keepalives_interval, general.tcp_user_timeout)
 
 
 def credentials_for(username: str, password: str | None, auth_type: str) -> Credentials:
@@ -70,7 +76,7 @@ def build_pools(config: Config) -> dict[tuple[str, str], PoolEntry]:
                     replicas += address.role == "replica"
                     target = ServerTarget(address.host, address.port, shard.database,
                                           eff.server_username, eff.server_password,
-                                          address.role, name)
+                                          address.role, name, socket_options(general))
                     servers.append(ServerPool(target, settings))
                 shards.append(servers)
             cluster = Cluster(ClusterSettings(pool_name, user.username, eff.pool_mode,

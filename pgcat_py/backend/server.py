@@ -10,12 +10,11 @@ responses, so it knows when the transaction is over and whether the session got 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..conn import ConnectionClosed, MessageConnection
+from ..conn import ConnectionClosed, MessageConnection, SocketOptions, tune_socket
 from ..protocol import backend as be
 from ..protocol.auth import ScramClientExchange, md5_response
 from ..protocol.errors import ProtocolViolation, ServerError
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 IDLE = ord("I")
+DEFAULT_SOCKET_OPTIONS = SocketOptions()
 
 class RelayClient(Protocol):
     """What a server needs from the client it relays to."""
@@ -62,6 +62,7 @@ class ServerTarget:
     password: str | None
     role: str = "primary"
     name: str = ""  # address name for logs and the admin console
+    socket_options: SocketOptions = DEFAULT_SOCKET_OPTIONS
 
 
 @dataclass
@@ -101,9 +102,7 @@ class ServerConnection(MessageConnection):
     # --- lifecycle ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune_socket(transport, self.target.socket_options)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from ..conn import SocketOptions
     from ..pool.cluster import Cluster
     from ..router import Route
     from .auth import Credentials
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 class ProxyContext(Protocol):
     shutting_down: bool
     client_login_timeout: float
+    socket_options: SocketOptions
 
     def client_connected(self, session: ClientSession) -> None: ...
     def client_disconnected(self, session: ClientSession) -> None: ...

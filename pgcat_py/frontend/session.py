@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import socket
 import time
 from enum import Enum
 from typing import TYPE_CHECKING
 
 from ..backend.params import sync_statements
-from ..conn import ConnectionClosed, MessageConnection
+from ..conn import ConnectionClosed, MessageConnection, tune_socket
 from ..protocol import backend as be
 from ..protocol.errors import (
     ADMIN_SHUTDOWN,
@@ -86,9 +85,7 @@ class ClientSession(MessageConnection):
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune_socket(transport, self.ctx.socket_options)
         self.ctx.client_connected(self)
         self._task = asyncio.get_running_loop().create_task(self._login_then_serve())
 

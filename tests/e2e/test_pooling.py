@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -248,3 +250,27 @@ def test_sigterm_during_a_graceful_shutdown_exits_at_once(
         assert time.monotonic() - started < 3
     finally:
         stuck.close()
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read socket timers")
+def test_tcp_keepalives_apply_to_client_and_server_sockets(
+        pg_topology: Topology, role: str, proxy_runner: ProxyRunner) -> None:
+    proxy = start(proxy_runner, pg_topology, role, extra_pool=PRIMARY_ONLY,
+                  extra_general={"tcp_keepalives_idle": 120, "tcp_keepalives_interval": 7})
+    def sockets(filter_: str) -> str:
+        return subprocess.run(["ss", "-tnoHp", "state", "established", filter_],
+                              capture_output=True, text=True, check=True).stdout
+
+    with psycopg.connect(dsn(proxy, user=role, password=role), autocommit=True) as conn:
+        conn.execute("select 1")
+        # ss shows the retransmit timer while bytes are unacknowledged: wait for quiet.
+        assert wait_for(lambda: "keepalive,2min" in sockets(f"( sport = :{proxy.port} )")
+                        or "keepalive,1min" in sockets(f"( sport = :{proxy.port} )"),
+                        timeout=5), sockets(f"( sport = :{proxy.port} )")
+
+        def server_sockets_keepalive() -> bool:
+            ours = [line for line in sockets(f"( dport = :{pg_topology.primary.port} )")
+                    .splitlines() if f"pid={proxy.pid}," in line]
+            return bool(ours) and all("timer:(keepalive" in line for line in ours)
+
+        assert wait_for(server_sockets_keepalive, timeout=5)
