@@ -63,7 +63,10 @@ class App:
 
     def client_disconnected(self, session: ClientSession) -> None:
         self.sessions.discard(session)
-        self.by_key.pop((session.process_id, session.secret_key), None)
+        if self.by_key.pop((session.process_id, session.secret_key), None) is not None \
+                and self.config.general.log_client_disconnections:
+            log.info("client disconnected: database=%s user=%s", session.database,
+                     session.user)
 
     def client_logged_in(self, session: ClientSession) -> None:
         self.by_key[(session.process_id, session.secret_key)] = session
