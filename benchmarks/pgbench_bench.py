@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -66,6 +67,7 @@ PROXIES = TARGETS[1:]
 WARMUP_CLIENTS = 8
 START_TIMEOUT_S = 15.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+KTHREADD = 2  # parent of the kernel's threads (softirq work for our loopback traffic)
 
 
 class BenchError(RuntimeError):
@@ -94,7 +96,8 @@ class Run:
     latency_ms: float
     transactions: int
     failed: int
-    load1: float  # 1-minute load average just before the run
+    load1: float  # 1-minute load average just before the run (our own processes included)
+    others_cpu_pct: float  # CPU other work took during the run, % of all CPUs (about)
     cpu_user_us: float | None  # proxy CPU per transaction (None for direct)
     cpu_sys_us: float | None
 
@@ -220,6 +223,11 @@ def _read_pid(pidfile: Path) -> int | None:
         return None
 
 
+def postmaster_pid(datadir: Path) -> int:
+    """The first line of postmaster.pid."""
+    return int((datadir / "postmaster.pid").read_text().split("\n", 1)[0])
+
+
 def stop_pid(pid: int) -> None:
     """SIGTERM (immediate shutdown for PgBouncer and pgcat-py), then wait until it is gone."""
     try:
@@ -302,31 +310,87 @@ def wait_until_ready(port: int, ready: Callable[[], bool], log: Path,
 
 
 # --- measuring ------------------------------------------------------------------------------
-def cpu_ticks(pid: int) -> tuple[int, int]:
-    """utime and stime (clock ticks) of `pid` and its descendants (environment.md §7)."""
-    user = system = 0
-    for each in _process_tree(pid):
+@dataclass(frozen=True)
+class Proc:
+    """One process's line of /proc/PID/stat, times in clock ticks."""
+
+    ppid: int
+    utime: int
+    stime: int
+    reaped: int  # cutime + cstime: children it has waited for (a postmaster's old backends)
+
+
+def scan_processes() -> dict[int, Proc]:
+    """Every process on the machine, from /proc/*/stat."""
+    procs = {}
+    for path in Path("/proc").glob("[0-9]*/stat"):
         try:
-            stat = Path(f"/proc/{each}/stat").read_text()
+            stat = path.read_text()
         except OSError:
             continue  # exited meanwhile
-        fields = stat[stat.rindex(")") + 2:].split()  # fields from 3 (state) on
-        user += int(fields[11])  # field 14
-        system += int(fields[12])  # field 15
-    return user, system
+        f = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on
+        procs[int(path.parent.name)] = Proc(int(f[1]), int(f[11]), int(f[12]),
+                                            int(f[13]) + int(f[14]))
+    return procs
 
 
-def _process_tree(pid: int) -> list[int]:
-    tree, todo = [], [pid]
+def process_tree(procs: dict[int, Proc], root: int) -> list[Proc]:
+    """`root` and its descendants (children found through their parent pid)."""
+    children: dict[int, list[int]] = {}
+    for pid, proc in procs.items():
+        children.setdefault(proc.ppid, []).append(pid)
+    tree, todo = [], [root]
     while todo:
-        current = todo.pop()
-        tree.append(current)
-        for children in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
-                todo += [int(child) for child in children.read_text().split()]
-            except OSError:
-                continue
+        pid = todo.pop()
+        if pid in procs:
+            tree.append(procs[pid])
+        todo += children.get(pid, [])
     return tree
+
+
+def machine_busy_ticks() -> int:
+    """Busy time of all CPUs (first line of /proc/stat), in clock ticks.
+
+    user + nice + system + irq + softirq: the kernel books a tick spent in softirq (our
+    loopback traffic, a fifth of the machine here) as softirq in /proc/stat but as stime of
+    the process it interrupted, so leaving softirq out would make other work look negative.
+    """
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return user + nice + system + irq + softirq
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """What the CPU meters say at one moment; differences give one run's figures."""
+
+    at: float
+    busy: int  # whole machine
+    ours: int  # PostgreSQL, the proxies, pgbench, this script, kernel threads
+    proxy: dict[str, tuple[int, int]]  # target -> (utime, stime) of its process tree
+
+    @classmethod
+    def take(cls, pids: dict[str, int], postmaster: int) -> CpuSnapshot:
+        procs = scan_processes()
+        proxy = {}
+        ours = sum(p.utime + p.stime for p in procs.values() if p.ppid == KTHREADD)
+        for target, pid in pids.items():
+            tree = process_tree(procs, pid)
+            proxy[target] = (sum(p.utime for p in tree), sum(p.stime for p in tree))
+            ours += sum(p.utime + p.stime + p.reaped for p in tree)
+        ours += sum(p.utime + p.stime + p.reaped for p in process_tree(procs, postmaster))
+        mine = resource.getrusage(resource.RUSAGE_SELF)
+        waited = resource.getrusage(resource.RUSAGE_CHILDREN)  # pgbench, once it is done
+        seconds = mine.ru_utime + mine.ru_stime + waited.ru_utime + waited.ru_stime
+        ours += round(seconds * CLK_TCK)
+        return cls(time.monotonic(), machine_busy_ticks(), ours, proxy)
+
+
+def others_percent(before: CpuSnapshot, after: CpuSnapshot) -> float:
+    """CPU used by other work on the machine during a run, in % of all CPUs (about)."""
+    others = (after.busy - before.busy) - (after.ours - before.ours)
+    capacity = (after.at - before.at) * CLK_TCK * (os.cpu_count() or 1)
+    return others * 100 / capacity  # unclamped: a small negative is measuring error
 
 
 PGBENCH_LINES = {
@@ -354,23 +418,27 @@ def pgbench(binary: str, port: int, cell: Cell, duration: int) -> dict[str, floa
 
 @dataclass
 class Bench:
-    """The running targets: their ports and, for the proxies, the pid whose CPU we read."""
+    """The running targets: their ports, the proxies' pids and the postmaster's pid."""
 
     pgbench: str
     ports: dict[str, int]
     pids: dict[str, int]
+    postmaster: int
 
     def measure(self, target: str, cell: Cell, duration: int, round_: int, position: int) -> Run:
-        pid = self.pids.get(target)
         load1 = os.getloadavg()[0]
-        before = cpu_ticks(pid) if pid else (0, 0)
+        before = CpuSnapshot.take(self.pids, self.postmaster)
         report = pgbench(self.pgbench, self.ports[target], cell, duration)
-        after = cpu_ticks(pid) if pid else (0, 0)
+        after = CpuSnapshot.take(self.pids, self.postmaster)
         xacts = max(int(report["transactions"]), 1)
-        per_xact = [(a - b) * 1e6 / CLK_TCK / xacts for a, b in zip(after, before, strict=True)]
+        user = system = None
+        if target in self.pids:
+            (user0, sys0), (user1, sys1) = before.proxy[target], after.proxy[target]
+            user = (user1 - user0) * 1e6 / CLK_TCK / xacts
+            system = (sys1 - sys0) * 1e6 / CLK_TCK / xacts
         return Run(round_, position, cell.protocol, cell.clients, target, report["tps"],
                    report["latency_ms"], int(report["transactions"]), int(report["failed"]),
-                   load1, per_xact[0] if pid else None, per_xact[1] if pid else None)
+                   load1, others_percent(before, after), user, system)
 
 
 def run_rounds(bench: Bench, settings: Settings) -> list[Run]:
@@ -389,7 +457,8 @@ def run_rounds(bench: Bench, settings: Settings) -> list[Run]:
                 run = bench.measure(target, cell, settings.duration, round_, position)
                 runs.append(run)
                 print(f"  {cell}, {target}: {run.tps:,.0f} tps, {run.latency_ms:.3f} ms"
-                      f"{_cpu_text(run.cpu_user_us, run.cpu_sys_us)}", flush=True)
+                      f"{_cpu_text(run.cpu_user_us, run.cpu_sys_us)}; "
+                      f"others {run.others_cpu_pct:.0f}% CPU", flush=True)
     return runs
 
 
@@ -401,6 +470,7 @@ class TargetSummary:
     tps: float
     latency_ms: float
     failed: int
+    others_cpu_pct: float  # the most any of its runs saw
     cpu_user_us: float | None
     cpu_sys_us: float | None
 
@@ -440,6 +510,7 @@ def summarize(runs: list[Run]) -> list[CellSummary]:
                 tps=statistics.median(r.tps for r in mine),
                 latency_ms=statistics.fmean(r.latency_ms for r in mine),
                 failed=sum(r.failed for r in mine),
+                others_cpu_pct=max(r.others_cpu_pct for r in mine),
                 cpu_user_us=_median_or_none([r.cpu_user_us for r in mine]),
                 cpu_sys_us=_median_or_none([r.cpu_sys_us for r in mine]),
             )
@@ -463,13 +534,13 @@ def print_tables(cells: list[CellSummary], settings: Settings) -> None:
         print(f"\npgbench -S -M {cell.protocol} -c {cell.clients} -j {PGBENCH_THREADS}, "
               f"{settings.rounds} round(s) x {settings.duration} s")
         print(f"  {'target':<10} {'TPS (median)':>13} {'lat ms (mean)':>14} "
-              f"{'CPU µs/xact':>12} {'(user + sys)':>14}")
+              f"{'CPU µs/xact':>12} {'(user + sys)':>14} {'others max':>11}")
         for name, t in cell.targets.items():
             cpu = "-" if t.cpu_us is None else f"{t.cpu_us:.1f}"
             split = "" if t.cpu_us is None else f"({t.cpu_user_us:.1f} + {t.cpu_sys_us:.1f})"
             failed = f"  {t.failed} failed" if t.failed else ""
             print(f"  {name:<10} {t.tps:>13,.0f} {t.latency_ms:>14.3f} {cpu:>12} "
-                  f"{split:>14}{failed}")
+                  f"{split:>14} {t.others_cpu_pct:>10.0f}%{failed}")
         print(f"  pgcat-py/PgBouncer {cell.ratio('pgcat-py', 'pgbouncer'):.3f}   "
               f"pgcat-py/direct {cell.ratio('pgcat-py', 'direct'):.3f}   "
               f"PgBouncer/direct {cell.ratio('pgbouncer', 'direct'):.3f}")
@@ -490,6 +561,8 @@ def markdown_table(cells: list[CellSummary]) -> str:
         cols += [f"{cell.ratio('pgcat-py', 'pgbouncer'):.3f}",
                  f"{cell.ratio('pgcat-py', 'direct'):.3f}"]
         lines.append("| " + " | ".join(cols) + " |")
+    others = max(t.others_cpu_pct for cell in cells for t in cell.targets.values())
+    lines.append(f"\nOther work on the machine took up to {others:.0f} % of the CPUs during a run.")
     return "\n".join(lines)
 
 
@@ -553,7 +626,8 @@ def main(argv: list[str] | None = None) -> int:
               f"pgcat-py on :{pgcat_port} (pid {pgcat.pid})", flush=True)
         bench = Bench(pgbench_binary,
                       {"direct": primary.port, "pgbouncer": bouncer_port, "pgcat-py": pgcat_port},
-                      {"pgbouncer": bouncer_pid, "pgcat-py": pgcat.pid})
+                      {"pgbouncer": bouncer_pid, "pgcat-py": pgcat.pid},
+                      postmaster_pid(primary.datadir))
         runs = run_rounds(bench, settings)
         meta["load_after"] = os.getloadavg()
         cells = summarize(runs)
