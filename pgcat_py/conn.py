@@ -121,6 +121,11 @@ class MessageConnection(asyncio.Protocol):
     def consume(self, n: int) -> None:
         del self._rbuf[:n]
 
+    @property
+    def has_unread(self) -> bool:
+        """Bytes arrived on the control plane that nobody read yet."""
+        return bool(self._rbuf)
+
     def take_buffered(self) -> bytes:
         """Everything buffered and not yet read, handed over to the relay path."""
         data = bytes(self._rbuf)

@@ -251,6 +251,9 @@ class ClientSession(MessageConnection):
             pool.discard(server)
             self.fatal(exc)
             return
+        except asyncio.CancelledError:  # the client left mid-sync: the server is mid-query
+            pool.discard(server)
+            raise
         if errors:
             pool.release(server)
             self.fatal(ProxyError(errors[0].text, sqlstate=errors[0].sqlstate))

@@ -136,7 +136,9 @@ class ServerPool:
         lifetime = self.settings.server_lifetime
         while self.idle:
             server = self.idle.popleft() if self.settings.round_robin else self.idle.pop()
-            if server.is_usable and now - server.created_at < lifetime:
+            # Bytes from an idle server were never asked for (a FATAL before it closes, say):
+            # such a session cannot be trusted with a client.
+            if server.is_usable and not server.has_unread and now - server.created_at < lifetime:
                 return server
             server.on_lost = None
             server.terminate()

@@ -274,3 +274,17 @@ def test_tcp_keepalives_apply_to_client_and_server_sockets(
             return bool(ours) and all("timer:(keepalive" in line for line in ours)
 
         assert wait_for(server_sockets_keepalive, timeout=5)
+
+
+def test_a_server_killed_while_idle_is_never_handed_out(
+        pg_topology: Topology, role: str, proxy_runner: ProxyRunner) -> None:
+    proxy = start(proxy_runner, pg_topology, role, pool_size=1, extra_pool=PRIMARY_ONLY)
+    with psycopg.connect(dsn(proxy, user=role, password=role), autocommit=True) as conn:
+        first = conn.execute("select pg_backend_pid()").fetchone()
+        assert first is not None
+        with psycopg.connect(pg_topology.primary.superuser_dsn("postgres"),
+                             autocommit=True) as su:
+            su.execute("select pg_terminate_backend(%s)", [first[0]])
+        time.sleep(0.2)  # the FATAL and the close reach the proxy
+        second = conn.execute("select pg_backend_pid()").fetchone()
+    assert second is not None and second != first
