@@ -127,11 +127,15 @@ class App:
         log.info("pgcat-py listening on %s:%d", g.host, g.port)
 
     async def _maintain(self) -> None:
+        """Reaper: idle_timeout, server_lifetime, min_pool_size, for every pool."""
         while True:
             now = time.monotonic()
             for entry in list(self.pools.values()):
                 for pool in entry.cluster.pools:
-                    await pool.maintain(now)
+                    try:
+                        await pool.maintain(now)
+                    except Exception:  # one pool's surprise must not stop the others' upkeep
+                        log.exception("maintenance of %s failed", pool.target.name)
             await asyncio.sleep(MAINTENANCE_INTERVAL)
 
     def begin_shutdown(self) -> None:
