@@ -74,7 +74,8 @@ class App:
             log.info("client connected: database=%s user=%s", session.database, session.user)
 
     def too_many_clients(self) -> bool:
-        return len(self._user_clients()) > self.config.general.max_client_conn
+        # Every client connection counts, the one logging in included (as in PgBouncer).
+        return len(self.sessions) > self.config.general.max_client_conn
 
     def is_admin_database(self, database: str) -> bool:
         return database in ADMIN_DATABASES
