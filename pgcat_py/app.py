@@ -203,6 +203,24 @@ async def _send_cancel(host: str, port: int, request: bytes) -> None:
         log.warning("could not forward cancel request to %s:%d: %s", host, port, exc)
 
 
+def raise_fd_limit(config: Config) -> None:
+    """Let the process hold max_client_conn clients plus every server connection: raise the
+    soft RLIMIT_NOFILE as far as the hard limit allows (often 1024 soft), and say so if the
+    hard limit is too low."""
+    import resource
+
+    servers = sum(len(shard.servers) * user.pool_size for pool in config.pools.values()
+                  for shard in pool.shard_list for user in pool.user_list)
+    wanted = config.general.max_client_conn + servers + 64  # listeners, logs, cancels
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning("open files limit %d is below what max_client_conn and the pools need "
+                    "(%d); raise it (ulimit -n, LimitNOFILE)", target, wanted)
+
+
 def run(config_path: Path) -> int:
     """Load the config and serve until stopped; the process exit code."""
     import uvloop
@@ -210,6 +228,7 @@ def run(config_path: Path) -> int:
     loaded = load_config(config_path)
     for warning in loaded.warnings:
         log.warning("%s", warning)
+    raise_fd_limit(loaded.config)
     return uvloop.run(App(loaded.config).serve_until_stopped())
 
 
