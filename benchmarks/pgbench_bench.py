@@ -314,6 +314,8 @@ def wait_until_ready(port: int, ready: Callable[[], bool], log: Path,
 class Proc:
     """One process's line of /proc/PID/stat, times in clock ticks."""
 
+    pid: int
+    state: str
     ppid: int
     utime: int
     stime: int
@@ -329,8 +331,8 @@ def scan_processes() -> dict[int, Proc]:
         except OSError:
             continue  # exited meanwhile
         f = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on
-        procs[int(path.parent.name)] = Proc(int(f[1]), int(f[11]), int(f[12]),
-                                            int(f[13]) + int(f[14]))
+        pid = int(path.parent.name)
+        procs[pid] = Proc(pid, f[0], int(f[1]), int(f[11]), int(f[12]), int(f[13]) + int(f[14]))
     return procs
 
 
@@ -346,6 +348,22 @@ def process_tree(procs: dict[int, Proc], root: int) -> list[Proc]:
             tree.append(procs[pid])
         todo += children.get(pid, [])
     return tree
+
+
+def settle(postmaster: int) -> None:
+    """Wait (up to 3 s) until the backends of a finished run are gone and reaped.
+
+    A direct run's backends exit after pgbench does; until the postmaster has reaped them,
+    their CPU time is in neither their own /proc entry nor the postmaster's cutime.
+    """
+    deadline, previous = time.monotonic() + 3, None
+    while time.monotonic() < deadline:
+        tree = process_tree(scan_processes(), postmaster)
+        pids = {p.pid for p in tree}
+        if pids == previous and all(p.state != "Z" for p in tree):
+            return
+        previous = pids
+        time.sleep(0.1)
 
 
 def machine_busy_ticks() -> int:
@@ -429,6 +447,7 @@ class Bench:
         load1 = os.getloadavg()[0]
         before = CpuSnapshot.take(self.pids, self.postmaster)
         report = pgbench(self.pgbench, self.ports[target], cell, duration)
+        settle(self.postmaster)
         after = CpuSnapshot.take(self.pids, self.postmaster)
         xacts = max(int(report["transactions"]), 1)
         user = system = None
