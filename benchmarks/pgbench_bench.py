@@ -11,7 +11,9 @@ is one (protocol, clients) pair; each round runs every cell once per target with
 order rotated per round; TPS is the median over rounds, latency the mean, and a proxy's CPU per
 transaction is its utime + stime from /proc/PID/stat over one pgbench run divided by the
 transactions it processed. pgbench, PostgreSQL and the proxy share this machine's cores, so
-check the load average first: other work on the machine shows up in every number.
+other work on the machine shows up in every number: each run also records how busy the CPUs
+were and roughly how much of that was other work (/proc/stat busy time minus the CPU time of
+PostgreSQL, the proxies, pgbench, this script and kernel threads), so a disturbed run shows.
 
 Results are printed per cell and written to benchmarks/results/pgbench-<timestamp>.json.
 Everything started here is stopped on exit, Ctrl-C and SIGTERM included.
@@ -97,7 +99,8 @@ class Run:
     transactions: int
     failed: int
     load1: float  # 1-minute load average just before the run (our own processes included)
-    others_cpu_pct: float  # CPU other work took during the run, % of all CPUs (about)
+    busy_pct: float  # CPU used on the machine during the run, % of all CPUs
+    others_cpu_pct: float  # the part of it other work took (about)
     cpu_user_us: float | None  # proxy CPU per transaction (None for direct)
     cpu_sys_us: float | None
 
@@ -404,11 +407,13 @@ class CpuSnapshot:
         return cls(time.monotonic(), machine_busy_ticks(), ours, proxy)
 
 
-def others_percent(before: CpuSnapshot, after: CpuSnapshot) -> float:
-    """CPU used by other work on the machine during a run, in % of all CPUs (about)."""
-    others = (after.busy - before.busy) - (after.ours - before.ours)
+def busy_percent(before: CpuSnapshot, after: CpuSnapshot, *, others_only: bool) -> float:
+    """CPU used during a run (all of it, or other work's only), in % of all CPUs (about)."""
+    used = after.busy - before.busy
+    if others_only:
+        used -= after.ours - before.ours  # may come out a little negative: measuring error
     capacity = (after.at - before.at) * CLK_TCK * (os.cpu_count() or 1)
-    return others * 100 / capacity  # unclamped: a small negative is measuring error
+    return used * 100 / capacity
 
 
 PGBENCH_LINES = {
@@ -457,7 +462,8 @@ class Bench:
             system = (sys1 - sys0) * 1e6 / CLK_TCK / xacts
         return Run(round_, position, cell.protocol, cell.clients, target, report["tps"],
                    report["latency_ms"], int(report["transactions"]), int(report["failed"]),
-                   load1, others_percent(before, after), user, system)
+                   load1, busy_percent(before, after, others_only=False),
+                   busy_percent(before, after, others_only=True), user, system)
 
 
 def run_rounds(bench: Bench, settings: Settings) -> list[Run]:
@@ -476,8 +482,8 @@ def run_rounds(bench: Bench, settings: Settings) -> list[Run]:
                 run = bench.measure(target, cell, settings.duration, round_, position)
                 runs.append(run)
                 print(f"  {cell}, {target}: {run.tps:,.0f} tps, {run.latency_ms:.3f} ms"
-                      f"{_cpu_text(run.cpu_user_us, run.cpu_sys_us)}; "
-                      f"others {run.others_cpu_pct:.0f}% CPU", flush=True)
+                      f"{_cpu_text(run.cpu_user_us, run.cpu_sys_us)}; CPUs {run.busy_pct:.0f}% "
+                      f"busy, {run.others_cpu_pct:.0f}% by others", flush=True)
     return runs
 
 
