@@ -3,7 +3,9 @@
 Checkout is event-driven, as in PgBouncer: a request either gets an idle connection at once,
 or joins a FIFO of waiters; a connection checked in is handed straight to the first waiter
 (``server_ready`` callback), with no task switch on the hot path. A waiter whose
-connect_timeout passes gets ``checkout_failed``. Idle connections are reused FIFO when
+connect_timeout passes gets ``checkout_failed``: one sweep every WAIT_SWEEP seconds while
+anyone waits checks the deadlines, instead of a timer per wait (uvloop timers cost more
+than the rest of a checkout). Idle connections are reused FIFO when
 server_round_robin (pgcat's default), else LIFO. The reserve pool (PgBouncer's
 reserve_pool_size / reserve_pool_timeout) lets a waiter that has waited long enough open
 connections beyond pool_size.
@@ -26,6 +28,7 @@ from ..protocol.errors import PoolTimeout, ProxyError, ServerError
 log = logging.getLogger(__name__)
 
 RESET_TIMEOUT = 5.0  # seconds a reset/rollback at check-in may take before we close instead
+WAIT_SWEEP = 0.05  # seconds between checks of waiters' connect_timeout / reserve_pool_timeout
 ALL_SERVERS_DOWN = "could not get connection from the pool - AllServersDown"
 
 
@@ -53,13 +56,6 @@ class Waiter(Protocol):
     def checkout_failed(self, pool: ServerPool, exc: ProxyError) -> None: ...
 
 
-@dataclass
-class _Wait:
-    started: float
-    timer: asyncio.TimerHandle
-    reserve_timer: asyncio.TimerHandle | None = None
-
-
 class ServerPool:
     """Connections to one address; see the module docstring."""
 
@@ -69,7 +65,8 @@ class ServerPool:
         self.idle: deque[ServerConnection] = deque()
         self.active: set[ServerConnection] = set()
         self.opening = 0
-        self.waiters: OrderedDict[Waiter, _Wait] = OrderedDict()
+        self.waiters: OrderedDict[Waiter, float] = OrderedDict()  # -> when it started waiting
+        self._sweeper: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
         self.errors = 0
@@ -93,8 +90,8 @@ class ServerPool:
 
     def maxwait(self, now: float) -> float:
         """How long the longest current waiter has waited, in seconds."""
-        for wait in self.waiters.values():
-            return now - wait.started
+        for started in self.waiters.values():
+            return now - started
         return 0.0
 
     # --- checkout -------------------------------------------------------------------
@@ -115,21 +112,16 @@ class ServerPool:
         server = self.take_idle()
         if server is not None:
             return server
-        loop = asyncio.get_running_loop()
-        s = self.settings
-        wait = _Wait(time.monotonic(), loop.call_later(s.connect_timeout, self._expire, waiter))
-        if s.reserve_pool_size:
-            wait.reserve_timer = loop.call_later(s.reserve_pool_timeout, self._use_reserve)
-        self.waiters[waiter] = wait
-        if self.size < s.pool_size:
+        self.waiters[waiter] = time.monotonic()
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(WAIT_SWEEP, self._sweep)
+        if self.size < self.settings.pool_size:
             self._start_open(waiter)
         return None
 
     def cancel(self, waiter: Waiter) -> None:
         """The waiter is gone (client left): forget it."""
-        wait = self.waiters.pop(waiter, None)
-        if wait is not None:
-            _cancel_timers(wait)
+        self.waiters.pop(waiter, None)
 
     def _pop_idle(self) -> ServerConnection | None:
         now = time.monotonic()
@@ -144,23 +136,33 @@ class ServerPool:
             server.terminate()
         return None
 
-    def _expire(self, waiter: Waiter) -> None:
-        wait = self.waiters.pop(waiter, None)
-        if wait is not None:
-            _cancel_timers(wait)
-            waiter.checkout_failed(self, PoolTimeout(ALL_SERVERS_DOWN))
-
-    def _use_reserve(self) -> None:
+    def _sweep(self) -> None:
+        """Fail waiters past connect_timeout; open reserve connections for those past
+        reserve_pool_timeout. Waiters are in arrival order, so the scan stops early."""
+        self._sweeper = None
         s = self.settings
-        if self.waiters and self.size < s.pool_size + s.reserve_pool_size:
-            self._start_open(next(iter(self.waiters)))
+        now = time.monotonic()
+        while self.waiters:
+            waiter, started = next(iter(self.waiters.items()))
+            if now - started < s.connect_timeout:
+                break
+            del self.waiters[waiter]
+            waiter.checkout_failed(self, PoolTimeout(ALL_SERVERS_DOWN))
+        if s.reserve_pool_size and self.size < s.pool_size + s.reserve_pool_size:
+            overdue = sum(1 for started in self.waiters.values()
+                          if now - started >= s.reserve_pool_timeout)
+            for waiter in list(self.waiters)[:max(0, overdue - self.opening)]:
+                if self.size >= s.pool_size + s.reserve_pool_size:
+                    break
+                self._start_open(waiter)
+        if self.waiters and self._sweeper is None and not self.closed:
+            self._sweeper = asyncio.get_running_loop().call_later(WAIT_SWEEP, self._sweep)
 
     def _serve_next(self, server: ServerConnection) -> bool:
         """Hand ``server`` to the first waiter; False when nobody waits."""
         if not self.waiters:
             return False
-        waiter, wait = self.waiters.popitem(last=False)
-        _cancel_timers(wait)
+        waiter, _ = self.waiters.popitem(last=False)
         self.active.add(server)
         waiter.server_ready(self, server)
         return True
@@ -178,9 +180,7 @@ class ServerPool:
         except ProxyError as exc:
             self.errors += 1
             self.opening -= 1
-            wait = self.waiters.pop(waiter, None)
-            if wait is not None:
-                _cancel_timers(wait)
+            if self.waiters.pop(waiter, None) is not None:
                 waiter.checkout_failed(self, exc)
             return
         self.opening -= 1
@@ -315,18 +315,13 @@ class ServerPool:
         self.closed = True
         for server in list(self.idle):
             self._discard(server)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         while self.waiters:
-            waiter, wait = self.waiters.popitem(last=False)
-            _cancel_timers(wait)
+            waiter, _ = self.waiters.popitem(last=False)
             waiter.checkout_failed(self, ServerError(f"pool {self.target.name} was closed"))
         for task in self._tasks:
             task.cancel()
-
-
-def _cancel_timers(wait: _Wait) -> None:
-    wait.timer.cancel()
-    if wait.reserve_timer is not None:
-        wait.reserve_timer.cancel()
 
 
 class _FutureWaiter:
