@@ -22,9 +22,9 @@ from .frontend.auth import Credentials
 from .frontend.session import ClientSession, State
 from .pool.cluster import Cluster
 from .protocol.errors import (
-    ADMIN_SHUTDOWN,
     INVALID_AUTHORIZATION,
     INVALID_CATALOG_NAME,
+    AdminShutdown,
     ProxyError,
 )
 from .protocol.startup import CancelRequest
@@ -145,8 +145,7 @@ class App:
             return  # a second SIGINT is ignored, as in pgcat
         self.shutting_down = True
         log.info("graceful shutdown: %d clients connected", len(self._user_clients()))
-        err = ProxyError("terminating connection due to administrator command",
-                         sqlstate=ADMIN_SHUTDOWN)
+        err = AdminShutdown()
         for session in self._user_clients():
             if session.state in (State.IDLE, State.LOGIN):
                 session.fatal(err)

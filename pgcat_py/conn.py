@@ -112,12 +112,6 @@ class MessageConnection(asyncio.Protocol):
                     return msg_type, payload
             await self._wait_for_data()
 
-    async def read_raw(self, needed: int) -> bytes:
-        """At least ``needed`` buffered bytes, for the untyped startup packet."""
-        while len(self._rbuf) < needed:
-            await self._wait_for_data()
-        return bytes(self._rbuf)
-
     def consume(self, n: int) -> None:
         del self._rbuf[:n]
 

@@ -65,14 +65,6 @@ class ServerTarget:
     socket_options: SocketOptions = DEFAULT_SOCKET_OPTIONS
 
 
-@dataclass
-class ServerStats:
-    transactions: int = 0
-    queries: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-
-
 class ServerConnection(MessageConnection):
     """A PostgreSQL server connection; see the module docstring."""
 
@@ -97,7 +89,6 @@ class ServerConnection(MessageConnection):
         self._scanner = BackendScanner()
         self.on_lost: Callable[[ServerConnection], None] | None = None
         self.write_paused = False
-        self.stats = ServerStats()
 
     # --- lifecycle ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -197,12 +188,7 @@ class ServerConnection(MessageConnection):
     def forward(self, data: bytes, sync_points: int) -> None:
         """Send client bytes; ``sync_points`` ReadyForQuery messages will answer them."""
         self.pending += sync_points
-        self.stats.bytes_sent += len(data)
         self.transport.write(data)
-
-    def attach(self, client: RelayClient) -> None:
-        self.client = client
-        self.last_used = time.monotonic()
 
     def detach(self) -> None:
         self.client = None

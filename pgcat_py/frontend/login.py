@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 from ..backend import params as P
 from ..protocol import backend as be
 from ..protocol.errors import (
-    ADMIN_SHUTDOWN,
     FEATURE_NOT_SUPPORTED,
     TOO_MANY_CONNECTIONS,
+    AdminShutdown,
     ProtocolViolation,
     ProxyError,
 )
@@ -59,8 +59,7 @@ async def login(session: ClientSession) -> bool:
     if ctx.is_admin_database(startup.database):
         return await _admin_login(session, startup)
     if ctx.shutting_down:
-        raise ProxyError("terminating connection due to administrator command",
-                         sqlstate=ADMIN_SHUTDOWN, severity="FATAL")
+        raise AdminShutdown()
     if ctx.too_many_clients():
         raise ProxyError("sorry, too many clients already",
                          sqlstate=TOO_MANY_CONNECTIONS, severity="FATAL")

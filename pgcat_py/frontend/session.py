@@ -21,14 +21,13 @@ from ..backend.params import sync_statements
 from ..conn import ConnectionClosed, MessageConnection, tune_socket
 from ..protocol import backend as be
 from ..protocol.errors import (
-    ADMIN_SHUTDOWN,
     CONNECTION_FAILURE,
     INTERNAL_ERROR,
+    AdminShutdown,
     ProtocolViolation,
     ProxyError,
 )
 from ..protocol.framing import (
-    HEADER_SIZE,
     PQ_LARGE_MESSAGE_LIMIT,
     QUERY,
     SYNC,
@@ -209,8 +208,7 @@ class ClientSession(MessageConnection):
                     self.write(be.READY_IDLE)
                 continue
             if self.ctx.shutting_down:
-                self.fatal(ProxyError("terminating connection due to administrator command",
-                                      sqlstate=ADMIN_SHUTDOWN))
+                self.fatal(AdminShutdown())
                 return
             self._begin_transaction()
 
@@ -314,12 +312,10 @@ class ClientSession(MessageConnection):
         if server._reading_paused:
             server.resume_reading()
         if scanner.named_parse:
-            server.dirt |= TAG_PREPARE
-            scanner.named_parse = False
+            self._note_named_parse(server)
         pool.release(server)
         if self.ctx.shutting_down:
-            self.fatal(ProxyError("terminating connection due to administrator command",
-                                  sqlstate=ADMIN_SHUTDOWN))
+            self.fatal(AdminShutdown())
 
     def on_server_lost(self, server: ServerConnection) -> None:
         self.server = self.server_pool = None
@@ -334,14 +330,18 @@ class ClientSession(MessageConnection):
     def params_changed(self) -> None:
         self.params_key = tuple(sorted(self.params.items()))
 
+    def _note_named_parse(self, server: ServerConnection) -> None:
+        """A named Parse left a prepared statement on ``server``: deallocate at check-in."""
+        server.dirt |= TAG_PREPARE
+        self.scanner.named_parse = False
+
     def _give_back(self, server: ServerConnection, pool: ServerPool) -> None:
         """The client left while holding ``server``: roll it back or close it unless clean."""
         server.client = None
         server.resume_reading()
         scanner = self.scanner
         if scanner.named_parse:
-            server.dirt |= TAG_PREPARE
-            scanner.named_parse = False
+            self._note_named_parse(server)
         boundary = scanner.at_boundary and not scanner.in_batch
         if boundary and server.is_idle:
             pool.release(server)
@@ -349,10 +349,3 @@ class ClientSession(MessageConnection):
             pool.release_after_rollback(server)
         else:
             pool.discard(server)
-
-    # --- introspection (admin, stats) ---------------------------------------------------
-    def pending_message_type(self) -> int | None:
-        if len(self._rbuf) < HEADER_SIZE:
-            return None
-        msg_type: int = self._rbuf[0]
-        return msg_type

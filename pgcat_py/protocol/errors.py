@@ -69,6 +69,16 @@ class ServerError(ProxyError):
     severity = "FATAL"
 
 
+class AdminShutdown(ProxyError):
+    """The pooler is shutting down (PostgreSQL's wording and code for the same case)."""
+
+    sqlstate = ADMIN_SHUTDOWN
+    severity = "FATAL"
+
+    def __init__(self) -> None:
+        super().__init__("terminating connection due to administrator command")
+
+
 class PoolTimeout(ProxyError):
     """No server connection could be checked out within connect_timeout."""
 
