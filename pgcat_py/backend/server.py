@@ -38,13 +38,17 @@ if TYPE_CHECKING:
 
 IDLE = ord("I")
 DEFAULT_SOCKET_OPTIONS = SocketOptions()
+# The relay holds back the start of an incomplete server message up to this size, so a
+# server that dies mid-message never leaves its client with part of one; a bigger message
+# (a huge DataRow) is streamed as it comes, bounding memory per connection.
+HOLD_LIMIT = 256 * 1024
 
 class RelayClient(Protocol):
     """What a server needs from the client it relays to."""
 
     transport: asyncio.Transport
 
-    def on_server_idle(self, server: ServerConnection) -> None: ...
+    def on_server_answered(self, server: ServerConnection) -> None: ...
     def on_server_lost(self, server: ServerConnection) -> None: ...
     def on_parameter_status(self, name: str, value: str) -> None: ...
     def pause_reading(self) -> None: ...
@@ -87,6 +91,10 @@ class ServerConnection(MessageConnection):
         self.last_used = self.created_at
         self.client: RelayClient | None = None
         self._scanner = BackendScanner()
+        self._held = b""  # the start of an incomplete message, not yet sent to the client
+        # Part of a message too big to hold went to the client: if this connection dies now,
+        # the client's stream cannot be ended at a message boundary.
+        self.streamed_partial = False
         self.on_lost: Callable[[ServerConnection], None] | None = None
         self.write_paused = False
 
@@ -131,19 +139,40 @@ class ServerConnection(MessageConnection):
         if client is None:
             super().data_received(data)
             return
-        client.transport.write(data)
         scanner = self._scanner
         try:
             ready = scanner.feed(data)
         except ProtocolViolation:
             self.terminate()
             return
+        if self._held:
+            data = self._held + data
+            self._held = b""
+        partial = scanner.partial
+        if not partial:
+            self.streamed_partial = False
+            client.transport.write(data)
+        else:
+            self._hold_back(client, data, partial)
         if scanner.others:
             self._note_others(client)
         if ready:
             self.pending -= ready
-            if self.pending <= 0 and scanner.status == IDLE and not scanner.in_copy:
-                client.on_server_idle(self)
+            if self.pending <= 0 and not scanner.in_copy:
+                client.on_server_answered(self)
+
+    def _hold_back(self, client: RelayClient, data: bytes, partial: int) -> None:
+        """Send the whole messages of ``data``; keep the incomplete last one for later,
+        unless it is too big to keep (then stream it)."""
+        if partial > HOLD_LIMIT:
+            self.streamed_partial = True
+            client.transport.write(data)
+            return
+        cut = len(data) - partial
+        if cut:
+            self.streamed_partial = False
+            client.transport.write(data[:cut])
+        self._held = data[cut:]
 
     def _note_others(self, client: RelayClient | None) -> None:
         """ParameterStatus and ErrorResponse seen on the relay (rare, so decoded)."""

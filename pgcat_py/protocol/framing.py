@@ -133,7 +133,7 @@ class FrontendScanner:
     point: a server must not be released while it holds such an unsynced batch.
     """
 
-    __slots__ = ("_head", "_skip", "in_batch", "named_parse")
+    __slots__ = ("_head", "_skip", "in_batch", "named_parse", "session_lock")
 
     def __init__(self) -> None:
         self._skip = 0          # payload bytes of the current message still to come
@@ -142,6 +142,10 @@ class FrontendScanner:
         # A Parse of a named statement went by: the server session now holds a prepared
         # statement. Conservative: a Parse whose name byte is not in the chunk counts.
         self.named_parse = False
+        # SQL text naming a session-level advisory lock function went by: the lock outlives
+        # the transaction (its CommandComplete is only "SELECT 1"), so the server session
+        # must stay with this client and be discarded after it. Cleared by the owner.
+        self.session_lock = False
 
     def feed(self, data: bytes) -> tuple[int, int]:
         """Scan one chunk; returns ``(sync_points, terminate_offset)``."""
@@ -150,22 +154,25 @@ class FrontendScanner:
             data = self._head + data
             base = len(self._head)
             self._head = b""
-        pos, n, syncs = self._skip, len(data), 0
+        pos, n, syncs, sql = self._skip, len(data), 0, False
         while pos < n:
             if pos + HEADER_SIZE > n:
                 self._head = data[pos:]
                 self._skip = 0
-                return syncs, -1
+                break
             msg_type, length = unpack_header(data, pos)
             check_frontend_header(msg_type, length)
             kind = _FRONTEND_KIND[msg_type]
             if kind == _KIND_SYNC:
                 syncs += 1
                 self.in_batch = False
+                sql = sql or msg_type == QUERY
             elif kind == _KIND_BATCH:
                 self.in_batch = True
-                if msg_type == PARSE and (pos + HEADER_SIZE >= n or data[pos + HEADER_SIZE]):
-                    self.named_parse = True
+                if msg_type == PARSE:
+                    sql = True
+                    if pos + HEADER_SIZE >= n or data[pos + HEADER_SIZE]:
+                        self.named_parse = True
             elif kind == _KIND_TERMINATE:
                 # Everything before the Terminate is complete. If its own header began in
                 # the previous chunk, part of it already went out: not at a boundary then.
@@ -173,13 +180,27 @@ class FrontendScanner:
                 self._head = b"" if pos >= base else b"X"
                 return syncs, max(pos - base, 0)
             pos += 1 + length
-        self._skip = pos - n
+        else:
+            self._skip = pos - n
+        # Only chunks that carry SQL text are searched (never bulk COPY data).
+        if sql and not self.session_lock and mentions_session_lock(data):
+            self.session_lock = True
         return syncs, -1
 
     @property
     def at_boundary(self) -> bool:
         """True when no message is half-received."""
         return self._skip == 0 and not self._head
+
+
+def mentions_session_lock(data: bytes) -> bool:
+    """Does this SQL text call a session-level advisory lock function (pg_advisory_lock,
+    pg_try_advisory_lock_shared, ...)? The transaction-level ones (``_xact_``) end with the
+    transaction and do not count. Any letter case, as SQL function names are
+    case-insensitive. A name split across two reads is missed (the SQL would have to
+    straddle a TCP read boundary: only very long statements do)."""
+    low = data.lower()
+    return b"advisory_" in low and low.count(b"advisory_") > low.count(b"advisory_xact_")
 
 
 # CommandComplete tags that leave state in the server session (pgcat's cleanup flags,
@@ -211,15 +232,18 @@ class BackendScanner:
     (``session_tags``, cleared by the owner) and how many commands completed. The rarer
     messages the proxy decodes (ErrorResponse, ParameterStatus, BackendKeyData) are kept
     whole in ``others``. Everything else (DataRow, RowDescription, ...) is skipped by its
-    length; no object is made for it. Messages straddling chunks are handled.
+    length; no object is made for it. Messages straddling chunks are handled, and
+    ``partial`` says how many bytes of an incomplete last message have been fed so far
+    (over all chunks), so the relay can hold them back until the message is whole.
     """
 
-    __slots__ = ("_carry", "_skip", "commands", "in_copy", "others", "session_tags",
-                 "status")
+    __slots__ = ("_carry", "_skip", "commands", "in_copy", "others", "partial",
+                 "session_tags", "status")
 
     def __init__(self) -> None:
         self._skip = 0
         self._carry = b""       # a partial header, or a partial message we must see whole
+        self.partial = 0
         self.status = ord("I")
         self.in_copy = False
         self.session_tags = 0
@@ -234,10 +258,14 @@ class BackendScanner:
         kinds = _BACKEND_KIND
         ready = 0
         pos, n = self._skip, len(data)
+        # Where the message being walked started; -1: in an earlier chunk (a skipped body).
+        start = -1 if pos else 0
         while pos < n:
+            start = pos
             if pos + HEADER_SIZE > n:
                 self._carry = data[pos:]
                 self._skip = 0
+                self.partial = n - pos
                 return ready
             msg_type, length = unpack_header(data, pos)
             if length < 4:
@@ -248,6 +276,7 @@ class BackendScanner:
                 if end > n:
                     self._carry = data[pos:]
                     self._skip = 0
+                    self.partial = n - pos
                     return ready
                 if kind == _RFQ:
                     ready += 1
@@ -262,6 +291,12 @@ class BackendScanner:
                     self.others.append((msg_type, data[pos + HEADER_SIZE:end]))
             pos = end
         self._skip = pos - n
+        if pos == n:
+            self.partial = 0
+        elif start >= 0:
+            self.partial = n - start
+        else:  # a body that began in an earlier chunk and still goes on
+            self.partial += n
         return ready
 
     @property

@@ -71,6 +71,11 @@ class RawClient:
         self._buf += chunk
         return True
 
+    @property
+    def leftover(self) -> bytes:
+        """Bytes received that do not make a whole message (part of one, at EOF)."""
+        return bytes(self._buf)
+
     def read_bytes(self, n: int) -> bytes:
         """Exactly ``n`` raw bytes (the one-byte answer to SSLRequest); fewer at EOF."""
         while len(self._buf) < n and self._fill():
