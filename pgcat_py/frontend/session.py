@@ -31,6 +31,7 @@ from ..protocol.framing import (
     PQ_LARGE_MESSAGE_LIMIT,
     QUERY,
     SYNC,
+    TAG_DISCARD,
     TAG_PREPARE,
     TERMINATE,
     FrontendScanner,
@@ -45,8 +46,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+IDLE = ord("I")  # ReadyForQuery status outside a transaction block
 # Bytes a client may have buffered while it has no server before we stop reading it.
 MAX_IDLE_BUFFER = 256 * 1024
+# Seconds the SQL that brings a server's settings in line with a client's may take.
+SYNC_TIMEOUT = 10.0
 
 
 class State(Enum):
@@ -78,8 +82,15 @@ class ClientSession(MessageConnection):
         self.connected_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._attempt: CheckoutAttempt | None = None
+        # A server handed to us whose parameter sync has not finished: ours to give back
+        # if the client leaves before the sync task runs (a task cancelled before it starts
+        # never runs its own cleanup).
+        self._syncing: tuple[ServerPool, ServerConnection] | None = None
         self._write_paused = False
         self._skip_until_sync = False
+        self._closing = False  # Terminate received; close once the server has answered
+        # The server holds session state of this client's (transaction mode): keep it.
+        self.pinned = False
 
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -99,9 +110,7 @@ class ClientSession(MessageConnection):
             if term < 0:
                 server.forward(data, syncs)
             else:
-                if term:
-                    server.forward(data[:term], syncs)
-                self.close()
+                self._terminate(server, data[:term], syncs)
             return
         if self.state is State.IDLE:
             self._rbuf += data
@@ -111,6 +120,17 @@ class ClientSession(MessageConnection):
         if len(self._rbuf) > MAX_IDLE_BUFFER:
             self.pause_reading()
 
+    def _terminate(self, server: ServerConnection, before: bytes, syncs: int) -> None:
+        """Terminate arrived: whatever came before it still gets its answer (PostgreSQL
+        runs it and replies before it reads the Terminate), then the connection closes."""
+        if before:
+            server.forward(before, syncs)
+        if server.pending > 0 and not server.in_copy:
+            self._closing = True
+            self.pause_reading()
+        else:
+            self.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         if self._task is not None and not self._task.done():
@@ -118,6 +138,10 @@ class ClientSession(MessageConnection):
         if self._attempt is not None:
             self._attempt.cancel()
             self._attempt = None
+        if self._syncing is not None:
+            syncing_pool, syncing_server = self._syncing
+            self._syncing = None
+            syncing_pool.discard(syncing_server)  # possibly mid-query: never reuse it
         server, pool = self.server, self.server_pool
         self.server = self.server_pool = None
         if server is not None and pool is not None:
@@ -230,6 +254,7 @@ class ClientSession(MessageConnection):
             return
         if server.synced_key != self.params_key:
             if sync_statements(self.params, server.applied, server.defaults):
+                self._syncing = (pool, server)
                 self._task = asyncio.get_running_loop().create_task(
                     self._sync_then_link(pool, server))
                 return
@@ -242,16 +267,21 @@ class ClientSession(MessageConnection):
             self._refuse(exc)
 
     async def _sync_then_link(self, pool: ServerPool, server: ServerConnection) -> None:
-        """Apply this client's settings on a server that has other ones, then relay."""
+        """Apply this client's settings on a server that has other ones, then relay.
+
+        The server is the client's to give back until it is linked: connection_lost
+        discards it (and cancels this task) if the client leaves first."""
         try:
-            errors = await server.sync_parameters(self.params)
-        except ProxyError as exc:
+            async with asyncio.timeout(SYNC_TIMEOUT):
+                errors = await server.sync_parameters(self.params)
+        except (ProxyError, TimeoutError) as exc:
+            self._syncing = None
             pool.discard(server)
-            self.fatal(exc)
+            self.fatal(exc if isinstance(exc, ProxyError) else ProxyError(
+                "timed out applying session parameters on the server",
+                sqlstate=CONNECTION_FAILURE))
             return
-        except asyncio.CancelledError:  # the client left mid-sync: the server is mid-query
-            pool.discard(server)
-            raise
+        self._syncing = None
         if errors:
             pool.release(server)
             self.fatal(ProxyError(errors[0].text, sqlstate=errors[0].sqlstate))
@@ -297,11 +327,16 @@ class ClientSession(MessageConnection):
         if self._rbuf:
             self.data_received(self.take_buffered())
 
-    def on_server_idle(self, server: ServerConnection) -> None:
-        """The server answered everything sent (ReadyForQuery 'I'): in transaction mode,
-        give it back, unless the client already sent part of its next batch."""
+    def on_server_answered(self, server: ServerConnection) -> None:
+        """The server answered everything sent (a ReadyForQuery, outside COPY). At 'I', in
+        transaction mode, give it back, unless the client already sent part of its next
+        batch or the session holds state that lives on that server connection."""
+        if self._closing:  # the client said Terminate after this batch: it has its answer
+            self.close()
+            return
         scanner = self.scanner
-        if not self.transaction_mode or scanner.in_batch or not scanner.at_boundary:
+        if (server.status != IDLE or not self.transaction_mode or scanner.in_batch
+                or not scanner.at_boundary or self.pinned or self._pins(server)):
             return
         pool = self.server_pool
         assert pool is not None
@@ -317,8 +352,30 @@ class ClientSession(MessageConnection):
         if self.ctx.shutting_down:
             self.fatal(AdminShutdown())
 
+    def _pins(self, server: ServerConnection) -> bool:
+        """Did this transaction leave state that must stay with this client (a session
+        advisory lock, LISTEN, a cursor WITH HOLD, a table)? Then the client keeps this
+        server until it leaves (DESIGN §7 pins), and the server is discarded-reset after."""
+        scanner = self.scanner
+        if not scanner.session_lock and not server.take_session_tags() & TAG_DISCARD:
+            return False
+        scanner.session_lock = False
+        server.dirt |= TAG_DISCARD
+        self.pinned = True
+        log.debug("client %s pinned to server %s", self.process_id, server.target.name)
+        return True
+
     def on_server_lost(self, server: ServerConnection) -> None:
+        """The server connection broke under us. The relay held back any incomplete
+        message, so the client's stream ends at a message boundary with a FATAL 08006; only
+        when part of a message too big to hold already went out is the connection just
+        closed (nothing sent after a partial message could be read correctly)."""
         self.server = self.server_pool = None
+        if server.streamed_partial:
+            log.warning("server %s closed mid-message; closing client %s",
+                        server.target.name, self.process_id)
+            self.close()
+            return
         self.fatal(ProxyError("server closed the connection unexpectedly",
                               sqlstate=CONNECTION_FAILURE))
 
@@ -342,6 +399,9 @@ class ClientSession(MessageConnection):
         scanner = self.scanner
         if scanner.named_parse:
             self._note_named_parse(server)
+        if scanner.session_lock:  # a session advisory lock may be held: DISCARD ALL
+            scanner.session_lock = False
+            server.dirt |= TAG_DISCARD
         boundary = scanner.at_boundary and not scanner.in_batch
         if boundary and server.is_idle:
             pool.release(server)
