@@ -57,6 +57,8 @@ _WRITE_WORDS = (
     (re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.I), "data-modifying statement"),
     (re.compile(r"\bINTO\b", re.I), "SELECT INTO"),
 )
+# A double-quoted identifier is a name, never a keyword: `SELECT "update" FROM t` is a read.
+_QUOTED_IDENTIFIER = re.compile(r'"(?:[^"]|"")*"')
 
 
 class DmlAnalyser:
@@ -109,8 +111,9 @@ def _root_kind(tree: exp.Expr, keyword: str) -> StatementKind | None:
 def _write_in_query(statement: str, tree: exp.Expr) -> tuple[str | None, bool]:
     """Why a query is a write (None if it is a read), and whether it creates a temp table."""
     temporary = any(into.args.get("temporary") for into in tree.find_all(exp.Into))
+    words = _QUOTED_IDENTIFIER.sub('""', statement) if '"' in statement else statement
     for pattern, reason in _WRITE_WORDS:
-        if pattern.search(statement):
+        if pattern.search(words):
             return reason, temporary
     for node in tree.walk():
         if isinstance(node, exp.Lock):

@@ -28,7 +28,7 @@ from .protocol.errors import (
     ProxyError,
 )
 from .protocol.startup import CancelRequest
-from .router import Route, default_route
+from .stats import Stats
 from .topology import PoolEntry, build_pools, credentials_for, socket_options
 
 log = logging.getLogger("pgcat_py")
@@ -52,6 +52,7 @@ class App:
         self.client_login_timeout = CLIENT_LOGIN_TIMEOUT
         self.socket_options = socket_options(g)
         self.started_at = time.time()
+        self.stats = Stats()
         self._server: asyncio.Server | None = None
         self._stopped = asyncio.Event()
         self._fast_exit = False
@@ -88,16 +89,12 @@ class App:
         if entry is not None:
             return entry.cluster, entry.credentials, entry.pool_mode
         message = f'No pool configured for database: "{database}", user: "{user}"'
-        code = INVALID_AUTHORIZATION if database in self.config.pools else INVALID_CATALOG_NAME
-        raise ProxyError(message, sqlstate=code, severity="FATAL")
-
-    def route(self, session: ClientSession) -> Route:
-        cluster = session.cluster
-        assert cluster is not None
-        if cluster.fixed_route is not None:
-            return cluster.fixed_route
-        s = cluster.settings
-        return default_route(s.default_role, s.default_shard, len(cluster.shards))
+        if database in self.config.pools:
+            raise ProxyError(message, sqlstate=INVALID_AUTHORIZATION, severity="FATAL")
+        names = ", ".join(f'"{name}"' for name in sorted(self.config.pools))
+        raise ProxyError(f"{message} (configured databases: {names})",
+                         sqlstate=INVALID_CATALOG_NAME, severity="FATAL",
+                         detail="A client's database name must be a [pools.NAME] of pgcat.toml.")
 
     def cancel(self, process_id: int, secret_key: int) -> None:
         session = self.by_key.get((process_id, secret_key))
@@ -125,6 +122,8 @@ class App:
         self._server = await loop.create_server(
             lambda: ClientSession(self), g.host, g.port, reuse_port=True, backlog=2048)
         self._spawn(self._maintain())
+        if g.follow_promotions:
+            self._spawn(self._follow_promotions())
         log.info("pgcat-py listening on %s:%d", g.host, g.port)
 
     async def _maintain(self) -> None:
@@ -138,6 +137,19 @@ class App:
                     except Exception:  # one pool's surprise must not stop the others' upkeep
                         log.exception("maintenance of %s failed", pool.target.name)
             await asyncio.sleep(MAINTENANCE_INTERVAL)
+
+    async def _follow_promotions(self) -> None:
+        """Every role_check_interval, let clusters with replicas re-learn their primary."""
+        interval = self.config.general.role_check_interval / 1000
+        clusters = [e.cluster for e in self.pools.values()
+                    if any(len(shard) > 1 for shard in e.cluster.shards)]
+        while clusters:
+            await asyncio.sleep(interval)
+            for cluster in clusters:
+                try:
+                    await cluster.follow_roles()
+                except Exception:  # one cluster's surprise must not stop the others
+                    log.exception("role check of %s failed", cluster.settings.pool_name)
 
     def begin_shutdown(self) -> None:
         """Graceful: refuse new logins, close idle clients, let transactions finish."""

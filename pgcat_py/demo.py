@@ -1,9 +1,12 @@
 """`pgcat-py demo`: a local topology served by the proxy, the README's first command.
 
 Creates (or, on a later run, restarts) a main primary with one streaming replica and two
-shard primaries under `base`, loads pgbench's tables into `bench`, writes `base/pgcat.toml`,
-prints how to connect, and runs the proxy on it. However the proxy ends (Ctrl-C, SIGTERM,
-an exception), every PostgreSQL server started here is stopped again.
+shard primaries under `base`, loads pgbench's tables into `bench`, makes a `data` table on
+each shard that PostgreSQL itself partitions by hash (so a row on the wrong shard would be
+refused), writes `base/pgcat.toml` with read/write splitting and automatic sharding on,
+prints how to connect and three lines that show routing, and runs the proxy on it.
+However the proxy ends (Ctrl-C, SIGTERM, an exception), every PostgreSQL server started
+here is stopped again.
 """
 
 from __future__ import annotations
@@ -28,12 +31,15 @@ from pgcat_py.localpg import (
     port_is_free,
 )
 from pgcat_py.localpg.commands import client_binary, run_command
+from pgcat_py.localpg.node import run_sql
+from sharding import pg_bigint_hash
 
 # primary, replica, shard 1, shard 2: the layout of reference/environment.md §4
 DEMO_PORTS = (15432, 15433, 15442, 15452)
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin"
 ADMIN_DATABASE = "pgcat"
+DEMO_KEY = 42  # the sharding key of the demo's third routing line
 EXIT_SIGTERM = 128 + signal.SIGTERM
 EXIT_SIGINT = 128 + signal.SIGINT
 
@@ -50,6 +56,7 @@ def run_demo(
     try:
         topology = open_topology(base.resolve(), server_ports)
         _load_pgbench_tables(topology)
+        _create_demo_tables(topology)
         config_path = topology.base / "pgcat.toml"
         config_path.write_text(build_demo_config(topology, port))
         print(connection_help(topology, port, config_path), flush=True)
@@ -95,27 +102,45 @@ Connect through the proxy on {proxy}:
   psql postgresql://{APP_USER}:{APP_PASSWORD}@{proxy}/app
   psql postgresql://{APP_USER}:{APP_PASSWORD}@{proxy}/sharded
   PGPASSWORD={APP_PASSWORD} pgbench -h 127.0.0.1 -p {port} -U {APP_USER} -S -T 10 bench
+{routing_help(topology, port)}
 Admin console:
   psql postgresql://{ADMIN_USER}:{ADMIN_PASSWORD}@{proxy}/{ADMIN_DATABASE} -c 'SHOW POOLS'
+  psql postgresql://{ADMIN_USER}:{ADMIN_PASSWORD}@{proxy}/{ADMIN_DATABASE} -c 'SHOW ROUTES'
 Config: {config_path}. Ctrl-C stops the proxy and the PostgreSQL servers."""
 
 
-def _replicated_pool(topology: Topology, database: str) -> str:
-    """A pool over the main primary and its replica.
+def routing_help(topology: Topology, port: int, key: int = DEMO_KEY) -> str:
+    """Three lines to paste: a read on the replica, a write on the primary, a key on its
+    shard; each prints the port of the server that answered."""
+    url = f"postgresql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{port}"
+    replica = topology.replicas[0].port if topology.replicas else topology.primary.port
+    shard = pg_bigint_hash(key, len(topology.shards))
+    lines = [
+        "Routing (each line prints the port of the server that answered):",
+        f"  # a read goes to the replica ({replica}):",
+        f"  psql {url}/app -Atc 'SELECT inet_server_port()'",
+        f"  # a write goes to the primary ({topology.primary.port}):",
+        f"  psql {url}/app -Atc 'INSERT INTO demo_writes DEFAULT VALUES"
+        " RETURNING inet_server_port()'",
+        f"  # sharding key {key} lands on shard {shard} ({topology.shards[shard].port}):",
+        f"  psql {url}/sharded -Atc 'INSERT INTO data VALUES ({key})"
+        " RETURNING inet_server_port()'",
+    ]
+    return "\n".join(lines)
 
-    default_role primary keeps writes off the read-only replica until parser-driven
-    routing (commented out in the file) sends reads to either server.
-    """
+
+def _replicated_pool(topology: Topology, database: str) -> str:
+    """A pool over the main primary and its replica: reads to the replica, the rest (and
+    whatever the parser cannot vouch for) to the primary."""
     servers = [(topology.primary.port, "primary")]
     servers += [(replica.port, "replica") for replica in topology.replicas]
     return f"""\
 [pools.{database}]
 pool_mode = "transaction"
 default_role = "primary"
-# read/write splitting (parser-driven routing lands in a later release):
-# query_parser_enabled = true
-# query_parser_read_write_splitting = true
-# primary_reads_enabled = true
+query_parser_enabled = true
+query_parser_read_write_splitting = true
+primary_reads_enabled = false
 
 [pools.{database}.users.0]
 username = "{APP_USER}"
@@ -138,10 +163,10 @@ def _sharded_pool(topology: Topology) -> str:
 [pools.sharded]
 pool_mode = "transaction"
 default_role = "primary"
-# query_parser_enabled = true
-# query_parser_read_write_splitting = true
+query_parser_enabled = true
+query_parser_read_write_splitting = true
 sharding_function = "pg_bigint_hash"
-# automatic_sharding_key = "data.id"
+automatic_sharding_key = "data.id"
 
 [pools.sharded.users.0]
 username = "{APP_USER}"
@@ -184,6 +209,26 @@ def _load_pgbench_tables(topology: Topology) -> None:
     pgbench = client_binary(find_pg_bin(), "pgbench")
     argv = [pgbench, "-i", "-q", "-s", "1", topology.primary.dsn(dbname="bench")]
     run_command(argv, what="pgbench -i on bench", log=topology.primary.log_file)
+    topology.wait_for_replicas()
+
+
+def _create_demo_tables(topology: Topology) -> None:
+    """demo_writes on the main primary; on each shard a `data` table partitioned like
+    pgcat-py's pg_bigint_hash, holding only that shard's partition."""
+    pg_bin = find_pg_bin()
+    run_sql(pg_bin, topology.primary, f"""
+CREATE TABLE IF NOT EXISTS demo_writes (id serial PRIMARY KEY, at timestamptz DEFAULT now());
+ALTER TABLE demo_writes OWNER TO {APP_USER};
+""", dbname="app")
+    count = len(topology.shards)
+    for index, shard in enumerate(topology.shards):
+        run_sql(pg_bin, shard, f"""
+CREATE TABLE IF NOT EXISTS data (id bigint NOT NULL, value text) PARTITION BY HASH (id);
+CREATE TABLE IF NOT EXISTS data_{index} PARTITION OF data
+    FOR VALUES WITH (MODULUS {count}, REMAINDER {index});
+ALTER TABLE data OWNER TO {APP_USER};
+ALTER TABLE data_{index} OWNER TO {APP_USER};
+""", dbname="app")
     topology.wait_for_replicas()
 
 

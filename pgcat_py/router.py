@@ -1,32 +1,257 @@
 """Routing: which shard and which role a transaction goes to, with the reason why.
 
-A Route is a value that carries its reason, for logs, metrics and the admin console. This
-first version routes by the pool's configuration alone (default_role, default_shard); the
-parser- and session-driven routing builds on the same value.
+A Route is a value that carries its reason, for logs, metrics and the admin console. The
+Router of a pool turns the first statement of a transaction, the client's overrides (pgcat's
+custom commands) and the pool's keys into a Route, following pgcat's meanings
+(reference/pgcat.md §2) without its sticky-role bugs:
+
+- role: a SET SERVER ROLE override wins; else, with query_parser_enabled and
+  query_parser_read_write_splitting, a statement the parser is sure is a read goes to a
+  replica (or to any server with primary_reads_enabled) and everything else, unknown,
+  unparseable or too long included, to the primary; else default_role.
+- shard: SET SHARD / SET SHARDING KEY; else a shard_id / sharding_key comment; else the
+  automatic_sharding_key values found by the parser (literals, or Bind parameters); else
+  default_shard (shard_N, random, random_healthy, or our `fail`).
+Nothing inferred from one statement carries over to the next transaction.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from parser import (
+    Classification,
+    IsolationLevel,
+    KeyStatus,
+    Parser,
+    ParserSettings,
+    comment_hints,
+)
+from sharding import KeyValue, ShardingError, ShardingFunction, ShardMap, coerce_param
+
+from .protocol.errors import FEATURE_NOT_SUPPORTED, SYSTEM_ERROR, ProxyError
+
+log = logging.getLogger(__name__)
+
+PRIMARY, REPLICA, ANY = "primary", "replica", "any"
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
+    """Where one transaction goes: a shard, a role, and why."""
+
     shard: int
     role: str  # "primary", "replica" or "any"
     reason: str
 
 
-def default_shard_index(default_shard: str, shard_count: int) -> int:
-    """pgcat's default_shard: "shard_N", "random" or "random_healthy"."""
-    if default_shard.startswith("shard_"):
-        return int(default_shard[len("shard_"):])
-    return random.randrange(shard_count)
+class RouteError(ProxyError):
+    """No route for this statement (a key on several shards, an unknown shard, ...)."""
 
 
-def default_route(default_role: str, default_shard: str, shard_count: int) -> Route:
-    if shard_count == 1:
-        return Route(0, default_role, "default_role")
-    return Route(default_shard_index(default_shard, shard_count), default_role,
-                 "default_role, default_shard")
+@dataclass(slots=True)
+class Overrides:
+    """What a client chose with pgcat's custom commands; sticky until changed."""
+
+    shard: int | None = None
+    role: str | None = None  # SET SERVER ROLE primary / replica / any
+    parser: bool | None = None  # False after primary/replica/any, True after 'auto'
+    primary_reads: bool | None = None
+
+    @property
+    def any_set(self) -> bool:
+        return (self.shard is not None or self.role is not None or self.parser is not None
+                or self.primary_reads is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    """A pool's routing keys (pgcat's names)."""
+
+    shards: int = 1
+    default_role: str = ANY
+    default_shard: str = "shard_0"
+    query_parser_enabled: bool = False
+    read_write_splitting: bool = False
+    primary_reads_enabled: bool = False
+    session_mode: bool = False
+    parser: ParserSettings = field(default_factory=ParserSettings)
+    sharding_function: str = "pg_bigint_hash"
+
+
+# A statement as the router sees it: its SQL and, for the extended protocol, the Bind
+# parameters as (data, format code) by 1-based position.
+BindParams = Sequence[tuple[bytes | None, int]]
+
+
+class Router:
+    """The routing decisions of one pool; see the module docstring."""
+
+    def __init__(self, settings: RouterSettings) -> None:
+        self.settings = settings
+        self.shard_map = ShardMap(settings.shards,
+                                  ShardingFunction.parse(settings.sharding_function))
+        self.parser = Parser(settings.parser) if settings.query_parser_enabled else None
+        p = settings.parser
+        self._hints = p.shard_id_regex is not None or p.sharding_key_regex is not None
+        self._auto_keys = bool(p.sharding_keys) and self.parser is not None
+        # Healthy shards for default_shard = random_healthy (set by the cluster).
+        self.healthy_shards: Callable[[], list[int]] = lambda: list(range(settings.shards))
+
+    @property
+    def splits_reads(self) -> bool:
+        return self.parser is not None and self.settings.read_write_splitting
+
+    @property
+    def varies(self) -> bool:
+        """Can two transactions of a client without overrides go to different places?"""
+        s = self.settings
+        return (self.splits_reads or self._hints
+                or (s.shards > 1 and not s.default_shard.startswith("shard_")))
+
+    def fixed_route(self) -> Route:
+        """The route when nothing varies and no override is set."""
+        return Route(self._default_shard(), self.settings.default_role, "default_role")
+
+    # --- the decision -----------------------------------------------------------------
+    def route(self, sql: str | None, overrides: Overrides, *, read_only_txn: bool | None = None,
+              bind: BindParams = ()) -> Route:
+        """The route of a transaction that starts with ``sql`` (None: not SQL, e.g. a
+        FunctionCall, or too big to look at). ``read_only_txn``: the statement runs in an
+        explicit transaction that is (True) or is not (False) read-only."""
+        classification = self._classify(sql, overrides)
+        role, why = self._role(classification, overrides, read_only_txn)
+        shard, where = self._shard(sql, classification, overrides, bind)
+        return Route(shard, role, f"{why}; {where}" if where else why)
+
+    def classify(self, sql: str) -> Classification | None:
+        return self.parser.classify(sql) if self.parser is not None else None
+
+    def _classify(self, sql: str | None, overrides: Overrides) -> Classification | None:
+        if sql is None or self.parser is None:
+            return None
+        if not (self._auto_keys or self._parser_on(overrides)):
+            return None
+        return self.parser.classify(sql)
+
+    def _parser_on(self, overrides: Overrides) -> bool:
+        if overrides.parser is not None:
+            return overrides.parser and self.parser is not None
+        return self.splits_reads
+
+    def _role(self, c: Classification | None, overrides: Overrides,
+              read_only_txn: bool | None) -> tuple[str, str]:
+        if overrides.role is not None:
+            return overrides.role, "SET SERVER ROLE"
+        if not self._parser_on(overrides):
+            return self.settings.default_role, "default_role"
+        if self.settings.session_mode:
+            # A session keeps its SETs, temp tables and locks on one connection: its primary.
+            return PRIMARY, "session mode"
+        if read_only_txn is False:
+            return PRIMARY, "explicit transaction"
+        if read_only_txn is None and (c is None or c.is_write):
+            return PRIMARY, c.reason if c is not None else "not parsed"
+        primary_reads = overrides.primary_reads
+        if primary_reads is None:
+            primary_reads = self.settings.primary_reads_enabled
+        why = "read-only transaction" if read_only_txn else "read"
+        return (ANY, why) if primary_reads else (REPLICA, why)
+
+    def _shard(self, sql: str | None, c: Classification | None, overrides: Overrides,
+               bind: BindParams) -> tuple[int, str]:
+        if self.settings.shards == 1:
+            return 0, ""
+        if overrides.shard is not None:
+            return overrides.shard, "SET SHARD"
+        if self._hints and sql is not None:
+            hint = comment_hints(sql, self.settings.parser)
+            if hint is not None:
+                return self._hinted(hint.shard_id, hint.sharding_key)
+        if c is not None and self._auto_keys:
+            shard = self._key_shard(c, bind)
+            if shard is not None:
+                return shard, "sharding key"
+        return self._default_shard(), "default_shard"
+
+    def _hinted(self, shard_id: int | None, key: int | None) -> tuple[int, str]:
+        if shard_id is not None:
+            return self.check_shard(shard_id), "shard_id comment"
+        assert key is not None
+        return self.shard_for_key(key), "sharding_key comment"
+
+    def _key_shard(self, c: Classification, bind: BindParams) -> int | None:
+        keys = c.shard_keys
+        if keys.status is not KeyStatus.FOUND:
+            return None
+        if keys.has_params:
+            keys = keys.bind(self._bind_values(keys, bind))
+            if keys.status is not KeyStatus.FOUND:
+                return None
+        try:
+            shards = {self.shard_map.shard_for(key) for key in keys.keys}
+        except (ShardingError, ValueError) as exc:
+            raise RouteError(str(exc), sqlstate=getattr(exc, "sqlstate", "22023")) from None
+        if len(shards) > 1:
+            raise RouteError(
+                f"the statement's sharding keys are on {len(shards)} shards "
+                f"({', '.join(map(str, sorted(shards)))}); cross-shard statements are not "
+                "supported yet", sqlstate=FEATURE_NOT_SUPPORTED)
+        return shards.pop() if shards else None
+
+    def _bind_values(self, keys: object, bind: BindParams) -> dict[int, KeyValue | None]:
+        key_type = self.shard_map.key_types[0]
+        values: dict[int, KeyValue | None] = {}
+        for position, (data, fmt) in enumerate(bind, start=1):
+            try:
+                values[position] = coerce_param(data, fmt, key_type)
+            except (ShardingError, ValueError):
+                continue  # not the key's parameter, or not a number: the server will say
+        return values
+
+    # --- shards -----------------------------------------------------------------------
+    def check_shard(self, shard: int) -> int:
+        if not 0 <= shard < self.settings.shards:
+            raise RouteError(
+                f"shard {shard} is not configured {self.settings.shards}, "
+                "(shard numbers start at 0)", sqlstate=SYSTEM_ERROR)
+        return shard
+
+    def shard_for_key(self, key: int) -> int:
+        try:
+            return self.shard_map.shard_for(key)
+        except (ShardingError, ValueError) as exc:
+            raise RouteError(str(exc), sqlstate=getattr(exc, "sqlstate", "22023")) from None
+
+    def _default_shard(self) -> int:
+        choice = self.settings.default_shard
+        if choice.startswith("shard_"):
+            return int(choice[len("shard_"):])
+        if choice == "random":
+            return random.randrange(self.settings.shards)
+        if choice == "random_healthy":
+            healthy = self.healthy_shards()
+            return random.choice(healthy) if healthy else random.randrange(self.settings.shards)
+        raise RouteError(  # "fail": no guessing where a row lives (pgcat #858)
+            "no shard selected for this statement and default_shard is 'fail': add a "
+            "sharding key, a shard_id comment or SET SHARD", sqlstate=FEATURE_NOT_SUPPORTED)
+
+
+def read_only_transaction(begin: Classification | None, params: dict[str, str]) -> bool:
+    """May a transaction started this way run on a hot standby? Declared READ ONLY (or
+    default_transaction_read_only on) and not SERIALIZABLE, which a standby refuses."""
+    modes = begin.transaction_modes if begin is not None else None
+    read_only = modes.read_only if modes is not None else None
+    if read_only is None:
+        read_only = params.get("default_transaction_read_only", "off").lower() in (
+            "on", "true", "1", "yes")
+    if not read_only:
+        return False
+    level = modes.isolation_level if modes is not None else None
+    if level is None:
+        level_name = params.get("default_transaction_isolation", "").lower()
+        return level_name != "serializable"
+    return level is not IsolationLevel.SERIALIZABLE

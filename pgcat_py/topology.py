@@ -8,14 +8,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from parser import ParserSettings
+
 from .backend.server import ServerTarget
 from .config import Config, General
+from .config.pool import Pool
 from .conn import SocketOptions
 from .frontend.auth import Credentials
 from .pool.cluster import Cluster, ClusterSettings
 from .pool.server_pool import PoolSettings, ServerPool
 from .protocol.auth import ScramVerifier
-from .router import default_route
+from .router import Router, RouterSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,22 @@ def credentials_for(username: str, password: str | None, auth_type: str) -> Cred
     return Credentials(username, password, auth_type, scram)
 
 
+def build_router(pool: Pool, shards: int, pool_mode: str) -> Router:
+    """The routing decisions of a pool, from its pgcat keys."""
+    parser = ParserSettings.build(
+        query_parser_max_length=pool.query_parser_max_length,
+        automatic_sharding_key=pool.automatic_sharding_key,
+        shard_id_regex=pool.shard_id_regex, sharding_key_regex=pool.sharding_key_regex,
+        regex_search_limit=pool.regex_search_limit)
+    return Router(RouterSettings(
+        shards=shards, default_role=pool.default_role, default_shard=pool.default_shard,
+        query_parser_enabled=pool.query_parser_enabled,
+        read_write_splitting=pool.query_parser_read_write_splitting,
+        primary_reads_enabled=pool.primary_reads_enabled,
+        session_mode=pool_mode == "session", parser=parser,
+        sharding_function=pool.sharding_function))
+
+
 def build_pools(config: Config) -> dict[tuple[str, str], PoolEntry]:
     """A PoolEntry per (pool name, username)."""
     entries: dict[tuple[str, str], PoolEntry] = {}
@@ -64,7 +83,10 @@ def build_pools(config: Config) -> dict[tuple[str, str], PoolEntry]:
                 reserve_pool_timeout=eff.reserve_pool_timeout_s,
                 round_robin=general.server_round_robin,
                 server_reset_query=eff.server_reset_query,
-                cleanup_server_connections=eff.cleanup_server_connections)
+                cleanup_server_connections=eff.cleanup_server_connections,
+                healthcheck_delay=general.healthcheck_delay_s,
+                healthcheck_timeout=general.healthcheck_timeout_s,
+                ban_time=float(max(general.ban_time, 0)))
             shards: list[list[ServerPool]] = []
             for index, shard in enumerate(pool.shard_list):
                 replicas = 0
@@ -81,11 +103,9 @@ def build_pools(config: Config) -> dict[tuple[str, str], PoolEntry]:
                 shards.append(servers)
             cluster = Cluster(ClusterSettings(pool_name, user.username, eff.pool_mode,
                                               pool.load_balancing_mode, pool.default_role,
-                                              pool.default_shard),
-                              shards)
-            if len(shards) == 1 or pool.default_shard.startswith("shard_"):
-                cluster.fixed_route = default_route(pool.default_role, pool.default_shard,
-                                                    len(shards))
+                                              pool.default_shard,
+                                              pool.replica_to_primary_failover_enabled),
+                              shards, build_router(pool, len(shards), eff.pool_mode))
             creds = credentials_for(user.username, user.password, user.auth_type)
             entries[(pool_name, user.username)] = PoolEntry(cluster, creds, eff.pool_mode)
     return entries

@@ -103,8 +103,16 @@ def show_databases(app: App) -> bytes:
     return result_set(cols, rows)
 
 
+def show_routes(app: App) -> bytes:
+    """Ours: routing decisions so far, per pool, user, shard, role and reason."""
+    cols = [("database", TEXT_OID), ("user", TEXT_OID), ("shard", INT8_OID),
+            ("role", TEXT_OID), ("reason", TEXT_OID), ("transactions", INT8_OID)]
+    rows = [[*key, count] for key, count in sorted(app.stats.snapshot().items())]
+    return result_set(cols, rows)
+
+
 def show_help(app: App) -> bytes:
-    lines = ["SHOW HELP|DATABASES|POOLS|VERSION", "SET key = arg", "SHUTDOWN"]
+    lines = ["SHOW HELP|DATABASES|POOLS|ROUTES|VERSION", "SET key = arg", "SHUTDOWN"]
     return (be.notice_response("Console usage", detail="\n\t".join(lines))
             + be.CommandComplete("SHOW").encode())
 
@@ -114,4 +122,5 @@ SHOW_COMMANDS = {
     "POOLS": show_pools,
     "DATABASES": show_databases,
     "HELP": show_help,
+    "ROUTES": show_routes,
 }

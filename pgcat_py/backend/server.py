@@ -21,6 +21,7 @@ from ..protocol.errors import ProtocolViolation, ServerError
 from ..protocol.framing import (
     AUTHENTICATION,
     BACKEND_KEY_DATA,
+    DATA_ROW,
     ERROR_RESPONSE,
     PARAMETER_STATUS,
     READY_FOR_QUERY,
@@ -305,6 +306,29 @@ class ServerConnection(MessageConnection):
                 errors.append(err)
             elif msg_type == PARAMETER_STATUS:
                 self._note_parameter(payload, None)
+
+    async def query_value(self, sql: str) -> str | None:
+        """The first column of the first row of the proxy's own ``sql`` (text format)."""
+        self.write(Query(sql).encode())
+        value: str | None = None
+        error: be.NoticeOrError | None = None
+        while True:
+            msg_type, payload = await self.read_message()
+            if msg_type == READY_FOR_QUERY:
+                self._scanner.status = payload[0]
+                break
+            if msg_type == DATA_ROW and value is None:
+                row = be.decode_backend(msg_type, payload)
+                assert isinstance(row, be.DataRow)
+                value = row.values[0].decode() if row.values and row.values[0] else None
+            elif msg_type == ERROR_RESPONSE:
+                err = be.decode_backend(msg_type, payload)
+                assert isinstance(err, be.NoticeOrError)
+                error = err
+        if error is not None:
+            raise ServerError(f"server {self.target.name}: {error.text}",
+                              sqlstate=error.sqlstate or None)
+        return value
 
     async def sync_parameters(self, wanted: dict[str, str]) -> list[be.NoticeOrError]:
         """Bring the session's settings in line with a client's; returns server errors."""

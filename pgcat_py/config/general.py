@@ -7,6 +7,8 @@ properties give seconds for asyncio.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from pgcat_py.config.types import I16, I64, U16, U32, U64, AuthType, Section, USize, ms_to_seconds
@@ -64,6 +66,10 @@ class General(Section):
     # Run at check-in when a client dirtied the session, instead of pgcat's cleanup
     # (RESET ALL / DEALLOCATE ALL, see cleanup_server_connections); "" = pgcat's cleanup.
     server_reset_query: str = ""
+    # Follow promotions without a config change: every role_check_interval ms, shards with
+    # replicas ask each server pg_is_in_recovery() and the one that says no is the primary.
+    follow_promotions: bool = True
+    role_check_interval: Annotated[int, Field(ge=100, le=2**32 - 1)] = 1_000  # ms
 
     @property
     def prometheus_enabled(self) -> bool:

@@ -27,7 +27,7 @@ from pgcat_py.config.types import (
     USize,
 )
 
-DEFAULT_SHARD_FORMAT = re.compile(r"shard_(\d+)|random|random_healthy")
+DEFAULT_SHARD_FORMAT = re.compile(r"shard_(\d+)|random|random_healthy|fail")  # fail: ours
 
 
 def _lower(value: object) -> object:
@@ -149,6 +149,8 @@ class Pool(Section):
     reserve_pool_size: U32 | None = None
     reserve_pool_timeout: U64 | None = None  # ms
     server_reset_query: str | None = None
+    # Ours: reads go to the primary when no replica of the shard can serve them.
+    replica_to_primary_failover_enabled: bool = True
 
     @field_validator("automatic_sharding_key")
     @classmethod
@@ -174,7 +176,7 @@ class Pool(Section):
     @classmethod
     def _shard_choice(cls, value: str) -> str:
         if DEFAULT_SHARD_FORMAT.fullmatch(value) is None:
-            raise ValueError(f"must be shard_<n>, random or random_healthy, got {value!r}")
+            raise ValueError(f"must be shard_<n>, random, random_healthy or fail, got {value!r}")
         return value
 
     @property

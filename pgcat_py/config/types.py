@@ -44,7 +44,7 @@ def _normaliser(aliases: Mapping[str, str]) -> Callable[[object], object]:
 
 
 PoolModeName = Literal["transaction", "session"]
-LoadBalancingModeName = Literal["random", "loc"]
+LoadBalancingModeName = Literal["random", "loc", "round_robin"]  # round_robin: ours
 DefaultRoleName = Literal["any", "primary", "replica"]
 ShardingFunctionName = Literal["pg_bigint_hash", "sha1"]
 AuthTypeName = Literal["md5", "trust", "scram-sha-256"]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from ..conn import SocketOptions
     from ..pool.cluster import Cluster
-    from ..router import Route
+    from ..stats import Stats
     from .auth import Credentials
     from .session import ClientSession
 
@@ -20,6 +20,7 @@ class ProxyContext(Protocol):
     shutting_down: bool
     client_login_timeout: float
     socket_options: SocketOptions
+    stats: Stats
 
     def client_connected(self, session: ClientSession) -> None: ...
     def client_disconnected(self, session: ClientSession) -> None: ...
@@ -29,6 +30,5 @@ class ProxyContext(Protocol):
     def admin_credentials(self, user: str) -> Credentials | None: ...
     def find_pool(self, database: str, user: str
                   ) -> tuple[Cluster, Credentials, str]: ...
-    def route(self, session: ClientSession) -> Route: ...
     def cancel(self, process_id: int, secret_key: int) -> None: ...
     async def serve_admin(self, session: ClientSession) -> None: ...

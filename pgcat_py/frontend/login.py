@@ -69,6 +69,8 @@ async def login(session: ClientSession) -> bool:
     await authenticate(session, creds)
     session.cluster = cluster
     session.transaction_mode = pool_mode == "transaction"
+    session.routes_vary = cluster.router.varies
+    session.holds_begins = cluster.has_choice
     server_params = await cluster.learn_server_parameters()
     _welcome(session, startup, server_params)
     ctx.client_logged_in(session)

@@ -21,7 +21,9 @@ from ..backend.params import sync_statements
 from ..conn import ConnectionClosed, MessageConnection, tune_socket
 from ..protocol import backend as be
 from ..protocol.errors import (
+    ACTIVE_SQL_TRANSACTION,
     CONNECTION_FAILURE,
+    IN_FAILED_TRANSACTION,
     INTERNAL_ERROR,
     AdminShutdown,
     ProtocolViolation,
@@ -33,10 +35,13 @@ from ..protocol.framing import (
     SYNC,
     TAG_DISCARD,
     TAG_PREPARE,
-    TERMINATE,
     FrontendScanner,
     first_message,
 )
+from ..router import Overrides, Route, Router
+from ..stats import reason_kind
+from .commands import custom_command, run_command
+from .idle import MAX_IDLE_BUFFER, HeldTransaction, process_idle, ready_for_query
 
 if TYPE_CHECKING:
     from ..backend.server import ServerConnection
@@ -47,8 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDLE = ord("I")  # ReadyForQuery status outside a transaction block
-# Bytes a client may have buffered while it has no server before we stop reading it.
-MAX_IDLE_BUFFER = 256 * 1024
 # Seconds the SQL that brings a server's settings in line with a client's may take.
 SYNC_TIMEOUT = 10.0
 
@@ -89,6 +92,14 @@ class ClientSession(MessageConnection):
         self._write_paused = False
         self._skip_until_sync = False
         self._closing = False  # Terminate received; close once the server has answered
+        # Routing: the client's custom-command choices, a BEGIN answered but not yet sent,
+        # named statements' SQL (to route a Bind), the current transaction's route.
+        self.overrides = Overrides()
+        self.held: HeldTransaction | None = None
+        self.statements: dict[str, str] = {}
+        self.route: Route | None = None
+        self.routes_vary = False  # set at login from the pool: can a route differ?
+        self.holds_begins = False  # ... and is there a choice a BEGIN should wait for?
         # The server holds session state of this client's (transaction mode): keep it.
         self.pinned = False
 
@@ -102,10 +113,13 @@ class ClientSession(MessageConnection):
     def data_received(self, data: bytes) -> None:
         server = self.server
         if server is not None:  # the relay: frame by header, forward in one write
+            scanner = self.scanner
             try:
-                syncs, term = self.scanner.feed(data)
+                syncs, term = scanner.feed(data)
             except ProtocolViolation as exc:
                 self.fatal(exc)
+                return
+            if scanner.command >= 0 and self._linked_command(server, data):
                 return
             if term < 0:
                 server.forward(data, syncs)
@@ -114,11 +128,33 @@ class ClientSession(MessageConnection):
             return
         if self.state is State.IDLE:
             self._rbuf += data
-            self._process_idle()
+            process_idle(self)
             return
         super().data_received(data)  # login, admin, or waiting for a server: buffer
         if len(self._rbuf) > MAX_IDLE_BUFFER:
             self.pause_reading()
+
+    def _linked_command(self, server: ServerConnection, data: bytes) -> bool:
+        """A custom command while a server is held (pgcat sends it to PostgreSQL, #492):
+        SHOW ones are answered, SET ones refused with 25001, never sent on. Only a chunk
+        that is that one Query with nothing in flight is answered here (else the answer
+        could overtake the server's); True when answered."""
+        offset, self.scanner.command = self.scanner.command, -1
+        if offset or server.pending > 0 or len(data) != 1 + int.from_bytes(data[1:5]):
+            return False
+        command = custom_command(data, 5, len(data))
+        if command is None:
+            return False
+        status = bytes([server.status])
+        if command.kind.value.startswith("SET"):
+            self.error(ProxyError(
+                f"{command.kind.value} cannot run while this client holds a server connection "
+                "(inside a transaction, or in session mode): send it before BEGIN or before "
+                "the first query", sqlstate=ACTIVE_SQL_TRANSACTION))
+            self.write(be.ReadyForQuery(status.decode()).encode())
+        else:
+            self.write(run_command(command, self.overrides, self.router, status))
+        return True
 
     def _terminate(self, server: ServerConnection, before: bytes, syncs: int) -> None:
         """Terminate arrived: whatever came before it still gets its answer (PostgreSQL
@@ -201,48 +237,30 @@ class ClientSession(MessageConnection):
             return
         self.state = State.IDLE
         self._task = None
-        self._process_idle()
+        process_idle(self)
 
-    # --- idle: wait for a whole first message -----------------------------------------
-    def _process_idle(self) -> None:
-        """Act on buffered input while no server is held."""
-        while self.state is State.IDLE and not self.is_closed:
-            try:
-                first = first_message(self._rbuf)
-            except ProtocolViolation as exc:
-                self.fatal(exc)
-                return
-            if first is None:
-                # Part of one message (its header passed PostgreSQL's limits). Too big to
-                # buffer: too big to parse too, so start the transaction on the header alone
-                # and stream the rest, with backpressure, to the server (invariant 4).
-                if len(self._rbuf) > MAX_IDLE_BUFFER and not self._skip_until_sync:
-                    self._begin_transaction()
-                else:
-                    self.resume_reading()
-                return
-            msg_type, end = first
-            if msg_type == TERMINATE:
-                self.close()
-                return
-            if self._skip_until_sync:
-                self.consume(end)
-                if msg_type == SYNC:
-                    self._skip_until_sync = False
-                    self.write(be.READY_IDLE)
-                continue
-            if self.ctx.shutting_down:
-                self.fatal(AdminShutdown())
-                return
-            self._begin_transaction()
-
-    def _begin_transaction(self) -> None:
-        """Ask for a server for the transaction the buffered message starts."""
+    # --- idle: the next transaction -------------------------------------------------
+    @property
+    def router(self) -> Router:
         assert self.cluster is not None
+        return self.cluster.router
+
+    def begin_transaction(self, route: Route) -> None:
+        """Ask for a server of ``route`` for the transaction the buffered input starts."""
+        cluster = self.cluster
+        assert cluster is not None
         self.state = State.CHECKOUT
-        route = self.cluster.fixed_route or self.ctx.route(self)
+        self.route = route
+        if route is cluster.fixed_route:
+            self.ctx.stats.count_route(cluster.fixed_route_key)
+        else:
+            log.debug("client %s: shard %d, %s (%s)", self.process_id, route.shard, route.role,
+                      route.reason)
+            s = cluster.settings
+            self.ctx.stats.count_route((s.pool_name, s.user, route.shard, route.role,
+                                        reason_kind(route.reason)))
         try:
-            self._attempt = self.cluster.checkout(self, route.shard, route.role)
+            self._attempt = cluster.checkout(self, route.shard, route.role)
         except ProxyError as exc:
             self.checkout_failed(exc)
 
@@ -254,12 +272,17 @@ class ClientSession(MessageConnection):
             return
         if server.synced_key != self.params_key:
             if sync_statements(self.params, server.applied, server.defaults):
-                self._syncing = (pool, server)
-                self._task = asyncio.get_running_loop().create_task(
-                    self._sync_then_link(pool, server))
+                self._set_up_then_link(pool, server)
                 return
             server.synced_key = self.params_key
+        if self.held is not None:
+            self._set_up_then_link(pool, server)
+            return
         self._link(server, pool)
+
+    def _set_up_then_link(self, pool: ServerPool, server: ServerConnection) -> None:
+        self._syncing = (pool, server)
+        self._task = asyncio.get_running_loop().create_task(self._sync_then_link(pool, server))
 
     def checkout_failed(self, exc: ProxyError) -> None:
         self._attempt = None
@@ -271,9 +294,12 @@ class ClientSession(MessageConnection):
 
         The server is the client's to give back until it is linked: connection_lost
         discards it (and cancels this task) if the client leaves first."""
+        held = self.held
         try:
             async with asyncio.timeout(SYNC_TIMEOUT):
                 errors = await server.sync_parameters(self.params)
+                if not errors and held is not None:  # replay the BEGIN we answered
+                    errors = await server.simple_query(";".join(held.statements))
         except (ProxyError, TimeoutError) as exc:
             self._syncing = None
             pool.discard(server)
@@ -282,8 +308,9 @@ class ClientSession(MessageConnection):
                 sqlstate=CONNECTION_FAILURE))
             return
         self._syncing = None
+        self.held = None
         if errors:
-            pool.release(server)
+            pool.release(server) if server.is_idle else pool.release_after_rollback(server)
             self.fatal(ProxyError(errors[0].text, sqlstate=errors[0].sqlstate))
             return
         for key in self.params.keys() & server.reported.keys():
@@ -301,16 +328,25 @@ class ClientSession(MessageConnection):
         if head is None:  # a big message only partly read: no way to skip it cleanly
             self.fatal(exc)
             return
+        if self.held is not None:
+            self.held.failed = True  # PostgreSQL's aborted transaction, until ROLLBACK
         self.error(exc)
         msg_type, end = head
         self.consume(end)
         if msg_type in (QUERY, SYNC):
-            self.write(be.READY_IDLE)
+            self.write(ready_for_query(self))
         else:
             self._skip_until_sync = True  # extended protocol: discard until Sync
         self.state = State.IDLE
         self._task = None
-        self._process_idle()
+        process_idle(self)
+
+    def refuse_in_failed_transaction(self) -> None:
+        self._refuse(ProxyError("current transaction is aborted, commands ignored until end "
+                                "of transaction block", sqlstate=IN_FAILED_TRANSACTION))
+
+    def fatal_shutdown(self) -> None:
+        self.fatal(AdminShutdown())
 
     # --- linked: the relay ----------------------------------------------------------
     def _link(self, server: ServerConnection, pool: ServerPool) -> None:
@@ -366,18 +402,31 @@ class ClientSession(MessageConnection):
         return True
 
     def on_server_lost(self, server: ServerConnection) -> None:
-        """The server connection broke under us. The relay held back any incomplete
-        message, so the client's stream ends at a message boundary with a FATAL 08006; only
-        when part of a message too big to hold already went out is the connection just
-        closed (nothing sent after a partial message could be read correctly)."""
+        """The server connection broke under us (its pool bans it). The relay held back any
+        incomplete message, so the client's stream ends at a message boundary: with an
+        ERROR and ReadyForQuery when the lost statement ran outside a transaction block in
+        transaction mode (nothing of the client's was lost with the server: the session
+        goes on, on another server), else with a FATAL 08006. Only when part of a message
+        too big to hold already went out is the connection just closed."""
         self.server = self.server_pool = None
         if server.streamed_partial:
             log.warning("server %s closed mid-message; closing client %s",
                         server.target.name, self.process_id)
             self.close()
             return
-        self.fatal(ProxyError("server closed the connection unexpectedly",
-                              sqlstate=CONNECTION_FAILURE))
+        lost = ProxyError(f"server connection lost: {server.target.name} closed the "
+                          "connection unexpectedly", sqlstate=CONNECTION_FAILURE)
+        scanner = self.scanner
+        if (self.transaction_mode and not self.pinned and server.status == IDLE
+                and server.pending == 1 and not scanner.in_batch and scanner.at_boundary
+                and not self._closing):
+            self.error(lost)
+            self.write(be.READY_IDLE)
+            self.state = State.IDLE
+            if self._reading_paused:
+                self.resume_reading()
+            return
+        self.fatal(ProxyError(lost.message, sqlstate=CONNECTION_FAILURE, severity="FATAL"))
 
     def on_parameter_status(self, name: str, value: str) -> None:
         if self.params.get(name) != value:

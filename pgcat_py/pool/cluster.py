@@ -1,22 +1,30 @@
 """Cluster: every server of one (pool, user), by shard and role, and the choice among them.
 
 A checkout names a shard and a role ("primary", "replica" or "any"); the cluster orders the
-candidates (random, or least outstanding connections first for ``loc``) and tries them in
-turn, so one dead replica costs a retry, not an error. The common case, an idle connection
-on the first candidate, is served synchronously; otherwise a CheckoutAttempt waits on the
-pools by callback.
+candidates (random, least outstanding connections first for ``loc``, or round robin) and
+tries them in turn, so one dead replica costs a retry, not an error. Banned servers are left
+out (pgcat: when every replica of a shard is banned, they are all unbanned); reads fall back
+to the primary after the replicas (replica_to_primary_failover_enabled). The common case, an
+idle connection on the only candidate, is served synchronously; otherwise a CheckoutAttempt
+waits on the pools by callback. Roles are state: a promotion moves a pool between roles.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from ..backend.server import ServerConnection
 from ..protocol.errors import PoolTimeout, ProxyError
-from ..router import Route
-from .server_pool import ALL_SERVERS_DOWN, ServerPool
+from ..router import PRIMARY, REPLICA, Router, RouterSettings
+from .server_pool import ALL_SERVERS_DOWN, LOG_EVERY, ServerPool
+
+log = logging.getLogger(__name__)
 
 ROLES = ("primary", "replica", "any")
 
@@ -29,6 +37,7 @@ class ClusterSettings:
     load_balancing_mode: str = "random"
     default_role: str = "any"
     default_shard: str = "shard_0"
+    replica_to_primary_failover: bool = True
 
 
 class CheckoutClient(Protocol):
@@ -85,41 +94,90 @@ def _all_down(last: ProxyError | None) -> ProxyError:
 class Cluster:
     """The pools of one (pool, user); see the module docstring."""
 
-    def __init__(self, settings: ClusterSettings, shards: list[list[ServerPool]]) -> None:
+    def __init__(self, settings: ClusterSettings, shards: list[list[ServerPool]],
+                 router: Router | None = None) -> None:
         self.settings = settings
         self.shards = shards
+        self.router = router or Router(RouterSettings(
+            shards=len(shards), default_role=settings.default_role,
+            default_shard=settings.default_shard))
+        self.router.healthy_shards = self.healthy_shards
         # ParameterStatus set shown to clients at login: (Name, value) by lower-case name,
         # learned from the first server connection (pgcat's "original server parameters").
         self.server_parameters: dict[str, tuple[str, str]] = {}
-        # Set by whoever builds the cluster when the route never varies (one shard, or a
-        # fixed default_shard): saves building a Route per transaction.
-        self.fixed_route: Route | None = None
-        self._by_role = {(i, role): [p for p in shard if role == "any" or p.target.role == role]
-                         for i, shard in enumerate(shards) for role in ROLES}
+        # The route when nothing can vary: saves building a Route per transaction.
+        self.fixed_route = self.router.fixed_route() if not self.router.varies else None
+        fixed = self.fixed_route
+        self.fixed_route_key = ("", "", 0, "", "") if fixed is None else (
+            settings.pool_name, settings.user, fixed.shard, fixed.role, fixed.reason)
+        self._turn = itertools.count()
+        self._unban_all_logged_at = 0.0
+        self._by_role: dict[tuple[int, str], list[ServerPool]] = {}
+        self.rebuild_roles()
+
+    def rebuild_roles(self) -> None:
+        """Recompute who serves which role (after a promotion changed a pool's role)."""
+        by_role: dict[tuple[int, str], list[ServerPool]] = {}
+        for i, shard in enumerate(self.shards):
+            by_role[(i, "any")] = list(shard)
+            by_role[(i, PRIMARY)] = [p for p in shard if p.role == PRIMARY]
+            by_role[(i, REPLICA)] = [p for p in shard if p.role == REPLICA]
+        self._by_role = by_role
 
     @property
     def pools(self) -> list[ServerPool]:
         return [p for shard in self.shards for p in shard]
 
+    @property
+    def has_choice(self) -> bool:
+        """More than one server to choose from: a route can matter."""
+        return len(self.shards) > 1 or len(self.shards[0]) > 1
+
+    def healthy_shards(self) -> list[int]:
+        now = time.monotonic()
+        return [i for i, shard in enumerate(self.shards)
+                if any(not p.is_banned(now) for p in shard)]
+
     def candidates(self, shard: int, role: str) -> list[ServerPool]:
+        """The pools to try, in order, for ``role`` on ``shard``."""
         pools = self._by_role.get((shard, role))
         if pools is None:
             raise ProxyError(
                 f"could not get connection from the pool - InvalidShardId({shard})",
                 sqlstate="58000")
-        if len(pools) == 1:
-            return list(pools)
-        pools = list(pools)
+        now = time.monotonic()
+        usable = [p for p in pools if not p.is_banned(now)]
+        if not usable and pools:
+            # Every one banned: more likely a false positive than a total outage (pgcat).
+            if now - self._unban_all_logged_at > LOG_EVERY:
+                log.warning("every %s server of shard %d is banned: unbanning them all",
+                            role, shard)
+                self._unban_all_logged_at = now
+            for pool in pools:
+                pool.unban()
+            usable = list(pools)
+        self._order(usable)
+        if role == REPLICA and self.settings.replica_to_primary_failover:
+            usable += self._by_role[(shard, PRIMARY)]
+        return usable
+
+    def _order(self, pools: list[ServerPool]) -> None:
+        if len(pools) < 2:
+            return
+        mode = self.settings.load_balancing_mode
+        if mode == "round_robin":
+            turn = next(self._turn) % len(pools)
+            pools[:] = pools[turn:] + pools[:turn]
+            return
         random.shuffle(pools)
-        if self.settings.load_balancing_mode == "loc":
+        if mode == "loc":
             pools.sort(key=lambda p: p.sv_active)
-        return pools
 
     def checkout(self, client: CheckoutClient, shard: int, role: str) -> CheckoutAttempt | None:
         """Serve ``client`` now (returns None) or start an attempt that calls back later."""
         pools = self._by_role.get((shard, role))
-        if pools is not None and len(pools) == 1:  # the common case: no shuffle, no copy
-            server = pools[0].take_idle()
+        if pools is not None and len(pools) == 1 and not pools[0].banned_until:
+            server = pools[0].take_idle()  # the common case: no shuffle, no copy
             if server is not None:
                 client.server_ready(pools[0], server)
                 return None
@@ -132,6 +190,34 @@ class Cluster:
         attempt = CheckoutAttempt(candidates, client)
         attempt.start()
         return attempt
+
+    async def follow_roles(self) -> None:
+        """Follow promotions. In each shard with replicas the primary is asked whether it
+        is still one (on an idle connection, or a new one after it had errors); when it
+        says no, or cannot be reached after errors, the server that says it is not in
+        recovery becomes the primary. Quiet shards cost nothing."""
+        for index, shard in enumerate(self.shards):
+            current = [pool for pool in shard if pool.role == PRIMARY]
+            if len(shard) < 2 or len(current) != 1:
+                continue
+            primary = current[0]
+            had_errors = primary.errors != primary.errors_seen
+            primary.errors_seen = primary.errors
+            role = await primary.observed_role(open_if_needed=had_errors)
+            if role == PRIMARY or (role is None and not had_errors):
+                continue
+            others = [pool for pool in shard if pool is not primary]
+            observed = await asyncio.gather(*(pool.observed_role(True) for pool in others))
+            promoted = [pool for pool, r in zip(others, observed, strict=True) if r == PRIMARY]
+            if promoted:
+                self._promote(index, primary, promoted[0])
+
+    def _promote(self, shard: int, old: ServerPool, new: ServerPool) -> None:
+        old.role, new.role = REPLICA, PRIMARY
+        new.unban()
+        self.rebuild_roles()
+        log.warning("shard %d of pool %s: %s is the primary now (was %s)", shard,
+                    self.settings.pool_name, new.target.name, old.target.name)
 
     async def learn_server_parameters(self) -> dict[str, tuple[str, str]]:
         """The ParameterStatus set to show clients; connects once if not known yet."""

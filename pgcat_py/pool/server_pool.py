@@ -9,6 +9,12 @@ than the rest of a checkout). Idle connections are reused FIFO when
 server_round_robin (pgcat's default), else LIFO. The reserve pool (PgBouncer's
 reserve_pool_size / reserve_pool_timeout) lets a waiter that has waited long enough open
 connections beyond pool_size.
+
+Health (pgcat §5): an idle connection unused for healthcheck_delay is checked with ``;``
+(within healthcheck_timeout) before a client gets it. A failed check, a failed connect or a
+connection that breaks while in use bans a replica for ban_time: its waiters are failed at
+once so they move on to the next candidate. Primaries are never banned. The role is state:
+health checks that follow promotions change it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ log = logging.getLogger(__name__)
 
 RESET_TIMEOUT = 5.0  # seconds a reset/rollback at check-in may take before we close instead
 WAIT_SWEEP = 0.05  # seconds between checks of waiters' connect_timeout / reserve_pool_timeout
+LOG_EVERY = 10.0  # seconds between repeated log lines about the same ban
 ALL_SERVERS_DOWN = "could not get connection from the pool - AllServersDown"
 
 
@@ -47,6 +54,9 @@ class PoolSettings:
     server_reset_query: str = ""
     cleanup_server_connections: bool = True
     application_name: str | None = None
+    healthcheck_delay: float = 30.0
+    healthcheck_timeout: float = 1.0
+    ban_time: float = 60.0
 
 
 class Waiter(Protocol):
@@ -70,11 +80,17 @@ class ServerPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
         self.errors = 0
+        self.checking = 0  # idle connections being health-checked
+        self.role = target.role
+        self.banned_until = 0.0  # monotonic; 0: not banned
+        self.ban_reason = ""  # the last one, for the admin console and logs
+        self._ban_logged_at = 0.0
+        self.errors_seen = 0  # errors at the last role check (see Cluster.follow_roles)
 
     # --- counters (SHOW POOLS vocabulary) -------------------------------------------
     @property
     def size(self) -> int:
-        return len(self.idle) + len(self.active) + self.opening
+        return len(self.idle) + len(self.active) + self.opening + self.checking
 
     @property
     def sv_idle(self) -> int:
@@ -123,18 +139,101 @@ class ServerPool:
         """The waiter is gone (client left): forget it."""
         self.waiters.pop(waiter, None)
 
+    # --- bans -------------------------------------------------------------------------
+    def is_banned(self, now: float) -> bool:
+        if not self.banned_until:
+            return False
+        if now < self.banned_until:
+            return True
+        self.unban()
+        return False
+
+    def unban(self) -> None:
+        if self.banned_until:
+            log.debug("server %s unbanned", self.target.name)
+        self.banned_until = 0.0
+
+    def ban(self, reason: str, now: float | None = None, seconds: float | None = None) -> None:
+        """Take a replica out of rotation for ban_time (a primary is never banned, as in
+        pgcat); its waiters fail over to the next candidate at once."""
+        self.errors += 1
+        if self.role != "replica":
+            return
+        now = time.monotonic() if now is None else now
+        self.banned_until = now + (self.settings.ban_time if seconds is None else seconds)
+        if self.ban_reason != reason or now - self._ban_logged_at > LOG_EVERY:
+            log.warning("server %s banned for %.0f s: %s", self.target.name,
+                        self.banned_until - now, reason)
+            self._ban_logged_at = now
+        self.ban_reason = reason
+        while self.waiters:
+            waiter, _ = self.waiters.popitem(last=False)
+            waiter.checkout_failed(self, ServerError(f"server {self.target.name} is banned: "
+                                                     f"{reason}"))
+
+    async def observed_role(self, open_if_needed: bool) -> str | None:
+        """"primary" or "replica" as the server says now (pg_is_in_recovery()), or None when
+        it cannot be asked. Asks on an idle pooled connection (its idle time untouched, so
+        idle_timeout still applies); with none idle, opens one through the pool (within
+        pool_size) only if ``open_if_needed``: no connection is ever kept just for this."""
+        s = self.settings
+        server = self.take_idle() if self.idle else None
+        last_used = server.last_used if server is not None else 0.0
+        try:
+            async with asyncio.timeout(s.connect_timeout + s.healthcheck_timeout):
+                if server is None and open_if_needed:
+                    server = await self.checkout()
+                    last_used = time.monotonic()
+                if server is None:
+                    return None
+                value = await server.query_value("SELECT pg_is_in_recovery()")
+        except (TimeoutError, ProxyError):
+            if server is not None:
+                self.discard(server)
+            return None
+        server.last_used = last_used
+        self.checkin(server)
+        server.last_used = last_used
+        return "replica" if value == "t" else "primary"
+
     def _pop_idle(self) -> ServerConnection | None:
         now = time.monotonic()
         lifetime = self.settings.server_lifetime
+        stale = now - self.settings.healthcheck_delay
         while self.idle:
             server = self.idle.popleft() if self.settings.round_robin else self.idle.pop()
             # Bytes from an idle server were never asked for (a FATAL before it closes, say):
             # such a session cannot be trusted with a client.
             if server.is_usable and not server.has_unread and now - server.created_at < lifetime:
-                return server
+                if server.last_used > stale:
+                    return server
+                self._start_health_check(server)
+                continue
             server.on_lost = None
             server.terminate()
         return None
+
+    def _start_health_check(self, server: ServerConnection) -> None:
+        self.checking += 1
+        self._spawn(self._health_check(server))
+
+    async def _health_check(self, server: ServerConnection) -> None:
+        """pgcat's check of a connection idle past healthcheck_delay: ``;`` must answer
+        within healthcheck_timeout, or the connection is closed and a replica banned."""
+        try:
+            async with asyncio.timeout(self.settings.healthcheck_timeout):
+                errors = await server.simple_query(";")
+        except (TimeoutError, ProxyError) as exc:
+            errors = [exc]  # type: ignore[list-item]
+        finally:
+            self.checking -= 1
+        if errors or not server.is_usable:
+            server.on_lost = None
+            server.terminate()
+            self.ban("health check failed")
+            self._refill_for_waiters()
+            return
+        self._put_back(server)
 
     def _sweep(self) -> None:
         """Fail waiters past connect_timeout; open reserve connections for those past
@@ -178,10 +277,10 @@ class ServerPool:
             server = await open_server(self.target, self.settings.connect_timeout,
                                        self.settings.application_name)
         except ProxyError as exc:
-            self.errors += 1
             self.opening -= 1
             if self.waiters.pop(waiter, None) is not None:
                 waiter.checkout_failed(self, exc)
+            self.ban(f"connect failed: {exc.message}")
             return
         self.opening -= 1
         server.on_lost = self._on_lost
@@ -273,6 +372,8 @@ class ServerPool:
         self._refill_for_waiters()
 
     def _on_lost(self, server: ServerConnection) -> None:
+        if server in self.active:  # broke while in use: the server is in trouble
+            self.ban("server connection lost")
         self.active.discard(server)
         with contextlib.suppress(ValueError):
             self.idle.remove(server)

@@ -50,6 +50,7 @@ ERROR_RESPONSE = ord("E")
 NOTICE_RESPONSE = ord("N")
 PARAMETER_STATUS = ord("S")
 COMMAND_COMPLETE = ord("C")
+DATA_ROW = ord("D")
 COPY_IN_RESPONSE = ord("G")
 COPY_OUT_RESPONSE = ord("H")
 COPY_BOTH_RESPONSE = ord("W")
@@ -78,6 +79,11 @@ for _t in b"QSF":
 for _t in b"PBDECH":
     _FRONTEND_KIND[_t] = _KIND_BATCH
 _FRONTEND_KIND[TERMINATE] = _KIND_TERMINATE
+
+
+# SET and SHOW (pgcat's custom commands) by their first and third letters; SELECT has an L.
+_COMMAND_FIRST = frozenset(b"Ss")
+_COMMAND_THIRD = frozenset(b"TtOo")
 
 
 def check_frontend_header(msg_type: int, length: int) -> None:
@@ -133,7 +139,7 @@ class FrontendScanner:
     point: a server must not be released while it holds such an unsynced batch.
     """
 
-    __slots__ = ("_head", "_skip", "in_batch", "named_parse", "session_lock")
+    __slots__ = ("_head", "_skip", "command", "in_batch", "named_parse", "session_lock")
 
     def __init__(self) -> None:
         self._skip = 0          # payload bytes of the current message still to come
@@ -146,6 +152,9 @@ class FrontendScanner:
         # the transaction (its CommandComplete is only "SELECT 1"), so the server session
         # must stay with this client and be discarded after it. Cleared by the owner.
         self.session_lock = False
+        # Offset in the last chunk of a Query that may be one of pgcat's custom commands
+        # (SET ... / SHOW ...: the proxy must answer those itself), or -1. Set by ``feed``.
+        self.command = -1
 
     def feed(self, data: bytes) -> tuple[int, int]:
         """Scan one chunk; returns ``(sync_points, terminate_offset)``."""
@@ -166,7 +175,11 @@ class FrontendScanner:
             if kind == _KIND_SYNC:
                 syncs += 1
                 self.in_batch = False
-                sql = sql or msg_type == QUERY
+                if msg_type == QUERY:
+                    sql = True
+                    if (pos + 8 <= n and pos >= base and data[pos + 5] in _COMMAND_FIRST
+                            and data[pos + 7] in _COMMAND_THIRD):
+                        self.command = pos - base
             elif kind == _KIND_BATCH:
                 self.in_batch = True
                 if msg_type == PARSE:

@@ -174,11 +174,14 @@ def test_server_dying_mid_result_ends_the_client_stream_at_a_message_boundary(
         assert rows_of(client.query("SELECT 'warm'")) == [("warm",)]
         fault_proxy.cut_server_stream_after(cut_after)
         client.send(fe.Query("SELECT repeat('x', 333) FROM generate_series(1, 5000)").encode())
-        messages = client.read_until_closed()
+        messages = client.read_until(b"Z")
         assert client.leftover == b"", f"{len(client.leftover)} bytes of a partial message"
         error = error_of(messages)
         assert error is not None and error.sqlstate == CONNECTION_FAILURE, describe(messages[-3:])
-        assert messages[-1][0] == ord("E")
+        # Outside a transaction nothing was lost with the server: the session goes on.
+        assert messages[-1] == (ord("Z"), b"I"), describe(messages[-3:])
+        fault_proxy.cut_server_stream_after(None)
+        assert rows_of(client.query("SELECT 'on'")) == [("on",)]
     fault_proxy.cut_server_stream_after(None)
     with connect(proxy) as conn:  # a new server, all is well
         assert conn.execute("SELECT 1").fetchone() == (1,)
@@ -187,7 +190,7 @@ def test_server_dying_mid_result_ends_the_client_stream_at_a_message_boundary(
 def test_psycopg_sees_a_clean_error_when_the_server_dies_mid_result(
         pg_topology: Topology, proxy_runner: ProxyRunner, fault_proxy: FaultProxy) -> None:
     proxy = start(proxy_runner, pg_topology, pool_size=1, primary_port=fault_proxy.port)
-    with connect(proxy) as conn:
+    with connect(proxy, autocommit=False) as conn:
         conn.execute("SELECT 1")
         fault_proxy.cut_server_stream_after(123_457)
         with pytest.raises(psycopg.OperationalError) as caught:
@@ -195,6 +198,21 @@ def test_psycopg_sees_a_clean_error_when_the_server_dies_mid_result(
     text = str(caught.value)
     assert "lost synchronization" not in text and "do not agree" not in text, text
     assert caught.value.sqlstate == CONNECTION_FAILURE, text
+
+
+def test_server_dying_inside_a_transaction_ends_the_client_with_fatal_08006(
+        pg_topology: Topology, proxy_runner: ProxyRunner, fault_proxy: FaultProxy) -> None:
+    proxy = start(proxy_runner, pg_topology, pool_size=1, primary_port=fault_proxy.port)
+    with RawClient.connect(proxy.host, proxy.port) as client:
+        client.login("app", "app")
+        assert rows_of(client.query("BEGIN; SELECT 'in'")) == [("in",)]
+        fault_proxy.cut_server_stream_after(50_001)
+        client.send(fe.Query("SELECT repeat('x', 333) FROM generate_series(1, 5000)").encode())
+        messages = client.read_until_closed()
+    assert client.leftover == b""
+    error = error_of(messages)
+    assert error is not None and (error.sqlstate, error.severity) == (CONNECTION_FAILURE,
+                                                                      "FATAL")
 
 
 # --- Query then Terminate in one packet: the Query still gets its answer -------------------

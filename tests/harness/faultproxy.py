@@ -4,7 +4,8 @@ It forwards bytes both ways and, on command, breaks connections the way networks
 crashing servers do: `cut_server_stream_after(n)` closes a connection once n bytes have come
 from the server (so mid-message, unlike a PostgreSQL that terminates a backend cleanly),
 `close_all()` drops every open connection at once, `refuse(True)` turns new connections
-away. Traffic stays on 127.0.0.1; every thread is a daemon and `stop()` ends them all.
+away, `stall(True)` stops forwarding while keeping connections open (a hung server).
+Traffic stays on 127.0.0.1; every thread is a daemon and `stop()` ends them all.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from types import TracebackType
 
 CHUNK = 65536
@@ -51,6 +53,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._cut_after: int | None = None
         self._refusing = False
+        self._stalled = False
         self._stopped = False
         threading.Thread(target=self._accept_loop, daemon=True).start()
 
@@ -62,6 +65,10 @@ class FaultProxy:
         with self._lock:
             for link in self._links:
                 link.cut_at = None if n is None else link.server_bytes + n
+
+    def stall(self, on: bool) -> None:
+        """Hold every byte (both ways) until stall(False): a server that stopped answering."""
+        self._stalled = on
 
     def refuse(self, on: bool) -> None:
         """Close new connections at once (a server that is down)."""
@@ -121,6 +128,8 @@ class FaultProxy:
                 data = src.recv(CHUNK)
                 if not data:
                     break
+                while self._stalled and not link.closed:
+                    time.sleep(0.01)
                 if from_server and link.cut_at is not None:
                     room = link.cut_at - link.server_bytes
                     if room <= len(data):

@@ -109,7 +109,6 @@ def test_not_yet_supported_key_set_is_warned_with_its_path(toml: Callable[..., s
         "general.autoreload",
         "general.worker_threads",
         "pools.app.checkout_failure_limit",  # an explicit 0 is not "disabled" in pgcat
-        "pools.app.query_parser_enabled",
         "pools.app.shards.0.mirrors",
         "pools.app.users.0.statement_timeout",
     ]

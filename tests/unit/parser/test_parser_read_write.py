@@ -224,3 +224,17 @@ def test_semicolon_inside_quoted_identifier_does_not_split() -> None:
 )
 def test_write_words_inside_literals_and_comments_stay_reads(sql: str) -> None:
     assert not is_write(sql), classify(sql).reason
+
+
+@pytest.mark.parametrize("sql", [
+    'SELECT "update" FROM t',
+    'SELECT 1 AS "delete", 2 AS "insert into"',
+    'SELECT "for update" FROM "merge"',
+    'SELECT "a""update" FROM t',
+])
+def test_quoted_identifiers_are_names_not_keywords(sql: str) -> None:
+    assert not is_write(sql)
+
+
+def test_a_keyword_outside_the_quotes_still_writes() -> None:
+    assert is_write('SELECT "update" FROM t FOR UPDATE')

@@ -191,3 +191,56 @@ def test_a_big_row_spread_over_chunks_is_skipped_without_being_held() -> None:
 def test_backend_length_below_four_is_a_protocol_violation() -> None:
     with pytest.raises(ProtocolViolation):
         BackendScanner().feed(ROW + b"D\x00\x00\x00\x02")
+
+
+# --- what the relay needs to hold back, pin, or answer itself ------------------------------
+@pytest.mark.parametrize("cut", range(1, len(ROW + COMPLETE + READY)))
+def test_partial_counts_the_bytes_of_an_incomplete_last_message(cut: int) -> None:
+    stream = ROW + COMPLETE + READY
+    boundaries = {0, len(ROW), len(ROW + COMPLETE), len(stream)}
+    scanner = BackendScanner()
+    scanner.feed(stream[:cut])
+    start = max(b for b in boundaries if b <= cut)
+    assert scanner.partial == cut - start
+    scanner.feed(stream[cut:])
+    assert scanner.partial == 0
+
+
+def test_partial_grows_across_chunks_of_one_big_row() -> None:
+    row = be.DataRow((b"x" * 100_000,)).encode()
+    scanner = BackendScanner()
+    for end in range(10_000, len(row), 10_000):
+        scanner.feed(row[end - 10_000:end])
+        assert scanner.partial == end
+    scanner.feed(row[end:])
+    assert scanner.partial == 0
+
+
+@pytest.mark.parametrize(("sql", "locks"), [
+    ("select pg_advisory_lock(1)", True),
+    ("SELECT PG_TRY_ADVISORY_LOCK_SHARED(1)", True),
+    ("select pg_advisory_xact_lock(1)", False),
+    ("select pg_advisory_xact_lock(1), pg_Advisory_Lock(2)", True),
+    ("select 'advisory'", False),
+])
+def test_session_advisory_locks_are_noticed_in_any_case(sql: str, locks: bool) -> None:
+    scanner = FrontendScanner()
+    scanner.feed(fe.Query(sql).encode())
+    assert scanner.session_lock is locks
+
+
+def test_advisory_lock_in_copy_data_is_not_sql() -> None:
+    scanner = FrontendScanner()
+    scanner.feed(fe.CopyData(b"pg_advisory_lock(1)\n").encode())
+    assert not scanner.session_lock
+
+
+@pytest.mark.parametrize(("sql", "flagged"), [
+    ("SET SHARD TO '1'", True), ("show shard", True), ("set statement_timeout = 1", True),
+    ("SELECT 1", False), ("select 1", False), ("SHARE", False),
+])
+def test_set_and_show_queries_are_flagged_as_maybe_custom_commands(sql: str,
+                                                                  flagged: bool) -> None:
+    scanner = FrontendScanner()
+    scanner.feed(QUERY + fe.Query(sql).encode())
+    assert scanner.command == (len(QUERY) if flagged else -1)

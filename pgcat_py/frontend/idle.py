@@ -1,0 +1,276 @@
+"""A client between transactions: what its buffered input asks for while no server is held.
+
+The first whole message of the next transaction decides (DESIGN §2): a custom command is
+answered here; a lone BEGIN is held (answered here, replayed on the server the transaction
+gets) when the route could still depend on what follows; COMMIT or ROLLBACK of a held
+transaction that never needed a server is answered here too; SET TRANSACTION inside one is
+remembered for the replay. Anything else starts the transaction: the router picks a route
+from the SQL (for the extended protocol, the Parse and Bind of the batch, buffered up to
+its Sync or Flush, so shard keys in Bind parameters count) and the session checks out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from parser import Classification, StatementKind, classify
+
+from ..protocol import backend as be
+from ..protocol.errors import ProtocolViolation
+from ..protocol.framing import (
+    BIND,
+    FLUSH,
+    PARSE,
+    QUERY,
+    SYNC,
+    TERMINATE,
+    check_frontend_header,
+    first_message,
+    unpack_header,
+)
+from ..protocol.frontend import Bind, Parse, decode_frontend
+from ..router import Route, RouteError, read_only_transaction
+from .commands import custom_command, run_command
+
+if TYPE_CHECKING:
+    from .session import ClientSession
+
+# Bytes a client may have buffered while it has no server before we stop reading it.
+MAX_IDLE_BUFFER = 256 * 1024
+MAX_REMEMBERED_STATEMENTS = 10_000  # named Parse texts kept per client for routing Binds
+# Transaction control at the start of a Query (cheap pre-check before the parser).
+_TXN_CONTROL = re.compile(
+    rb"\s*(?:begin|start\s+transaction|commit|end|rollback|abort|set\s+transaction)\b",
+    re.IGNORECASE)
+_HELD_ANSWERS = {StatementKind.COMMIT: b"COMMIT", StatementKind.ROLLBACK: b"ROLLBACK"}
+
+
+@dataclass(slots=True)
+class HeldTransaction:
+    """A BEGIN answered by the proxy, waiting for the statement that needs a server."""
+
+    statements: list[str]
+    begin: Classification
+    read_only: bool
+    failed: bool = False  # a statement failed before any server was involved
+
+    @property
+    def status(self) -> bytes:
+        return b"E" if self.failed else b"T"
+
+
+def process_idle(session: ClientSession) -> None:
+    """Act on buffered input while no server is held."""
+    from .session import State  # the session module imports this one
+
+    while session.state is State.IDLE and not session.is_closed:
+        buf = session._rbuf
+        try:
+            first = first_message(buf)
+        except ProtocolViolation as exc:
+            session.fatal(exc)
+            return
+        if first is None:
+            # Part of one message. Too big to buffer: too big to parse too, so start the
+            # transaction on the header alone (to the primary) and stream the rest, with
+            # backpressure, to the server (invariant 4).
+            if len(buf) > MAX_IDLE_BUFFER and not session._skip_until_sync:
+                start_transaction(session, None)
+            else:
+                session.resume_reading()
+            return
+        msg_type, end = first
+        if msg_type == TERMINATE:
+            session.close()
+            return
+        if session._skip_until_sync:
+            session.consume(end)
+            if msg_type == SYNC:
+                session._skip_until_sync = False
+                session.write(ready_for_query(session))
+            continue
+        if session.ctx.shutting_down and session.held is None:
+            session.fatal_shutdown()
+            return
+        if msg_type == QUERY:
+            if _answer_locally(session, end):
+                continue
+            start_transaction(session, _query_text(buf, end))
+            return
+        if msg_type in _EXTENDED and session.routes_vary:
+            _start_extended(session)
+            return
+        start_transaction(session, None)
+        return
+
+
+_EXTENDED = frozenset(b"PBDEC")
+
+
+def ready_for_query(session: ClientSession) -> bytes:
+    held = session.held
+    return be.READY_IDLE if held is None else be.ReadyForQuery(held.status.decode()).encode()
+
+
+def _query_text(buf: bytearray, end: int) -> str | None:
+    try:
+        return buf[5:end - 1].decode()
+    except UnicodeDecodeError:
+        return None  # not valid UTF-8: the server will say so; route it as a write
+
+
+# --- answered without a server ------------------------------------------------------------
+def _answer_locally(session: ClientSession, end: int) -> bool:
+    """Custom commands and held transaction control; True when answered."""
+    buf = session._rbuf
+    command = custom_command(buf, 5, end)
+    if command is not None:
+        held = session.held
+        status = b"I" if held is None else held.status
+        answer = run_command(command, session.overrides, session.router, status)
+        session.consume(end)
+        session.write(answer)
+        return True
+    if not session.holds_begins or _TXN_CONTROL.match(buf, 5, end) is None:
+        return False
+    sql = _query_text(buf, end)
+    if sql is None:
+        return False
+    c = classify(sql)
+    held = session.held
+    reply = _hold(session, sql, c) if held is None else _held_control(session, held, sql, c)
+    if reply is None:
+        return False
+    session.consume(end)
+    session.write(reply)
+    return True
+
+
+def _hold(session: ClientSession, sql: str, c: Classification) -> bytes | None:
+    if c.kinds != (StatementKind.BEGIN,):
+        return None
+    read_only = read_only_transaction(c, session.params)
+    session.held = HeldTransaction([sql], c, read_only)
+    return be.CommandComplete("BEGIN").encode() + be.ReadyForQuery("T").encode()
+
+
+def _held_control(session: ClientSession, held: HeldTransaction, sql: str,
+                  c: Classification) -> bytes | None:
+    kind = c.kinds[0] if len(c.kinds) == 1 else None
+    if kind in _HELD_ANSWERS:  # nothing ran on any server: nothing to commit or undo
+        session.held = None
+        tag = b"ROLLBACK" if held.failed else _HELD_ANSWERS[kind]
+        return be.CommandComplete(tag.decode()).encode() + be.READY_IDLE
+    if held.failed:
+        return None  # the server-less failed state is answered by start_transaction
+    if kind is StatementKind.SET_TRANSACTION and c.transaction_modes is not None:
+        held.statements.append(sql)
+        held.begin = _merged(held, c)
+        held.read_only = read_only_transaction(held.begin, session.params)
+        return be.CommandComplete("SET").encode() + be.ReadyForQuery("T").encode()
+    return None
+
+
+def _merged(held: HeldTransaction, c: Classification) -> Classification:
+    """The latest SET TRANSACTION modes win over BEGIN's, per mode."""
+    begin_modes = held.begin.transaction_modes
+    new = c.transaction_modes
+    assert new is not None
+    if begin_modes is None:
+        return c
+    merged = replace(begin_modes,
+                     read_only=new.read_only if new.read_only is not None
+                     else begin_modes.read_only,
+                     isolation_level=new.isolation_level or begin_modes.isolation_level)
+    return Classification(replace(c.traits, transaction_modes=merged), c.shard_keys)
+
+
+# --- the transaction starts -----------------------------------------------------------------
+def start_transaction(session: ClientSession, sql: str | None,
+                      bind: tuple[tuple[bytes | None, int], ...] = ()) -> None:
+    """Route the transaction the buffered input starts and check out for it."""
+    held = session.held
+    if held is not None and held.failed:
+        session.refuse_in_failed_transaction()
+        return
+    try:
+        route = _route(session, sql, bind)
+    except RouteError as exc:
+        session.checkout_failed(exc)
+        return
+    session.begin_transaction(route)
+
+
+def _route(session: ClientSession, sql: str | None,
+           bind: tuple[tuple[bytes | None, int], ...]) -> Route:
+    cluster = session.cluster
+    assert cluster is not None
+    held = session.held
+    fixed = cluster.fixed_route
+    if fixed is not None and held is None and not session.overrides.any_set:
+        return fixed
+    read_only = None if held is None else held.read_only
+    return cluster.router.route(sql, session.overrides, read_only_txn=read_only, bind=bind)
+
+
+def _start_extended(session: ClientSession) -> None:
+    """Wait for the batch's Sync or Flush, then route by its Parse and Bind."""
+    buf = session._rbuf
+    try:
+        end = _batch_end(buf)
+    except ProtocolViolation as exc:
+        session.fatal(exc)
+        return
+    if end is None:
+        if len(buf) > MAX_IDLE_BUFFER:
+            start_transaction(session, None)  # too big to look at: the primary
+        else:
+            session.resume_reading()
+        return
+    try:
+        sql, bind = _statement_of(session, buf, end)
+    except ProtocolViolation:
+        sql, bind = None, ()  # the server will report it
+    start_transaction(session, sql, bind)
+
+
+def _batch_end(buf: bytearray) -> int | None:
+    """The offset after the first Sync or Flush in ``buf``, None if not there yet."""
+    pos, n = 0, len(buf)
+    while pos + 5 <= n:
+        msg_type, length = unpack_header(buf, pos)
+        check_frontend_header(msg_type, length)
+        pos += 1 + length
+        if pos > n:
+            return None
+        if msg_type in (SYNC, FLUSH):
+            return int(pos)
+    return None
+
+
+def _statement_of(session: ClientSession, buf: bytearray, end: int
+                  ) -> tuple[str | None, tuple[tuple[bytes | None, int], ...]]:
+    """The SQL and Bind parameters of the batch's first executed statement."""
+    pos, sql, statements = 0, None, session.statements
+    while pos < end:
+        msg_type, length = unpack_header(buf, pos)
+        payload = bytes(buf[pos + 5:pos + 1 + length])
+        pos += 1 + length
+        if msg_type == PARSE:
+            parse = decode_frontend(msg_type, payload)
+            assert isinstance(parse, Parse)
+            sql = parse.query
+            if parse.name:
+                if len(statements) >= MAX_REMEMBERED_STATEMENTS:
+                    statements.clear()
+                statements[parse.name] = sql
+        elif msg_type == BIND:
+            bind = decode_frontend(msg_type, payload)
+            assert isinstance(bind, Bind)
+            if bind.statement:
+                sql = statements.get(bind.statement, sql)
+            params = tuple((value, bind.param_format(i)) for i, value in enumerate(bind.params))
+            return sql, params
+    return sql, ()
