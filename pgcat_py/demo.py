@@ -39,7 +39,7 @@ DEMO_PORTS = (15432, 15433, 15442, 15452)
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin"
 ADMIN_DATABASE = "pgcat"
-DEMO_KEY = 42  # the sharding key of the demo's third routing line
+DEMO_KEY = 7  # the sharding key of the demo's third routing line (not on the default shard)
 EXIT_SIGTERM = 128 + signal.SIGTERM
 EXIT_SIGINT = 128 + signal.SIGINT
 
@@ -123,7 +123,7 @@ def routing_help(topology: Topology, port: int, key: int = DEMO_KEY) -> str:
         f"  psql {url}/app -Atc 'INSERT INTO demo_writes DEFAULT VALUES"
         " RETURNING inet_server_port()'",
         f"  # sharding key {key} lands on shard {shard} ({topology.shards[shard].port}):",
-        f"  psql {url}/sharded -Atc 'INSERT INTO data VALUES ({key})"
+        f"  psql {url}/sharded -Atc 'INSERT INTO data (id) VALUES ({key})"
         " RETURNING inet_server_port()'",
     ]
     return "\n".join(lines)
