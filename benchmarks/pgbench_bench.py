@@ -2,10 +2,17 @@
 
 Run: .venv/bin/python benchmarks/pgbench_bench.py [--quick] [--duration S] [--rounds N]
                                                   [--clients 16,64] [--protocols simple,extended]
+                                                  [--no-routed] [--keep]
 
-Builds a throwaway PostgreSQL primary under /tmp (pgcat_py.localpg), loads pgbench scale 10
-into `bench`, and puts PgBouncer (transaction mode, pool 20, scram to the client) and pgcat-py
-(transaction mode, pool_size 20) in front of it on free ports. Installs the Debian `pgbouncer`
+Builds a throwaway PostgreSQL primary and a streaming replica under /tmp (pgcat_py.localpg),
+made plain (no shared_preload_libraries: the topology's pg_stat_statements would slow the
+server and so flatter the proxies' ratios), loads pgbench scale 10 into `bench`, and puts
+PgBouncer (transaction mode, pool 20, scram to the client) and pgcat-py (transaction mode,
+pool_size 20, parser off) in front of the primary on free ports. A second pgcat-py, "routed",
+has the parser and read/write splitting on with primary reads enabled and both servers in its
+shard, so every `-S` read is parsed and load-balanced between primary and replica; each run
+records which share of PostgreSQL's CPU time the replica took, to show the split happened.
+`--no-routed` leaves out the replica and the routed proxy. Installs the Debian `pgbouncer`
 package first if it is missing (root only). The method is reference/environment.md §7: a cell
 is one (protocol, clients) pair; each round runs every cell once per target with the target
 order rotated per round; TPS is the median over rounds, latency the mean, and a proxy's CPU per
@@ -35,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -47,6 +54,7 @@ from pgcat_py.localpg import (
     Topology,
     create_topology,
     free_port,
+    query_value,
 )
 from pgcat_py.localpg.commands import (
     as_server_user,
@@ -64,8 +72,8 @@ DATABASE = "bench"
 SCALE = 10
 POOL_SIZE = 20
 PGBENCH_THREADS = 2
-TARGETS = ("direct", "pgbouncer", "pgcat-py")
-PROXIES = TARGETS[1:]
+ROUTED = "pgcat-py-routed"
+TARGETS = ("direct", "pgbouncer", "pgcat-py", ROUTED)
 WARMUP_CLIENTS = 8
 START_TIMEOUT_S = 15.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -103,6 +111,7 @@ class Run:
     others_cpu_pct: float  # the part of it other work took (about)
     cpu_user_us: float | None  # proxy CPU per transaction (None for direct)
     cpu_sys_us: float | None
+    replica_cpu_pct: float | None  # the replica's part of PostgreSQL's CPU time (no replica: None)
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,7 @@ class Settings:
     protocols: list[str]
     warmup: int
     keep: bool
+    routed: bool  # measure the routed pgcat-py too (and build the replica it needs)
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -124,6 +134,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 2)")
     p.add_argument("--clients", help="comma-separated client counts (default 16,64)")
     p.add_argument("--protocols", help="comma-separated pgbench -M modes (default simple,extended)")
+    p.add_argument("--routed", action=argparse.BooleanOptionalAction, default=True,
+                   help="also measure pgcat-py with read/write splitting over primary + replica "
+                        "(default: yes)")
     p.add_argument("--keep", action="store_true", help="keep the /tmp base directory")
     args = p.parse_args(argv)
     quick = bool(args.quick)
@@ -137,7 +150,50 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         protocols=protocols,
         warmup=2 if quick else 5,
         keep=bool(args.keep),
+        routed=bool(args.routed),
     )
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+# Appended to every node's postgresql.conf: the last setting in the file wins.
+PLAIN_CONF = """
+# --- benchmarks/pgbench_bench.py: a plain server ---
+shared_preload_libraries = ''
+"""
+
+
+def make_plain(topology: Topology) -> dict[str, str]:
+    """Restart every server without preloaded libraries; SHOW shared_preload_libraries per node.
+
+    The topology preloads pg_stat_statements (track = all) for the test suite's routing checks.
+    It costs PostgreSQL time on every statement, which lowers direct TPS and so flatters the
+    proxies' ratios. Not ALTER SYSTEM: it writes this list setting's empty value as '""', a
+    library named "" that the server then fails to load. Each node has its own copy of
+    postgresql.conf (the replica's was taken by pg_basebackup), so each gets the line.
+    """
+    for node in topology.nodes():
+        with (node.datadir / "postgresql.conf").open("a") as conf:
+            conf.write(PLAIN_CONF)
+    topology.stop()  # replicas first
+    topology.start()  # primary first
+    preload = {node.name: query_value(topology.pg_bin, node, "SHOW shared_preload_libraries")
+               for node in topology.nodes()}
+    if any(preload.values()):
+        raise BenchError(f"PostgreSQL still preloads libraries after the restart: {preload}")
+    return preload
+
+
+def load_pgbench(topology: Topology) -> str:
+    """`pgbench -i` into `bench` on the primary, replayed on the replicas; pgbench's path."""
+    primary = topology.primary
+    binary = client_binary(topology.pg_bin, "pgbench")
+    replicas = "".join(f", replica on :{node.port}" for node in topology.replicas)
+    print(f"primary on :{primary.port}{replicas}; pgbench -i -s {SCALE} {DATABASE}", flush=True)
+    run_command([binary, "-i", "-q", "-s", str(SCALE), primary.dsn(dbname=DATABASE)],
+                what="pgbench -i", log=primary.log_file)
+    # the routed proxy reads from the replica: its tables must be there before the first run
+    topology.wait_for_replicas(timeout=120)
+    return binary
 
 
 # --- PgBouncer ------------------------------------------------------------------------------
@@ -252,7 +308,21 @@ def _is_running(pid: int) -> bool:
 
 
 # --- pgcat-py -------------------------------------------------------------------------------
-def pgcat_config(port: int, server_port: int) -> str:
+# The unrouted pool: no parser, every transaction to the primary, as PgBouncer does.
+UNROUTED_POOL = 'default_role = "primary"\n'
+# The routed pool: every query parsed; reads may go to either server (load_balancing_mode
+# stays at its default, random), so `-S` exercises parsing and the read/write split.
+ROUTED_POOL = """\
+default_role = "any"
+query_parser_enabled = true
+query_parser_read_write_splitting = true
+primary_reads_enabled = true
+"""
+
+
+def pgcat_config(port: int, pool: str, servers: list[tuple[int, str]]) -> str:
+    """One pool `bench` (transaction mode) over `servers`, (port, role) pairs on HOST."""
+    server_list = ", ".join(f'["{HOST}", {port_}, "{role}"]' for port_, role in servers)
     return f"""\
 [general]
 host = "{HOST}"
@@ -262,8 +332,7 @@ admin_password = "admin"
 
 [pools.{DATABASE}]
 pool_mode = "transaction"
-default_role = "primary"
-
+{pool}
 [pools.{DATABASE}.users.0]
 username = "{APP_USER}"
 password = "{APP_PASSWORD}"
@@ -271,16 +340,17 @@ pool_size = {POOL_SIZE}
 
 [pools.{DATABASE}.shards.0]
 database = "{DATABASE}"
-servers = [["{HOST}", {server_port}, "primary"]]
+servers = [{server_list}]
 """
 
 
-def start_pgcat(base: Path, server_port: int) -> tuple[int, subprocess.Popen[bytes], Path]:
-    """Run `python -m pgcat_py CONFIG` from this checkout; return (port, process, log)."""
+def start_pgcat(base: Path, name: str, pool: str,
+                servers: list[tuple[int, str]]) -> tuple[int, subprocess.Popen[bytes], Path]:
+    """Run `python -m pgcat_py BASE/NAME.toml` from this checkout; return (port, process, log)."""
     port = free_port()
-    config = base / "pgcat.toml"
-    config.write_text(pgcat_config(port, server_port))
-    log = base / "log" / "pgcat-py.log"
+    config = base / f"{name}.toml"
+    config.write_text(pgcat_config(port, pool, servers))
+    log = base / "log" / f"{name}.log"
     argv = [sys.executable, "-m", "pgcat_py", str(config), "--log-level", "warning"]
     with log.open("wb") as out:
         # own session: a terminal's Ctrl-C must not start a graceful shutdown mid-run
@@ -353,7 +423,7 @@ def process_tree(procs: dict[int, Proc], root: int) -> list[Proc]:
     return tree
 
 
-def settle(postmaster: int) -> None:
+def settle(postmasters: list[int]) -> None:
     """Wait (up to 3 s) until the backends of a finished run are gone and reaped.
 
     A direct run's backends exit after pgbench does; until the postmaster has reaped them,
@@ -361,7 +431,8 @@ def settle(postmaster: int) -> None:
     """
     deadline, previous = time.monotonic() + 3, None
     while time.monotonic() < deadline:
-        tree = process_tree(scan_processes(), postmaster)
+        procs = scan_processes()
+        tree = [p for postmaster in postmasters for p in process_tree(procs, postmaster)]
         pids = {p.pid for p in tree}
         if pids == previous and all(p.state != "Z" for p in tree):
             return
@@ -389,9 +460,10 @@ class CpuSnapshot:
     busy: int  # whole machine
     ours: int  # PostgreSQL, the proxies, pgbench, this script, kernel threads
     proxy: dict[str, tuple[int, int]]  # target -> (utime, stime) of its process tree
+    servers: list[int]  # CPU ticks of each PostgreSQL server's tree, in `postmasters` order
 
     @classmethod
-    def take(cls, pids: dict[str, int], postmaster: int) -> CpuSnapshot:
+    def take(cls, pids: dict[str, int], postmasters: list[int]) -> CpuSnapshot:
         procs = scan_processes()
         proxy = {}
         ours = sum(p.utime + p.stime for p in procs.values() if p.ppid == KTHREADD)
@@ -399,12 +471,14 @@ class CpuSnapshot:
             tree = process_tree(procs, pid)
             proxy[target] = (sum(p.utime for p in tree), sum(p.stime for p in tree))
             ours += sum(p.utime + p.stime + p.reaped for p in tree)
-        ours += sum(p.utime + p.stime + p.reaped for p in process_tree(procs, postmaster))
+        servers = [sum(p.utime + p.stime + p.reaped for p in process_tree(procs, postmaster))
+                   for postmaster in postmasters]
+        ours += sum(servers)
         mine = resource.getrusage(resource.RUSAGE_SELF)
         waited = resource.getrusage(resource.RUSAGE_CHILDREN)  # pgbench, once it is done
         seconds = mine.ru_utime + mine.ru_stime + waited.ru_utime + waited.ru_stime
         ours += round(seconds * CLK_TCK)
-        return cls(time.monotonic(), machine_busy_ticks(), ours, proxy)
+        return cls(time.monotonic(), machine_busy_ticks(), ours, proxy, servers)
 
 
 def busy_percent(before: CpuSnapshot, after: CpuSnapshot, *, others_only: bool) -> float:
@@ -414,6 +488,19 @@ def busy_percent(before: CpuSnapshot, after: CpuSnapshot, *, others_only: bool) 
         used -= after.ours - before.ours  # may come out a little negative: measuring error
     capacity = (after.at - before.at) * CLK_TCK * (os.cpu_count() or 1)
     return used * 100 / capacity
+
+
+def replica_percent(before: CpuSnapshot, after: CpuSnapshot) -> float | None:
+    """The replicas' part of PostgreSQL's CPU time during a run, in % (None: no replica).
+
+    Backends' CPU time in /proc is exact at any moment, unlike pg_stat_database, whose
+    counters an idle pooled backend may hold back for up to 10 s: a routed run should show
+    tens of %, every other run about 0 (the replica only idles in recovery).
+    """
+    used = [b - a for a, b in zip(before.servers, after.servers, strict=True)]
+    if len(used) < 2 or sum(used) <= 0:
+        return None
+    return sum(used[1:]) * 100 / sum(used)
 
 
 PGBENCH_LINES = {
@@ -441,19 +528,23 @@ def pgbench(binary: str, port: int, cell: Cell, duration: int) -> dict[str, floa
 
 @dataclass
 class Bench:
-    """The running targets: their ports, the proxies' pids and the postmaster's pid."""
+    """The running targets: their ports, the proxies' pids and the postmasters' pids."""
 
     pgbench: str
-    ports: dict[str, int]
+    ports: dict[str, int]  # target -> port, in TARGETS order
     pids: dict[str, int]
-    postmaster: int
+    postmasters: list[int]  # the primary's first, then the replica's
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(self.ports)
 
     def measure(self, target: str, cell: Cell, duration: int, round_: int, position: int) -> Run:
         load1 = os.getloadavg()[0]
-        before = CpuSnapshot.take(self.pids, self.postmaster)
+        before = CpuSnapshot.take(self.pids, self.postmasters)
         report = pgbench(self.pgbench, self.ports[target], cell, duration)
-        settle(self.postmaster)
-        after = CpuSnapshot.take(self.pids, self.postmaster)
+        settle(self.postmasters)
+        after = CpuSnapshot.take(self.pids, self.postmasters)
         xacts = max(int(report["transactions"]), 1)
         user = system = None
         if target in self.pids:
@@ -463,18 +554,20 @@ class Bench:
         return Run(round_, position, cell.protocol, cell.clients, target, report["tps"],
                    report["latency_ms"], int(report["transactions"]), int(report["failed"]),
                    load1, busy_percent(before, after, others_only=False),
-                   busy_percent(before, after, others_only=True), user, system)
+                   busy_percent(before, after, others_only=True), user, system,
+                   replica_percent(before, after))
 
 
 def run_rounds(bench: Bench, settings: Settings) -> list[Run]:
     cells = [Cell(p, c) for p in settings.protocols for c in settings.clients]
-    for target in TARGETS:
+    targets = bench.targets
+    for target in targets:
         print(f"warm-up {target}: {settings.warmup} s", flush=True)
         pgbench(bench.pgbench, bench.ports[target], Cell("simple", WARMUP_CLIENTS),
                 settings.warmup)
     runs: list[Run] = []
     for round_ in range(settings.rounds):
-        order = TARGETS[round_ % len(TARGETS):] + TARGETS[:round_ % len(TARGETS)]
+        order = targets[round_ % len(targets):] + targets[:round_ % len(targets)]
         print(f"round {round_ + 1}/{settings.rounds}: order {', '.join(order)}; "
               f"load {os.getloadavg()[0]:.2f}", flush=True)
         for cell in cells:
@@ -483,11 +576,21 @@ def run_rounds(bench: Bench, settings: Settings) -> list[Run]:
                 runs.append(run)
                 print(f"  {cell}, {target}: {run.tps:,.0f} tps, {run.latency_ms:.3f} ms"
                       f"{_cpu_text(run.cpu_user_us, run.cpu_sys_us)}; CPUs {run.busy_pct:.0f}% "
-                      f"busy, {run.others_cpu_pct:.0f}% by others", flush=True)
+                      f"busy, {run.others_cpu_pct:.0f}% by others"
+                      f"{_replica_text(run.replica_cpu_pct)}", flush=True)
     return runs
 
 
 # --- reporting ------------------------------------------------------------------------------
+LABELS = {"direct": "direct", "pgbouncer": "PgBouncer", "pgcat-py": "pgcat-py",
+          ROUTED: "routed pgcat-py"}
+SHORT = {**LABELS, ROUTED: "routed"}
+# (target, reference) pairs reported, where both ran; the Markdown table keeps the first three
+RATIOS = (("pgcat-py", "pgbouncer"), (ROUTED, "pgbouncer"), ("pgcat-py", "direct"),
+          (ROUTED, "direct"), (ROUTED, "pgcat-py"), ("pgbouncer", "direct"))
+MARKDOWN_RATIOS = RATIOS[:3]
+
+
 @dataclass(frozen=True)
 class TargetSummary:
     """One target in one cell: median TPS, mean latency, median proxy CPU µs/xact."""
@@ -498,6 +601,7 @@ class TargetSummary:
     others_cpu_pct: float  # the most any of its runs saw
     cpu_user_us: float | None
     cpu_sys_us: float | None
+    replica_cpu_pct: float | None  # median replica part of PostgreSQL's CPU time
 
     @property
     def cpu_us(self) -> float | None:
@@ -515,31 +619,40 @@ class CellSummary:
     def ratio(self, target: str, reference: str) -> float:
         return self.targets[target].tps / self.targets[reference].tps
 
+    def ratios(self, pairs: tuple[tuple[str, str], ...] = RATIOS) -> list[tuple[str, str, float]]:
+        """(target, reference, TPS ratio) for the pairs whose two targets both ran."""
+        return [(t, r, self.ratio(t, r)) for t, r in pairs if t in self.targets
+                and r in self.targets]
+
     def to_json(self) -> dict[str, object]:
         targets = {name: {**asdict(t), "cpu_us": t.cpu_us} for name, t in self.targets.items()}
-        return {"protocol": self.protocol, "clients": self.clients, "targets": targets,
-                "pgcat_py_vs_pgbouncer": self.ratio("pgcat-py", "pgbouncer"),
-                "pgcat_py_vs_direct": self.ratio("pgcat-py", "direct"),
-                "pgbouncer_vs_direct": self.ratio("pgbouncer", "direct")}
+        ratios = {f"{_key(t)}_vs_{_key(r)}": value for t, r, value in self.ratios()}
+        return {"protocol": self.protocol, "clients": self.clients, "targets": targets, **ratios}
+
+
+def _key(target: str) -> str:
+    return target.replace("-", "_")  # "pgcat-py-routed" -> "pgcat_py_routed"
 
 
 def summarize(runs: list[Run]) -> list[CellSummary]:
     cells = list(dict.fromkeys((r.protocol, r.clients) for r in runs))
+    targets = [t for t in TARGETS if any(r.target == t for r in runs)]
     summaries = []
     for protocol, clients in cells:
-        targets = {}
-        for target in TARGETS:
+        summary = {}
+        for target in targets:
             mine = [r for r in runs if (r.protocol, r.clients, r.target) ==
                     (protocol, clients, target)]
-            targets[target] = TargetSummary(
+            summary[target] = TargetSummary(
                 tps=statistics.median(r.tps for r in mine),
                 latency_ms=statistics.fmean(r.latency_ms for r in mine),
                 failed=sum(r.failed for r in mine),
                 others_cpu_pct=max(r.others_cpu_pct for r in mine),
                 cpu_user_us=_median_or_none([r.cpu_user_us for r in mine]),
                 cpu_sys_us=_median_or_none([r.cpu_sys_us for r in mine]),
+                replica_cpu_pct=_median_or_none([r.replica_cpu_pct for r in mine]),
             )
-        summaries.append(CellSummary(protocol, clients, targets))
+        summaries.append(CellSummary(protocol, clients, summary))
     return summaries
 
 
@@ -554,40 +667,65 @@ def _cpu_text(user: float | None, system: float | None) -> str:
     return f", proxy CPU {user + system:.1f} µs/xact (user {user:.1f} + sys {system:.1f})"
 
 
-def print_tables(cells: list[CellSummary], settings: Settings) -> None:
+def _replica_text(replica_pct: float | None) -> str:
+    return "" if replica_pct is None else f", replica {replica_pct:.0f}% of PostgreSQL CPU"
+
+
+def server_note(preload: dict[str, str]) -> str:
+    """One line on what PostgreSQL preloads, from SHOW shared_preload_libraries per node."""
+    shown = ", ".join(f"{name} {value!r}" for name, value in preload.items())
+    plain = "plain" if not any(preload.values()) else "NOT plain"
+    return f"PostgreSQL {plain}: SHOW shared_preload_libraries = {shown}"
+
+
+def print_tables(cells: list[CellSummary], settings: Settings, preload: dict[str, str]) -> None:
+    print(f"\n{server_note(preload)}")
     for cell in cells:
         print(f"\npgbench -S -M {cell.protocol} -c {cell.clients} -j {PGBENCH_THREADS}, "
               f"{settings.rounds} round(s) x {settings.duration} s")
-        print(f"  {'target':<10} {'TPS (median)':>13} {'lat ms (mean)':>14} "
-              f"{'CPU µs/xact':>12} {'(user + sys)':>14} {'others max':>11}")
+        print(f"  {'target':<15} {'TPS (median)':>13} {'lat ms (mean)':>14} "
+              f"{'CPU µs/xact':>12} {'(user + sys)':>14} {'others max':>11} {'replica':>8}")
         for name, t in cell.targets.items():
             cpu = "-" if t.cpu_us is None else f"{t.cpu_us:.1f}"
             split = "" if t.cpu_us is None else f"({t.cpu_user_us:.1f} + {t.cpu_sys_us:.1f})"
+            replica = "-" if t.replica_cpu_pct is None else f"{t.replica_cpu_pct:.0f}%"
             failed = f"  {t.failed} failed" if t.failed else ""
-            print(f"  {name:<10} {t.tps:>13,.0f} {t.latency_ms:>14.3f} {cpu:>12} "
-                  f"{split:>14} {t.others_cpu_pct:>10.0f}%{failed}")
-        print(f"  pgcat-py/PgBouncer {cell.ratio('pgcat-py', 'pgbouncer'):.3f}   "
-              f"pgcat-py/direct {cell.ratio('pgcat-py', 'direct'):.3f}   "
-              f"PgBouncer/direct {cell.ratio('pgbouncer', 'direct'):.3f}")
-    print("\n" + markdown_table(cells))
+            print(f"  {name:<15} {t.tps:>13,.0f} {t.latency_ms:>14.3f} {cpu:>12} "
+                  f"{split:>14} {t.others_cpu_pct:>10.0f}% {replica:>8}{failed}")
+        print("  " + "   ".join(f"{SHORT[t]}/{SHORT[r]} {value:.3f}"
+                                for t, r, value in cell.ratios()))
+    if any(t.replica_cpu_pct is not None for cell in cells for t in cell.targets.values()):
+        print("\n(replica: its part of PostgreSQL's CPU time during the runs, median)")
+    print("\n" + markdown_table(cells, preload))
 
 
-def markdown_table(cells: list[CellSummary]) -> str:
+def markdown_table(cells: list[CellSummary], preload: dict[str, str]) -> str:
     """The same figures as one Markdown table, for the README and issue notes."""
-    lines = ["| proto | clients | direct tps (lat ms) | PgBouncer tps (lat ms) | CPU µs/xact "
-             "| pgcat-py tps (lat ms) | CPU µs/xact | pgcat-py/PgBouncer | pgcat-py/direct |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    names = list(cells[0].targets)
+    pairs = [(t, r) for t, r, _ in cells[0].ratios(MARKDOWN_RATIOS)]
+    head = ["proto", "clients"]
+    for name in names:
+        head.append(f"{LABELS[name]} tps (lat ms)")
+        if name != "direct":
+            head.append("CPU µs/xact")
+    head += [f"{SHORT[t]}/{SHORT[r]}" for t, r in pairs]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for cell in cells:
         cols = [cell.protocol, str(cell.clients)]
         for t in cell.targets.values():
             cols.append(f"{t.tps:,.0f} ({t.latency_ms:.3f})".replace(",", " "))
             if t.cpu_us is not None:
                 cols.append(f"{t.cpu_us:.1f}")
-        cols += [f"{cell.ratio('pgcat-py', 'pgbouncer'):.3f}",
-                 f"{cell.ratio('pgcat-py', 'direct'):.3f}"]
+        cols += [f"{cell.ratio(t, r):.3f}" for t, r in pairs]
         lines.append("| " + " | ".join(cols) + " |")
     others = max(t.others_cpu_pct for cell in cells for t in cell.targets.values())
-    lines.append(f"\nOther work on the machine took up to {others:.0f} % of the CPUs during a run.")
+    lines.append(f"\nOther work on the machine took up to {others:.0f} % of the CPUs during a run. "
+                 f"{server_note(preload)}.")
+    shares = [c.targets[ROUTED].replica_cpu_pct for c in cells if ROUTED in c.targets]
+    present = [s for s in shares if s is not None]
+    if present:
+        lines.append(f"Routed pgcat-py: the replica took {min(present):.0f}–{max(present):.0f} % "
+                     f"of PostgreSQL's CPU time (reads split between primary and replica).")
     return "\n".join(lines)
 
 
@@ -618,13 +756,23 @@ def describe_machine(pgbouncer_binary: str, settings: Settings) -> dict[str, obj
         "settings": asdict(settings),
         "method": {"scale": SCALE, "pool_size": POOL_SIZE, "pgbench_threads": PGBENCH_THREADS,
                    "tps": "median over rounds", "latency": "mean over rounds",
-                   "cpu": "median over rounds of (utime+stime delta)/transactions"},
+                   "cpu": "median over rounds of (utime+stime delta)/transactions",
+                   "routed_pool": ROUTED_POOL.splitlines()},
     }
 
 
 # --- main -----------------------------------------------------------------------------------
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwind through main's finally: stop everything
+
+
+@dataclass
+class Started:
+    """What main has started so far: _stop_all stops it, after a failure too."""
+
+    topology: Topology | None = None
+    bouncer_pid: int | None = None
+    pgcats: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -635,28 +783,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} CPUs", flush=True)
     base = Path(tempfile.mkdtemp(prefix="pgcat-py-pgbench-"))
     base.chmod(0o755)  # the postgres OS user must reach its directories below
-    topology: Topology | None = None
-    pgcat: subprocess.Popen[bytes] | None = None
-    bouncer_pid: int | None = None
+    started = Started()
     try:
-        topology = create_topology(base, replicas=0, shards=0)
-        primary = topology.primary
-        pgbench_binary = client_binary(topology.pg_bin, "pgbench")
-        print(f"primary on :{primary.port}; pgbench -i -s {SCALE} {DATABASE}", flush=True)
-        run_command([pgbench_binary, "-i", "-q", "-s", str(SCALE), primary.dsn(dbname=DATABASE)],
-                    what="pgbench -i", log=primary.log_file)
-        bouncer_port, bouncer_pid, _ = start_pgbouncer(bouncer_binary, base, primary.port)
-        pgcat_port, pgcat, _ = start_pgcat(base, primary.port)
-        print(f"pgbouncer on :{bouncer_port} (pid {bouncer_pid}), "
-              f"pgcat-py on :{pgcat_port} (pid {pgcat.pid})", flush=True)
-        bench = Bench(pgbench_binary,
-                      {"direct": primary.port, "pgbouncer": bouncer_port, "pgcat-py": pgcat_port},
-                      {"pgbouncer": bouncer_pid, "pgcat-py": pgcat.pid},
-                      postmaster_pid(primary.datadir))
+        # the replica only serves the routed proxy; without it, no replica at all
+        topology = create_topology(base, replicas=1 if settings.routed else 0, shards=0)
+        started.topology = topology
+        preload = make_plain(topology)
+        meta["shared_preload_libraries"] = preload
+        print(server_note(preload), flush=True)
+        bench = start_targets(settings, bouncer_binary, topology, started)
         runs = run_rounds(bench, settings)
         meta["load_after"] = os.getloadavg()
         cells = summarize(runs)
-        print_tables(cells, settings)
+        print_tables(cells, settings, preload)
         print(f"\nresults: {write_results(runs, cells, meta)}")
         return 0
     except KeyboardInterrupt:
@@ -666,19 +805,41 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        _stop_all(pgcat, bouncer_pid, topology, base, settings.keep)
+        _stop_all(started, base, settings.keep)
 
 
-def _stop_all(pgcat: subprocess.Popen[bytes] | None, bouncer_pid: int | None,
-              topology: Topology | None, base: Path, keep: bool) -> None:
+def start_targets(settings: Settings, bouncer_binary: str, topology: Topology,
+                  started: Started) -> Bench:
+    """Load pgbench's tables, start the proxies (recorded in `started`); the targets to run."""
+    pgbench_binary = load_pgbench(topology)
+    primary = topology.primary
+    bouncer_port, started.bouncer_pid, _ = start_pgbouncer(bouncer_binary, topology.base,
+                                                           primary.port)
+    ports = {"direct": primary.port, "pgbouncer": bouncer_port}
+    pids = {"pgbouncer": started.bouncer_pid}
+    pgcats = {"pgcat-py": (UNROUTED_POOL, [(primary.port, "primary")])}
+    if settings.routed:
+        replicas = [(node.port, "replica") for node in topology.replicas]
+        pgcats[ROUTED] = (ROUTED_POOL, [(primary.port, "primary"), *replicas])
+    for target, (pool, servers) in pgcats.items():
+        port, process, _ = start_pgcat(topology.base, target, pool, servers)
+        started.pgcats.append(process)
+        ports[target], pids[target] = port, process.pid
+    print(", ".join(f"{target} on :{ports[target]} (pid {pid})" for target, pid in pids.items()),
+          flush=True)
+    postmasters = [postmaster_pid(node.datadir) for node in [primary, *topology.replicas]]
+    return Bench(pgbench_binary, ports, pids, postmasters)
+
+
+def _stop_all(started: Started, base: Path, keep: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
-    if pgcat is not None:
+    for pgcat in started.pgcats:
         stop_pid(pgcat.pid)
         pgcat.wait()
-    if bouncer_pid is not None:
-        stop_pid(bouncer_pid)
-    if topology is not None:
-        topology.stop()
+    if started.bouncer_pid is not None:
+        stop_pid(started.bouncer_pid)
+    if started.topology is not None:
+        started.topology.stop()
     if keep:
         print(f"kept {base}")
     else:
