@@ -37,6 +37,8 @@ from .protocol.errors import FEATURE_NOT_SUPPORTED, SYSTEM_ERROR, ProxyError
 log = logging.getLogger(__name__)
 
 PRIMARY, REPLICA, ANY = "primary", "replica", "any"
+TEXT_CACHE_SIZE = 4096  # routes remembered by exact SQL text, per pool
+TEXT_CACHE_MAX_LENGTH = 2048  # longer texts are not remembered (memory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,13 @@ class Router:
         self._auto_keys = bool(p.sharding_keys) and self.parser is not None
         # Healthy shards for default_shard = random_healthy (set by the cluster).
         self.healthy_shards: Callable[[], list[int]] = lambda: list(range(settings.shards))
+        # Decisions that depend on the SQL text alone (one shard, no hints, no overrides):
+        # by exact text, so a statement seen before (a Parse's text, an ORM's query) costs
+        # one dict hit instead of the lexer and the shape cache.
+        self._by_text: dict[str, Route] = {}
+        self._text_only = (settings.shards == 1 and not self._hints
+                           and not settings.default_shard.startswith(("random", "fail")))
+        self._interned: dict[tuple[int, str, str], Route] = {}
 
     @property
     def splits_reads(self) -> bool:
@@ -122,10 +131,30 @@ class Router:
         """The route of a transaction that starts with ``sql`` (None: not SQL, e.g. a
         FunctionCall, or too big to look at). ``read_only_txn``: the statement runs in an
         explicit transaction that is (True) or is not (False) read-only."""
+        if (self._text_only and sql is not None and read_only_txn is None
+                and not overrides.any_set):
+            route = self._by_text.get(sql)
+            if route is None:
+                route = self._decide(sql, overrides, None, bind)
+                if len(self._by_text) >= TEXT_CACHE_SIZE:
+                    self._by_text.clear()  # cheap and bounded; hot texts come back at once
+                if len(sql) <= TEXT_CACHE_MAX_LENGTH:
+                    self._by_text[sql] = route
+            return route
+        return self._decide(sql, overrides, read_only_txn, bind)
+
+    def _decide(self, sql: str | None, overrides: Overrides, read_only_txn: bool | None,
+                bind: BindParams) -> Route:
         classification = self._classify(sql, overrides)
         role, why = self._role(classification, overrides, read_only_txn)
         shard, where = self._shard(sql, classification, overrides, bind)
-        return Route(shard, role, f"{why}; {where}" if where else why)
+        key = (shard, role, f"{why}; {where}" if where else why)
+        route = self._interned.get(key)
+        if route is None:
+            if len(self._interned) >= TEXT_CACHE_SIZE:
+                self._interned.clear()
+            route = self._interned[key] = Route(*key)
+        return route
 
     def classify(self, sql: str) -> Classification | None:
         return self.parser.classify(sql) if self.parser is not None else None

@@ -133,7 +133,8 @@ def _answer_locally(session: ClientSession, end: int) -> bool:
         session.consume(end)
         session.write(answer)
         return True
-    if not session.holds_begins or _TXN_CONTROL.match(buf, 5, end) is None:
+    if (not session.holds_begins or not _maybe_txn_control(buf)
+            or _TXN_CONTROL.match(buf, 5, end) is None):
         return False
     sql = _query_text(buf, end)
     if sql is None:
@@ -146,6 +147,21 @@ def _answer_locally(session: ClientSession, end: int) -> bool:
     session.consume(end)
     session.write(reply)
     return True
+
+
+def _maybe_txn_control(buf: bytearray) -> bool:
+    """A cheap look at the first letters before the regex: BEGIN, COMMIT, END, ROLLBACK,
+    ABORT, START, SET; not SELECT (the common case)."""
+    first = buf[5] | 0x20  # ASCII lower case
+    if first in _TXN_FIRST:
+        return True
+    if first == 0x73:  # s: START / SET, not SELECT / SHOW
+        return len(buf) > 7 and (buf[7] | 0x20) in (0x61, 0x74)  # a, t
+    return first in _SPACES
+
+
+_TXN_FIRST = frozenset(b"bcera")
+_SPACES = frozenset(b" \t\n\r\x0c")
 
 
 def _hold(session: ClientSession, sql: str, c: Classification) -> bytes | None:

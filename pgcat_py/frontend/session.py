@@ -39,7 +39,6 @@ from ..protocol.framing import (
     first_message,
 )
 from ..router import Overrides, Route, Router
-from ..stats import reason_kind
 from .commands import custom_command, run_command
 from .idle import MAX_IDLE_BUFFER, HeldTransaction, process_idle, ready_for_query
 
@@ -254,11 +253,10 @@ class ClientSession(MessageConnection):
         if route is cluster.fixed_route:
             self.ctx.stats.count_route(cluster.fixed_route_key)
         else:
-            log.debug("client %s: shard %d, %s (%s)", self.process_id, route.shard, route.role,
-                      route.reason)
-            s = cluster.settings
-            self.ctx.stats.count_route((s.pool_name, s.user, route.shard, route.role,
-                                        reason_kind(route.reason)))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("client %s: shard %d, %s (%s)", self.process_id, route.shard,
+                          route.role, route.reason)
+            self.ctx.stats.count_route(cluster.route_key(route))
         try:
             self._attempt = cluster.checkout(self, route.shard, route.role)
         except ProxyError as exc:

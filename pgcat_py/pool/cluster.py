@@ -21,7 +21,8 @@ from typing import Protocol
 
 from ..backend.server import ServerConnection
 from ..protocol.errors import PoolTimeout, ProxyError
-from ..router import PRIMARY, REPLICA, Router, RouterSettings
+from ..router import PRIMARY, REPLICA, Route, Router, RouterSettings
+from ..stats import RouteKey, reason_kind
 from .server_pool import ALL_SERVERS_DOWN, LOG_EVERY, ServerPool
 
 log = logging.getLogger(__name__)
@@ -110,10 +111,22 @@ class Cluster:
         fixed = self.fixed_route
         self.fixed_route_key = ("", "", 0, "", "") if fixed is None else (
             settings.pool_name, settings.user, fixed.shard, fixed.role, fixed.reason)
+        self._route_keys: dict[Route, RouteKey] = {}
         self._turn = itertools.count()
         self._unban_all_logged_at = 0.0
         self._by_role: dict[tuple[int, str], list[ServerPool]] = {}
         self.rebuild_roles()
+
+    def route_key(self, route: Route) -> RouteKey:
+        """The stats key of a route (routes are interned by the router: one dict hit)."""
+        key = self._route_keys.get(route)
+        if key is None:
+            if len(self._route_keys) > 4096:
+                self._route_keys.clear()
+            s = self.settings
+            key = self._route_keys[route] = (s.pool_name, s.user, route.shard, route.role,
+                                             reason_kind(route.reason))
+        return key
 
     def rebuild_roles(self) -> None:
         """Recompute who serves which role (after a promotion changed a pool's role)."""

@@ -1,0 +1,98 @@
+"""The Router's decisions without any server: roles, shards, overrides, caches, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from parser import ParserSettings, classify
+from pgcat_py.router import (
+    ANY,
+    PRIMARY,
+    REPLICA,
+    Overrides,
+    RouteError,
+    Router,
+    RouterSettings,
+    read_only_transaction,
+)
+
+SPLIT = {"query_parser_enabled": True, "read_write_splitting": True}
+
+
+def router(**settings: object) -> Router:
+    return Router(RouterSettings(**settings))  # type: ignore[arg-type]
+
+
+def test_reads_go_to_replicas_and_everything_else_to_the_primary() -> None:
+    r = router(**SPLIT)
+    assert r.route("SELECT 1", Overrides()).role == REPLICA
+    assert r.route("SELECT 1 FOR UPDATE", Overrides()).role == PRIMARY
+    assert r.route("SELEC 1", Overrides()).role == PRIMARY  # unparseable
+    assert r.route(None, Overrides()).role == PRIMARY  # not looked at
+
+
+def test_primary_reads_make_reads_go_anywhere() -> None:
+    assert router(**SPLIT, primary_reads_enabled=True).route("SELECT 1", Overrides()).role == ANY
+
+
+def test_nothing_is_sticky_after_an_unparseable_statement() -> None:
+    r = router(**SPLIT)
+    assert r.route("SELEC 1", Overrides()).role == PRIMARY
+    assert r.route("SELECT 1", Overrides()).role == REPLICA
+
+
+def test_the_text_cache_gives_the_same_route_object() -> None:
+    r = router(**SPLIT)
+    first = r.route("SELECT 2", Overrides())
+    assert r.route("SELECT 2", Overrides()) is first
+
+
+def test_overrides_are_not_served_from_the_text_cache() -> None:
+    r = router(**SPLIT)
+    r.route("SELECT 3", Overrides())
+    assert r.route("SELECT 3", Overrides(role=PRIMARY, parser=False)).role == PRIMARY
+
+
+def test_session_mode_keeps_reads_on_the_primary() -> None:
+    assert router(**SPLIT, session_mode=True).route("SELECT 1", Overrides()).role == PRIMARY
+
+
+@pytest.mark.parametrize(("begin", "read_only"), [
+    ("BEGIN READ ONLY", True), ("BEGIN", False),
+    ("BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY", False),
+])
+def test_read_only_transactions(begin: str, read_only: bool) -> None:
+    assert read_only_transaction(classify(begin), {}) is read_only
+    role = router(**SPLIT).route("SELECT 1", Overrides(), read_only_txn=read_only).role
+    assert role == (REPLICA if read_only else PRIMARY)
+
+
+def test_default_transaction_read_only_counts() -> None:
+    assert read_only_transaction(classify("BEGIN"), {"default_transaction_read_only": "on"})
+
+
+def test_automatic_sharding_by_literal_and_by_bind() -> None:
+    r = router(**SPLIT, shards=3,
+               parser=ParserSettings.build(automatic_sharding_key="data.id"))
+    assert r.route("SELECT * FROM data WHERE id = 5", Overrides()).shard == 2  # pgcat's vector
+    bound = r.route("SELECT * FROM data WHERE id = $1", Overrides(), bind=[(b"5", 0)])
+    assert bound.shard == 2
+    with pytest.raises(RouteError) as caught:
+        r.route("SELECT * FROM data WHERE id = 5 OR id = 6", Overrides())
+    assert caught.value.sqlstate == "0A000"
+
+
+def test_default_shard_fail_refuses_to_guess() -> None:
+    r = router(shards=2, default_shard="fail", **SPLIT)
+    with pytest.raises(RouteError, match="default_shard is 'fail'"):
+        r.route("SELECT 1", Overrides())
+
+
+def test_comment_hints_win_over_keys() -> None:
+    r = router(shards=3, **SPLIT, parser=ParserSettings.build(
+        shard_id_regex=r"/\* shard_id: (\d+) \*/", automatic_sharding_key="data.id"))
+    assert r.route("/* shard_id: 1 */ SELECT * FROM data WHERE id = 5", Overrides()).shard == 1
+
+
+def test_set_shard_override_wins() -> None:
+    assert router(shards=3).route("SELECT 1", Overrides(shard=2)).shard == 2
