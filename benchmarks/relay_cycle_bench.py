@@ -4,23 +4,29 @@ A client session and a server connection with in-memory transports run pgbench -
 exchange (Query -> RowDescription, DataRow, CommandComplete, ReadyForQuery) in a loop:
 checkout, relay both ways, release. What it prints is the proxy's own user-space work per
 transaction, apart from the kernel and the event loop; run it before and after touching
-the hot path (`.venv/bin/python benchmarks/relay_cycle_bench.py`).
+the hot path (`.venv/bin/python benchmarks/relay_cycle_bench.py`). `--routed` runs the same
+exchange through a pool with the parser and read/write splitting on, over a primary and a
+replica, with a new literal in every query (as pgbench -S sends them), so each transaction
+pays for the router (the lexer, the shape cache, the choice between two servers).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
 from pgcat_py.backend.server import ServerConnection, ServerTarget
 from pgcat_py.conn import SocketOptions
-from pgcat_py.frontend.session import ClientSession, State
+from pgcat_py.frontend.session import ClientSession
+from pgcat_py.frontend.states import State
 from pgcat_py.pool.cluster import Cluster, ClusterSettings
 from pgcat_py.pool.server_pool import PoolSettings, ServerPool
 from pgcat_py.protocol import backend as be
 from pgcat_py.protocol.frontend import Query
-from pgcat_py.router import Route
+from pgcat_py.router import Router, RouterSettings
+from pgcat_py.stats import Stats
 
 QUERY = Query("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;").encode()
 RESPONSE = (be.RowDescription((be.Field("abalance", 23),)).encode()
@@ -51,46 +57,58 @@ class Ctx:
     shutting_down = False
     client_login_timeout = 60.0
     socket_options = SocketOptions()
-
-    def __init__(self, route: Route) -> None:
-        self._route = route
-
-    def route(self, session: ClientSession) -> Route:
-        return self._route
+    stats = Stats()
 
     def client_connected(self, session: ClientSession) -> None:
         pass
 
 
-def build() -> tuple[ClientSession, ServerConnection]:
-    target = ServerTarget("127.0.0.1", 5432, "bench", "app", "app")
-    pool = ServerPool(target, PoolSettings(pool_size=1))
-    server = ServerConnection(target)
-    server.transport = NullTransport()  # type: ignore[assignment]
-    pool.idle.append(server)
-    cluster = Cluster(ClusterSettings("bench", "app", default_role="primary"), [[pool]])
-    route = Route(0, "primary", "bench")
-    cluster.fixed_route = route
-    client = ClientSession(Ctx(route))  # type: ignore[arg-type]
+def build(routed: bool) -> tuple[ClientSession, list[ServerConnection]]:
+    servers, pools = [], []
+    for role in ("primary", "replica") if routed else ("primary",):
+        target = ServerTarget("127.0.0.1", 5432, "bench", "app", "app", role)
+        pool = ServerPool(target, PoolSettings(pool_size=1))
+        server = ServerConnection(target)
+        server.transport = NullTransport()  # type: ignore[assignment]
+        pool.idle.append(server)
+        servers.append(server)
+        pools.append(pool)
+    router = Router(RouterSettings(default_role="primary", query_parser_enabled=routed,
+                                   read_write_splitting=routed, primary_reads_enabled=routed))
+    cluster = Cluster(ClusterSettings("bench", "app", default_role="primary"), [pools], router)
+    client = ClientSession(Ctx())  # type: ignore[arg-type]
     client.transport = NullTransport()  # type: ignore[assignment]
     client.cluster = cluster
+    client.routes_vary = router.varies
+    client.holds_begins = cluster.has_choice
     client.state = State.IDLE
-    return client, server
+    return client, servers
 
 
-async def main(n: int = 200_000) -> None:
-    client, server = build()
-    for _ in range(1000):  # warm-up
-        client.data_received(QUERY)
+def queries(routed: bool, n: int) -> list[bytes]:
+    if not routed:
+        return [QUERY] * n
+    return [Query(f"SELECT abalance FROM pgbench_accounts WHERE aid = {i % 100_000};").encode()
+            for i in range(n)]
+
+
+async def main(routed: bool, n: int = 200_000) -> None:
+    client, _servers = build(routed)
+    work = queries(routed, n)
+    for query in work[:1000]:  # warm-up
+        client.data_received(query)
+        server = client.server
+        assert server is not None
         server.data_received(RESPONSE)
     assert client.server is None and client.state is State.IDLE, "did not release"
     started = time.perf_counter()
-    for _ in range(n):
-        client.data_received(QUERY)
-        server.data_received(RESPONSE)
+    for query in work:
+        client.data_received(query)
+        client.server.data_received(RESPONSE)  # type: ignore[union-attr]
     elapsed = time.perf_counter() - started
-    print(f"{elapsed / n * 1e6:.2f} us of Python per pooled transaction ({n} transactions)")
+    kind = "routed" if routed else "unrouted"
+    print(f"{elapsed / n * 1e6:.2f} us of Python per pooled transaction, {kind} ({n} transactions)")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main("--routed" in sys.argv[1:]))

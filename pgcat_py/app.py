@@ -19,7 +19,8 @@ from typing import Any
 from .admin.console import serve_admin
 from .config import Config, load_config
 from .frontend.auth import Credentials
-from .frontend.session import ClientSession, State
+from .frontend.session import ClientSession
+from .frontend.states import State
 from .pool.cluster import Cluster
 from .protocol.errors import (
     INVALID_AUTHORIZATION,
@@ -28,7 +29,7 @@ from .protocol.errors import (
     ProxyError,
 )
 from .protocol.startup import CancelRequest
-from .stats import Stats
+from .stats import RouteKey, Stats
 from .topology import PoolEntry, build_pools, credentials_for, socket_options
 
 log = logging.getLogger("pgcat_py")
@@ -95,6 +96,17 @@ class App:
         raise ProxyError(f"{message} (configured databases: {names})",
                          sqlstate=INVALID_CATALOG_NAME, severity="FATAL",
                          detail="A client's database name must be a [pools.NAME] of pgcat.toml.")
+
+    def route_counts(self) -> dict[RouteKey, int]:
+        """Routing decisions so far: the stats module's, plus each pool's fixed-route
+        transactions (counted on the cluster, off the dict, on the hot path)."""
+        counts = self.stats.snapshot()
+        for entry in self.pools.values():
+            cluster = entry.cluster
+            if cluster.fixed_route_count:
+                key = cluster.fixed_route_key
+                counts[key] = counts.get(key, 0) + cluster.fixed_route_count
+        return counts
 
     def cancel(self, process_id: int, secret_key: int) -> None:
         session = self.by_key.get((process_id, secret_key))

@@ -56,17 +56,18 @@ class RouteError(ProxyError):
 
 @dataclass(slots=True)
 class Overrides:
-    """What a client chose with pgcat's custom commands; sticky until changed."""
+    """What a client chose with pgcat's custom commands; sticky until changed. Call
+    ``changed()`` after setting fields: ``any_set`` is read once per transaction."""
 
     shard: int | None = None
     role: str | None = None  # SET SERVER ROLE primary / replica / any
     parser: bool | None = None  # False after primary/replica/any, True after 'auto'
     primary_reads: bool | None = None
+    any_set: bool = False
 
-    @property
-    def any_set(self) -> bool:
-        return (self.shard is not None or self.role is not None or self.parser is not None
-                or self.primary_reads is not None)
+    def changed(self) -> None:
+        self.any_set = (self.shard is not None or self.role is not None
+                        or self.parser is not None or self.primary_reads is not None)
 
 
 @dataclass(frozen=True, slots=True)

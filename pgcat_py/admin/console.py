@@ -107,7 +107,7 @@ def show_routes(app: App) -> bytes:
     """Ours: routing decisions so far, per pool, user, shard, role and reason."""
     cols = [("database", TEXT_OID), ("user", TEXT_OID), ("shard", INT8_OID),
             ("role", TEXT_OID), ("reason", TEXT_OID), ("transactions", INT8_OID)]
-    rows = [[*key, count] for key, count in sorted(app.stats.snapshot().items())]
+    rows = [[*key, count] for key, count in sorted(app.route_counts().items())]
     return result_set(cols, rows)
 
 

@@ -49,7 +49,7 @@ class RelayClient(Protocol):
 
     transport: asyncio.Transport
 
-    def on_server_answered(self, server: ServerConnection) -> None: ...
+    def on_server_answered(self, server: ServerConnection, status: int, tags: int) -> None: ...
     def on_server_lost(self, server: ServerConnection) -> None: ...
     def on_parameter_status(self, name: str, value: str) -> None: ...
     def pause_reading(self) -> None: ...
@@ -160,7 +160,7 @@ class ServerConnection(MessageConnection):
         if ready:
             self.pending -= ready
             if self.pending <= 0 and not scanner.in_copy:
-                client.on_server_answered(self)
+                client.on_server_answered(self, scanner.status, scanner.session_tags)
 
     def _hold_back(self, client: RelayClient, data: bytes, partial: int) -> None:
         """Send the whole messages of ``data``; keep the incomplete last one for later,

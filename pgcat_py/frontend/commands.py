@@ -45,6 +45,8 @@ def run_command(command: CustomCommand, overrides: Overrides, router: Router,
         body = _apply(command, overrides, router)
     except RouteError as exc:
         return _error(exc.message, status)
+    finally:
+        overrides.changed()
     return body + be.ReadyForQuery(status.decode()).encode()
 
 

@@ -33,6 +33,7 @@ from ..protocol.framing import (
 from ..protocol.frontend import Bind, Parse, decode_frontend
 from ..router import Route, RouteError, read_only_transaction
 from .commands import custom_command, run_command
+from .states import State
 
 if TYPE_CHECKING:
     from .session import ClientSession
@@ -63,8 +64,6 @@ class HeldTransaction:
 
 def process_idle(session: ClientSession) -> None:
     """Act on buffered input while no server is held."""
-    from .session import State  # the session module imports this one
-
     while session.state is State.IDLE and not session.is_closed:
         buf = session._rbuf
         try:
@@ -95,9 +94,18 @@ def process_idle(session: ClientSession) -> None:
             session.fatal_shutdown()
             return
         if msg_type == QUERY:
-            if _answer_locally(session, end):
+            first_byte = buf[5] if end > 8 else 0x20
+            if (((first_byte in _COMMAND_FIRST and buf[7] in _COMMAND_THIRD)
+                 or first_byte == 0x20 or (session.holds_begins and _maybe_txn_control(buf)))
+                    and _answer_locally(session, end)):
                 continue
-            start_transaction(session, _query_text(buf, end))
+            cluster = session.cluster
+            assert cluster is not None
+            fixed = cluster.fixed_route
+            if fixed is not None and session.held is None and not session.overrides.any_set:
+                session.begin_transaction(fixed)  # the hot path: nothing to decide
+            else:
+                start_transaction(session, _query_text(buf, end))
             return
         if msg_type in _EXTENDED and session.routes_vary:
             _start_extended(session)
@@ -107,6 +115,9 @@ def process_idle(session: ClientSession) -> None:
 
 
 _EXTENDED = frozenset(b"PBDEC")
+# SET / SHOW (pgcat's custom commands) by their first and third letters; SELECT has an L.
+_COMMAND_FIRST = frozenset(b"Ss")
+_COMMAND_THIRD = frozenset(b"TtOo")
 
 
 def ready_for_query(session: ClientSession) -> bytes:

@@ -27,7 +27,7 @@ from ..protocol.startup import (
     read_startup_packet,
 )
 from .auth import authenticate
-from .session import State
+from .states import State
 
 if TYPE_CHECKING:
     from .session import ClientSession

@@ -14,7 +14,6 @@ import asyncio
 import logging
 import secrets
 import time
-from enum import Enum
 from typing import TYPE_CHECKING
 
 from ..backend.params import sync_statements
@@ -41,6 +40,7 @@ from ..protocol.framing import (
 from ..router import Overrides, Route, Router
 from .commands import custom_command, run_command
 from .idle import MAX_IDLE_BUFFER, HeldTransaction, process_idle, ready_for_query
+from .states import State
 
 if TYPE_CHECKING:
     from ..backend.server import ServerConnection
@@ -53,14 +53,6 @@ log = logging.getLogger(__name__)
 IDLE = ord("I")  # ReadyForQuery status outside a transaction block
 # Seconds the SQL that brings a server's settings in line with a client's may take.
 SYNC_TIMEOUT = 10.0
-
-
-class State(Enum):
-    LOGIN = "login"
-    IDLE = "idle"
-    CHECKOUT = "waiting"
-    LINKED = "active"
-    ADMIN = "admin"
 
 
 class ClientSession(MessageConnection):
@@ -251,7 +243,7 @@ class ClientSession(MessageConnection):
         self.state = State.CHECKOUT
         self.route = route
         if route is cluster.fixed_route:
-            self.ctx.stats.count_route(cluster.fixed_route_key)
+            cluster.fixed_route_count += 1  # counted apart: an attribute, not a dict key
         else:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("client %s: shard %d, %s (%s)", self.process_id, route.shard,
@@ -361,16 +353,19 @@ class ClientSession(MessageConnection):
         if self._rbuf:
             self.data_received(self.take_buffered())
 
-    def on_server_answered(self, server: ServerConnection) -> None:
-        """The server answered everything sent (a ReadyForQuery, outside COPY). At 'I', in
-        transaction mode, give it back, unless the client already sent part of its next
-        batch or the session holds state that lives on that server connection."""
+    def on_server_answered(self, server: ServerConnection, status: int, tags: int) -> None:
+        """The server answered everything sent (a ReadyForQuery, outside COPY), leaving
+        transaction ``status`` and dirtying CommandComplete ``tags``. At 'I', in transaction
+        mode, give it back, unless the client already sent part of its next batch or the
+        session holds state that lives on that server connection."""
         if self._closing:  # the client said Terminate after this batch: it has its answer
             self.close()
             return
         scanner = self.scanner
-        if (server.status != IDLE or not self.transaction_mode or scanner.in_batch
-                or not scanner.at_boundary or self.pinned or self._pins(server)):
+        if (status != IDLE or not self.transaction_mode or scanner.in_batch
+                or not scanner.at_boundary or self.pinned):
+            return
+        if (scanner.session_lock or tags) and self._pins(server):
             return
         pool = self.server_pool
         assert pool is not None

@@ -111,6 +111,7 @@ class Cluster:
         fixed = self.fixed_route
         self.fixed_route_key = ("", "", 0, "", "") if fixed is None else (
             settings.pool_name, settings.user, fixed.shard, fixed.role, fixed.reason)
+        self.fixed_route_count = 0  # transactions that took fixed_route (see Stats)
         self._route_keys: dict[Route, RouteKey] = {}
         self._turn = itertools.count()
         self._unban_all_logged_at = 0.0

@@ -196,7 +196,8 @@ class FrontendScanner:
         else:
             self._skip = pos - n
         # Only chunks that carry SQL text are searched (never bulk COPY data).
-        if sql and not self.session_lock and mentions_session_lock(data):
+        if (sql and not self.session_lock and (b"y_" in data or b"Y_" in data)
+                and mentions_session_lock(data)):
             self.session_lock = True
         return syncs, -1
 

@@ -50,7 +50,9 @@ def test_the_text_cache_gives_the_same_route_object() -> None:
 def test_overrides_are_not_served_from_the_text_cache() -> None:
     r = router(**SPLIT)
     r.route("SELECT 3", Overrides())
-    assert r.route("SELECT 3", Overrides(role=PRIMARY, parser=False)).role == PRIMARY
+    overrides = Overrides(role=PRIMARY, parser=False)
+    overrides.changed()
+    assert r.route("SELECT 3", overrides).role == PRIMARY
 
 
 def test_session_mode_keeps_reads_on_the_primary() -> None:
@@ -95,4 +97,6 @@ def test_comment_hints_win_over_keys() -> None:
 
 
 def test_set_shard_override_wins() -> None:
-    assert router(shards=3).route("SELECT 1", Overrides(shard=2)).shard == 2
+    overrides = Overrides(shard=2)
+    overrides.changed()
+    assert router(shards=3).route("SELECT 1", overrides).shard == 2
