@@ -86,7 +86,8 @@ def build_pools(config: Config) -> dict[tuple[str, str], PoolEntry]:
                 cleanup_server_connections=eff.cleanup_server_connections,
                 healthcheck_delay=general.healthcheck_delay_s,
                 healthcheck_timeout=general.healthcheck_timeout_s,
-                ban_time=float(max(general.ban_time, 0)))
+                ban_time=float(max(general.ban_time, 0)),
+                prepared_statements_cache_size=pool.prepared_statements_cache_size)
             shards: list[list[ServerPool]] = []
             for index, shard in enumerate(pool.shard_list):
                 replicas = 0

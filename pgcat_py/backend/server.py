@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -25,19 +26,32 @@ from ..protocol.framing import (
     ERROR_RESPONSE,
     PARAMETER_STATUS,
     READY_FOR_QUERY,
+    TAG_DEALLOCATED,
     TAG_DISCARD,
     TAG_PREPARE,
     TAG_SET,
     BackendScanner,
+    unpack_header,
 )
 from ..protocol.frontend import PasswordMessage, Query
 from ..protocol.startup import StartupMessage
 from . import params as P
+from .prepared import (
+    DROP_CLOSE,
+    DROP_PARSE,
+    KEEP_CLOSE,
+    KEEP_PARSE,
+    SYNC_POINT,
+    Expectation,
+    ServerStatements,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 IDLE = ord("I")
+PARSE_COMPLETE = ord("1")
+CLOSE_COMPLETE = ord("3")
 DEFAULT_SOCKET_OPTIONS = SocketOptions()
 # The relay holds back the start of an incomplete server message up to this size, so a
 # server that dies mid-message never leaves its client with part of one; a bigger message
@@ -98,6 +112,11 @@ class ServerConnection(MessageConnection):
         self.streamed_partial = False
         self.on_lost: Callable[[ServerConnection], None] | None = None
         self.write_paused = False
+        # Named statements prepared on this connection for the pool's clients, and the
+        # replies to expect for the Parse / Close messages sent since it had none pending
+        # (see frontend/statements.py): while any is pending, replies take the slow path.
+        self.statements = ServerStatements(0)
+        self.expected: deque[Expectation] = deque()
 
     # --- lifecycle ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -141,20 +160,25 @@ class ServerConnection(MessageConnection):
             super().data_received(data)
             return
         scanner = self._scanner
-        try:
-            ready = scanner.feed(data)
-        except ProtocolViolation:
-            self.terminate()
-            return
-        if self._held:
-            data = self._held + data
-            self._held = b""
-        partial = scanner.partial
-        if not partial:
-            self.streamed_partial = False
-            client.transport.write(data)
+        if self.expected:
+            ready = self._relay_filtered(client, data)
+            if ready < 0:
+                return
         else:
-            self._hold_back(client, data, partial)
+            try:
+                ready = scanner.feed(data)
+            except ProtocolViolation:
+                self.terminate()
+                return
+            if self._held:
+                data = self._held + data
+                self._held = b""
+            partial = scanner.partial
+            if not partial:
+                self.streamed_partial = False
+                client.transport.write(data)
+            else:
+                self._hold_back(client, data, partial)
         if scanner.others:
             self._note_others(client)
         if ready:
@@ -174,6 +198,87 @@ class ServerConnection(MessageConnection):
             self.streamed_partial = False
             client.transport.write(data[:cut])
         self._held = data[cut:]
+
+    # --- the slow path: replies the client never asked for are dropped -------------------
+    def expect(self, notes: list[Expectation]) -> None:
+        """Replies to the Parse / Close messages about to be sent, in order (and a
+        SYNC_POINT per ReadyForQuery). Ones already owed for earlier messages come first."""
+        if not notes:
+            return
+        if not self.expected and self.pending > 0:
+            self.expected.extend([(SYNC_POINT, b"")] * self.pending)
+        self.expected.extend(notes)
+
+    def _relay_filtered(self, client: RelayClient, data: bytes) -> int:
+        """The relay while replies are expected: whole messages only, filtered. Returns
+        the ReadyForQuery count, or -1 after a protocol violation."""
+        scanner = self._scanner
+        streamed = self.streamed_partial
+        rest = scanner.body_remaining
+        try:
+            ready = scanner.feed(data)
+        except ProtocolViolation:
+            self.terminate()
+            return -1
+        if self._held:
+            data = self._held + data
+            self._held = b""
+        start = min(rest, len(data)) if streamed else 0
+        if start:  # the end of a big message already being streamed
+            client.transport.write(data[:start])
+        end = max(start, len(data) - scanner.partial)
+        if end > start:
+            client.transport.write(self._filter(data, start, end))
+            self.streamed_partial = False
+        if end < len(data):
+            if scanner.partial > HOLD_LIMIT:
+                self.streamed_partial = True
+                client.transport.write(data[end:])
+            else:
+                self._held = data[end:]
+        return ready
+
+    def _filter(self, data: bytes, pos: int, end: int) -> bytes:
+        """Whole messages ``data[pos:end]`` without the replies noted to be dropped."""
+        expected = self.expected
+        kept: list[bytes] = []
+        keep_from = pos
+        while pos < end and expected:
+            msg_type, length = unpack_header(data, pos)
+            after = pos + 1 + length
+            if msg_type in (PARSE_COMPLETE, CLOSE_COMPLETE):
+                kind = expected[0][0]
+                if kind == (KEEP_PARSE if msg_type == PARSE_COMPLETE else KEEP_CLOSE):
+                    expected.popleft()
+                elif kind == (DROP_PARSE if msg_type == PARSE_COMPLETE else DROP_CLOSE):
+                    expected.popleft()
+                    kept.append(data[keep_from:pos])
+                    keep_from = after
+            elif msg_type == ERROR_RESPONSE:
+                self._void(stop_at_sync=True)  # the server skips the rest of the batch
+            elif msg_type == READY_FOR_QUERY:
+                self._void(stop_at_sync=False)
+            pos = after
+        kept.append(data[keep_from:end])
+        return b"".join(kept)
+
+    def _void(self, stop_at_sync: bool) -> None:
+        """Forget the expected replies the server will not send: those up to the next
+        sync point (after an ErrorResponse), or through it (at ReadyForQuery). A Parse
+        that never ran did not prepare anything; a Close that never ran closed nothing."""
+        expected, names = self.expected, self.statements.names
+        while expected:
+            kind, name = expected[0]
+            if kind == SYNC_POINT:
+                if not stop_at_sync:
+                    expected.popleft()
+                return
+            expected.popleft()
+            if name and kind in (KEEP_PARSE, DROP_PARSE):
+                names.pop(name, None)
+            elif name and kind == DROP_CLOSE:
+                names[name] = None
+                names.move_to_end(name, last=False)  # still there: first to go next time
 
     def _note_others(self, client: RelayClient | None) -> None:
         """ParameterStatus and ErrorResponse seen on the relay (rare, so decoded)."""
@@ -201,8 +306,12 @@ class ServerConnection(MessageConnection):
     def take_session_tags(self) -> int:
         """Fold the dirtying CommandComplete tags seen so far into ``dirt``; returns it."""
         scanner = self._scanner
-        if scanner.session_tags:
-            self.dirt |= scanner.session_tags
+        tags = scanner.session_tags
+        if tags:
+            if tags & TAG_DEALLOCATED:  # the client's DEALLOCATE ALL / DISCARD ALL
+                self.statements.clear()
+                tags &= ~TAG_DEALLOCATED
+            self.dirt |= tags
             scanner.session_tags = 0
         return self.dirt
 
@@ -361,7 +470,10 @@ class ServerConnection(MessageConnection):
         return ";".join(parts)
 
     def after_reset(self) -> None:
-        """RESET ALL / DISCARD ALL put every non-reported setting back to its default."""
+        """RESET ALL / DISCARD ALL put every non-reported setting back to its default; a
+        reset may have deallocated statements (DEALLOCATE ALL, DISCARD ALL, or any
+        server_reset_query), so none is taken as known."""
+        self.statements.clear()  # a reset may have deallocated them: Close + Parse is safe
         self.dirt = 0
         self._scanner.session_tags = 0
         self.synced_key = None

@@ -43,7 +43,6 @@ NOT_YET_SUPPORTED: frozenset[str] = frozenset(
         "pools.*.auth_query",
         "pools.*.auth_query_user",
         "pools.*.auth_query_password",
-        "pools.*.prepared_statements_cache_size",
         "pools.*.db_activity_based_routing",
         "pools.*.db_activity_init_delay",
         "pools.*.db_activity_ttl",

@@ -40,6 +40,7 @@ from ..protocol.framing import (
 from ..router import Overrides, Route, Router
 from .commands import custom_command, run_command
 from .idle import MAX_IDLE_BUFFER, HeldTransaction, process_idle, ready_for_query
+from .statements import ClientStatements, rewrite
 from .states import State
 
 if TYPE_CHECKING:
@@ -51,8 +52,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDLE = ord("I")  # ReadyForQuery status outside a transaction block
+_STATEMENT_MESSAGES = frozenset(b"PBDC")  # they may name a statement: rewritten whole
 # Seconds the SQL that brings a server's settings in line with a client's may take.
 SYNC_TIMEOUT = 10.0
+
+
+def _split_whole(buf: bytes) -> tuple[bytes, bytes]:
+    """``buf`` cut after its last whole message (headers were checked by the scanner)."""
+    pos, n = 0, len(buf)
+    while pos + 5 <= n:
+        end = pos + 1 + int.from_bytes(buf[pos + 1:pos + 5])
+        if end > n:
+            break
+        pos = end
+    return buf[:pos], buf[pos:]
 
 
 class ClientSession(MessageConnection):
@@ -93,6 +106,14 @@ class ClientSession(MessageConnection):
         self.holds_begins = False  # ... and is there a choice a BEGIN should wait for?
         # The server holds session state of this client's (transaction mode): keep it.
         self.pinned = False
+        # Named statements in transaction mode (frontend/statements.py): the mapping, and
+        # the slow path's state: rewriting every chunk, an incomplete statement message
+        # waiting for its end, raw bytes still owed to a streamed message.
+        self.prepared = ClientStatements()
+        self._rewriting = False
+        self._unnamed_ready = False
+        self._fbuf = b""
+        self._raw_rest = 0
 
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -112,6 +133,11 @@ class ClientSession(MessageConnection):
                 return
             if scanner.command >= 0 and self._linked_command(server, data):
                 return
+            if self._rewriting or (scanner.named_parse and self.transaction_mode):
+                self._relay_rewritten(server, data, syncs, term)
+                return
+            if scanner.unnamed_parse >= 0:
+                self._remember_unnamed(data)
             if term < 0:
                 server.forward(data, syncs)
             else:
@@ -124,6 +150,46 @@ class ClientSession(MessageConnection):
         super().data_received(data)  # login, admin, or waiting for a server: buffer
         if len(self._rbuf) > MAX_IDLE_BUFFER:
             self.pause_reading()
+
+    # --- the slow path: named statements in transaction mode ---------------------------
+    def _relay_rewritten(self, server: ServerConnection, data: bytes, syncs: int,
+                         term: int) -> None:
+        """Relay a chunk through the statement mapping (frontend/statements.py): whole
+        messages are rewritten; an incomplete Parse/Bind/Describe/Close waits for its end,
+        anything else incomplete is streamed as it comes."""
+        scanner = self.scanner
+        if not self._rewriting:  # the first named Parse: from here on, every chunk
+            self._rewriting = True
+            self._raw_rest = scanner.first_message_offset(data)
+        scanner.named_parse = False
+        chunk = data if term < 0 else data[:term]
+        raw = min(self._raw_rest, len(chunk))
+        self._raw_rest -= raw
+        buf = self._fbuf + chunk[raw:] if self._fbuf else chunk[raw:]
+        whole, tail = _split_whole(buf)
+        self._fbuf = b""
+        streamed = b""
+        if tail:
+            if tail[0] in _STATEMENT_MESSAGES or len(tail) < 5:
+                self._fbuf = tail  # a name to rewrite may be in it: wait for the rest
+            else:
+                streamed, self._raw_rest = tail, 1 + int.from_bytes(tail[1:5]) - len(tail)
+        cluster = self.cluster
+        assert cluster is not None
+        out, notes, self._unnamed_ready = rewrite(whole, self.prepared, cluster.statements,
+                                                  server.statements, self._unnamed_ready)
+        server.expect(notes)
+        server.forward(chunk[:raw] + out + streamed, syncs)
+        if term >= 0:
+            self._after_terminate(server)
+
+    def _remember_unnamed(self, data: bytes) -> None:
+        """Keep a Parse of the unnamed statement that no Bind followed: if the Bind comes
+        in the next transaction (pgx's describe_exec), it is replayed on that server."""
+        offset, self.scanner.unnamed_parse = self.scanner.unnamed_parse, -1
+        if self.transaction_mode:
+            end = offset + 1 + int.from_bytes(data[offset + 1:offset + 5])
+            self.prepared.unnamed_parse = data[offset:end]
 
     def _linked_command(self, server: ServerConnection, data: bytes) -> bool:
         """A custom command while a server is held (pgcat sends it to PostgreSQL, #492):
@@ -152,6 +218,9 @@ class ClientSession(MessageConnection):
         runs it and replies before it reads the Terminate), then the connection closes."""
         if before:
             server.forward(before, syncs)
+        self._after_terminate(server)
+
+    def _after_terminate(self, server: ServerConnection) -> None:
         if server.pending > 0 and not server.in_copy:
             self._closing = True
             self.pause_reading()
@@ -350,6 +419,11 @@ class ClientSession(MessageConnection):
             self.pause_reading()
         elif self._reading_paused:
             self.resume_reading()
+        # A new server: the unnamed statement is not there (pgx's describe_exec replays it).
+        self._unnamed_ready = False
+        if self.transaction_mode and self.prepared.unnamed_parse and not self._rewriting:
+            self._rewriting = True  # this transaction's chunks go through the mapping
+            self._raw_rest = 0
         if self._rbuf:
             self.data_received(self.take_buffered())
 
@@ -375,7 +449,7 @@ class ClientSession(MessageConnection):
             self.resume_reading()
         if server._reading_paused:
             server.resume_reading()
-        if scanner.named_parse:
+        if scanner.named_parse and not self.transaction_mode:
             self._note_named_parse(server)
         pool.release(server)
         if self.ctx.shutting_down:

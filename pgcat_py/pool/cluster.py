@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..backend.prepared import StatementRegistry
 from ..backend.server import ServerConnection
 from ..protocol.errors import PoolTimeout, ProxyError
 from ..router import PRIMARY, REPLICA, Route, Router, RouterSettings
@@ -113,6 +114,8 @@ class Cluster:
             settings.pool_name, settings.user, fixed.shard, fixed.role, fixed.reason)
         self.fixed_route_count = 0  # transactions that took fixed_route (see Stats)
         self._route_keys: dict[Route, RouteKey] = {}
+        # Server-side names of named statements, shared by the clients (transaction mode).
+        self.statements = StatementRegistry()
         self._turn = itertools.count()
         self._unban_all_logged_at = 0.0
         self._by_role: dict[tuple[int, str], list[ServerPool]] = {}

@@ -28,6 +28,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..backend.prepared import ServerStatements
 from ..backend.server import ServerConnection, ServerTarget, open_server
 from ..protocol.errors import PoolTimeout, ProxyError, ServerError
 
@@ -57,6 +58,7 @@ class PoolSettings:
     healthcheck_delay: float = 30.0
     healthcheck_timeout: float = 1.0
     ban_time: float = 60.0
+    prepared_statements_cache_size: int = 0  # per server connection; 0: our default
 
 
 class Waiter(Protocol):
@@ -283,7 +285,7 @@ class ServerPool:
             self.ban(f"connect failed: {exc.message}")
             return
         self.opening -= 1
-        server.on_lost = self._on_lost
+        self._adopt(server)
         self._put_back(server)
 
     # --- control-plane checkout ------------------------------------------------------
@@ -408,8 +410,13 @@ class ServerPool:
                 return
             finally:
                 self.opening -= 1
-            server.on_lost = self._on_lost
+            self._adopt(server)
             self._put_back(server)
+
+    def _adopt(self, server: ServerConnection) -> None:
+        """A new connection of this pool's."""
+        server.on_lost = self._on_lost
+        server.statements = ServerStatements(self.settings.prepared_statements_cache_size)
 
     def close(self) -> None:
         """Close idle connections now; busy ones are closed when checked in."""

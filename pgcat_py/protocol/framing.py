@@ -139,7 +139,8 @@ class FrontendScanner:
     point: a server must not be released while it holds such an unsynced batch.
     """
 
-    __slots__ = ("_head", "_skip", "command", "in_batch", "named_parse", "session_lock")
+    __slots__ = ("_head", "_skip", "command", "entry_head", "entry_skip", "in_batch",
+                 "named_parse", "session_lock", "unnamed_parse")
 
     def __init__(self) -> None:
         self._skip = 0          # payload bytes of the current message still to come
@@ -155,10 +156,20 @@ class FrontendScanner:
         # Offset in the last chunk of a Query that may be one of pgcat's custom commands
         # (SET ... / SHOW ...: the proxy must answer those itself), or -1. Set by ``feed``.
         self.command = -1
+        # Offset in the last chunk of a whole Parse of the unnamed statement that no Bind
+        # followed in that chunk (pgx's describe_exec: the Bind comes in the next
+        # transaction, maybe on another server), or -1. Cleared by the owner.
+        self.unnamed_parse = -1
+        # Where the last chunk stood at its start: bytes of a header carried over, and
+        # bytes of a message body still to come (see first_message_offset).
+        self.entry_head = b""
+        self.entry_skip = 0
 
     def feed(self, data: bytes) -> tuple[int, int]:
         """Scan one chunk; returns ``(sync_points, terminate_offset)``."""
         base = 0
+        self.entry_skip = self._skip
+        self.entry_head = self._head
         if self._head:
             data = self._head + data
             base = len(self._head)
@@ -186,6 +197,10 @@ class FrontendScanner:
                     sql = True
                     if pos + HEADER_SIZE >= n or data[pos + HEADER_SIZE]:
                         self.named_parse = True
+                    elif pos >= base and pos + 1 + length <= n:
+                        self.unnamed_parse = pos - base
+                elif msg_type == BIND:
+                    self.unnamed_parse = -1
             elif kind == _KIND_TERMINATE:
                 # Everything before the Terminate is complete. If its own header began in
                 # the previous chunk, part of it already went out: not at a boundary then.
@@ -206,15 +221,24 @@ class FrontendScanner:
         """True when no message is half-received."""
         return self._skip == 0 and not self._head
 
+    def first_message_offset(self, chunk: bytes) -> int:
+        """Where the first message that starts in the last chunk fed (``chunk``) begins:
+        the bytes before it finish a message that began earlier."""
+        head = self.entry_head
+        if head:
+            _, length = unpack_header(head + chunk[:HEADER_SIZE - len(head)], 0)
+            return min(len(chunk), 1 + int(length) - len(head))
+        return min(len(chunk), self.entry_skip)
+
 
 def mentions_session_lock(data: bytes) -> bool:
     """Does this SQL text call a session-level advisory lock function (pg_advisory_lock,
-    pg_try_advisory_lock_shared, ...)? The transaction-level ones (``_xact_``) end with the
-    transaction and do not count. Any letter case, as SQL function names are
-    case-insensitive. A name split across two reads is missed (the SQL would have to
-    straddle a TCP read boundary: only very long statements do)."""
-    low = data.lower()
-    return b"advisory_" in low and low.count(b"advisory_") > low.count(b"advisory_xact_")
+    pg_try_advisory_lock_shared, ...)? Not the transaction-level ones
+    (pg_advisory_xact_lock: they end with the transaction) nor the unlocks (asyncpg's pool
+    runs pg_advisory_unlock_all() on every release). Any letter case, as SQL function
+    names are case-insensitive. A name split across two reads is missed (the SQL would
+    have to straddle a TCP read boundary: only very long statements do)."""
+    return b"advisory_lock" in data.lower()
 
 
 # CommandComplete tags that leave state in the server session (pgcat's cleanup flags,
@@ -222,7 +246,9 @@ def mentions_session_lock(data: bytes) -> bool:
 TAG_SET = 1          # SET / RESET: RESET ALL
 TAG_PREPARE = 2      # PREPARE: DEALLOCATE ALL
 TAG_DISCARD = 4      # LISTEN, cursors WITH HOLD, temp tables: DISCARD ALL
+TAG_DEALLOCATED = 8  # DEALLOCATE ALL / DISCARD ALL: every prepared statement is gone
 SESSION_TAGS = {b"SET": TAG_SET, b"RESET": TAG_SET, b"PREPARE": TAG_PREPARE,
+                b"DEALLOCATE ALL": TAG_DEALLOCATED, b"DISCARD ALL": TAG_DEALLOCATED,
                 b"LISTEN": TAG_DISCARD, b"DECLARE CURSOR": TAG_DISCARD,
                 b"CREATE TABLE": TAG_DISCARD, b"SELECT INTO": TAG_DISCARD,
                 b"CREATE TABLE AS": TAG_DISCARD}
@@ -263,6 +289,11 @@ class BackendScanner:
         self.session_tags = 0
         self.commands = 0
         self.others: list[tuple[int, bytes]] = []
+
+    @property
+    def body_remaining(self) -> int:
+        """Bytes of the current (uninteresting) message's body not seen yet."""
+        return self._skip
 
     def feed(self, data: bytes) -> int:
         """Scan one chunk; returns the number of ReadyForQuery messages it completes."""

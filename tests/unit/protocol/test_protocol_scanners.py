@@ -222,6 +222,8 @@ def test_partial_grows_across_chunks_of_one_big_row() -> None:
     ("select pg_advisory_xact_lock(1)", False),
     ("select pg_advisory_xact_lock(1), pg_Advisory_Lock(2)", True),
     ("select 'advisory'", False),
+    ("SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;", False),
+    ("select pg_advisory_unlock(1)", False),
 ])
 def test_session_advisory_locks_are_noticed_in_any_case(sql: str, locks: bool) -> None:
     scanner = FrontendScanner()

@@ -1,0 +1,154 @@
+"""Prepared statements in transaction mode, with a pool small enough that every client's
+statements land on servers that never saw them: pgbench -M prepared, asyncpg's statement
+cache, psycopg with prepare_threshold=0 and in pipeline mode, pgx's describe_exec pattern on
+the raw wire, SQL-level PREPARE, and PostgreSQL's own errors for bad statement names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import asyncpg
+import psycopg
+import pytest
+
+from pgcat_py.localpg import Topology, find_pg_bin, free_port
+from pgcat_py.localpg.commands import client_binary
+from pgcat_py.protocol import frontend as fe
+from tests.harness.proxy import ProxyProcess, proxy_config
+from tests.harness.rawclient import RawClient, describe, error_of, rows_of
+
+from .conftest import ProxyRunner, dsn
+
+pytestmark = pytest.mark.timeout(120)
+
+POOL_SIZE = 2
+
+
+@pytest.fixture
+def proxy(pg_topology: Topology, proxy_runner: ProxyRunner) -> ProxyProcess:
+    text = proxy_config(pg_topology, port=free_port(), pool_size=POOL_SIZE,
+                        extra_general={"connect_timeout": 30000},
+                        extra_pool={"default_role": "primary",
+                                    "prepared_statements_cache_size": 4})
+    return proxy_runner(text)
+
+
+def test_pgbench_prepared_in_transaction_mode(pg_topology: Topology, proxy: ProxyProcess
+                                             ) -> None:
+    pgbench = client_binary(find_pg_bin(), "pgbench")
+    env = {"PGPASSWORD": "app", "PATH": "/usr/bin:/bin"}
+    init = [pgbench, "-i", "-q", "-s", "1", "-h", proxy.host, "-p", str(proxy.port), "-U",
+            "app", "app"]
+    subprocess.run(init, env=env, check=True, capture_output=True, timeout=60)
+    # One client per pgbench thread: pgbench prepares synchronously, so a thread blocked
+    # on one client's checkout would stall its other clients' open transactions, which
+    # hold the servers it waits for (any transaction pooler, PgBouncer included).
+    run = [pgbench, "-n", "-M", "prepared", "-c", "4", "-j", "4", "-t", "200", "-h",
+           proxy.host, "-p", str(proxy.port), "-U", "app", "app"]
+    done = subprocess.run(run, env=env, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "number of failed transactions: 0" in done.stdout, done.stdout
+    assert "error" not in done.stderr.lower(), done.stderr[-2000:]
+
+
+def test_asyncpg_statement_cache_under_50_tasks(proxy: ProxyProcess) -> None:
+    async def task(pool: asyncpg.Pool, n: int) -> None:
+        async with pool.acquire() as conn:
+            for i in range(20):
+                # a handful of distinct statements, each prepared by asyncpg's cache
+                value = await conn.fetchval(f"SELECT $1::int + {i % 6}", n)
+                assert value == n + i % 6
+
+    async def main() -> None:
+        pool = await asyncpg.create_pool(host=proxy.host, port=proxy.port, user="app",
+                                         password="app", database="app", min_size=10,
+                                         max_size=50)
+        try:
+            await asyncio.gather(*(task(pool, n) for n in range(50)))
+        finally:
+            await pool.close()
+
+    asyncio.run(main())
+
+
+def test_psycopg_prepared_statements_survive_server_changes(proxy: ProxyProcess) -> None:
+    conns = [psycopg.connect(dsn(proxy), autocommit=True, prepare_threshold=0)
+             for _ in range(POOL_SIZE + 3)]
+    try:
+        for round_ in range(10):
+            for index, conn in enumerate(conns):
+                row = conn.execute("SELECT %s::int * 2, %s::text", [round_, str(index)])
+                assert row.fetchone() == (round_ * 2, str(index))
+                # more distinct statements than prepared_statements_cache_size: evictions
+                assert conn.execute(f"SELECT {round_ % 7} + %s::int", [1]).fetchone() \
+                    == (round_ % 7 + 1,)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_psycopg_pipeline_with_prepared_statements(proxy: ProxyProcess) -> None:
+    with psycopg.connect(dsn(proxy), autocommit=True, prepare_threshold=0) as conn:
+        with conn.pipeline():
+            cursors = [conn.execute("SELECT %s::int + 1", [i]) for i in range(20)]
+        assert [c.fetchone() for c in cursors] == [(i + 1,) for i in range(20)]
+
+
+def test_pgx_describe_exec_replays_the_unnamed_statement(proxy: ProxyProcess) -> None:
+    """Parse "" / Describe / Sync, then Bind "" / Execute / Sync in the next round trip:
+    the second lands on another server whenever others hold the first."""
+    holders = [psycopg.connect(dsn(proxy)) for _ in range(POOL_SIZE - 1)]
+    with RawClient.connect(proxy.host, proxy.port) as client:
+        messages = client.startup("app", "app", "app", plan_cache_mode="force_custom_plan")
+        assert messages[-1] == (ord("Z"), b"I"), describe(messages)
+        for value in range(5):
+            client.send(fe.Parse("", "SELECT $1::int * 10, current_setting('plan_cache_mode')",
+                                 ()).encode()
+                        + fe.Describe("S", "").encode() + fe.Sync().encode())
+            first = client.read_until(b"Z")
+            assert error_of(first) is None, describe(first)
+            # Someone else takes a server in between.
+            holders[0].execute("SELECT 1")
+            holders[0].commit()
+            client.send(fe.Bind("", "", (), (str(value).encode(),)).encode()
+                        + fe.Execute("").encode() + fe.Sync().encode())
+            second = client.read_until(b"Z")
+            assert rows_of(second) == [(str(value * 10), "force_custom_plan")], describe(second)
+    for conn in holders:
+        conn.close()
+
+
+def test_sql_prepare_and_execute(proxy: ProxyProcess) -> None:
+    with psycopg.connect(dsn(proxy), autocommit=True, prepare_threshold=None) as conn:
+        conn.execute("BEGIN")
+        conn.execute("PREPARE twice(int) AS SELECT $1 * 2")
+        assert conn.execute("EXECUTE twice(21)").fetchone() == (42,)
+        conn.execute("DEALLOCATE twice")
+        conn.execute("COMMIT")
+
+
+def test_bind_of_an_unknown_statement_is_postgres_26000_and_the_session_goes_on(
+        proxy: ProxyProcess) -> None:
+    with RawClient.connect(proxy.host, proxy.port) as client:
+        client.login("app", "app", "app")
+        client.send(fe.Parse("known", "SELECT 1").encode() + fe.Sync().encode())
+        assert error_of(client.read_until(b"Z")) is None
+        client.send(fe.Bind("", "nope", (), ()).encode() + fe.Execute("").encode()
+                    + fe.Sync().encode())
+        messages = client.read_until(b"Z")
+        error = error_of(messages)
+        assert error is not None and error.sqlstate == "26000", describe(messages)
+        client.send(fe.Close("S", "never").encode() + fe.Sync().encode())
+        assert error_of(client.read_until(b"Z")) is None  # like PostgreSQL: no error
+        client.send(fe.Bind("", "known", (), ()).encode() + fe.Execute("").encode()
+                    + fe.Sync().encode())
+        assert rows_of(client.read_until(b"Z")) == [("1",)]
+        client.send(fe.Close("S", "known").encode() + fe.Sync().encode())
+        assert error_of(client.read_until(b"Z")) is None
+        client.send(fe.Bind("", "known", (), ()).encode() + fe.Execute("").encode()
+                    + fe.Sync().encode())
+        error = error_of(client.read_until(b"Z"))
+        assert error is not None and error.sqlstate == "26000"
+        assert rows_of(client.query("SELECT 'still here'")) == [("still here",)]
