@@ -26,6 +26,7 @@ from ..protocol.framing import (
     ERROR_RESPONSE,
     PARAMETER_STATUS,
     READY_FOR_QUERY,
+    TAG_CREATED,
     TAG_DEALLOCATED,
     TAG_DISCARD,
     TAG_PREPARE,
@@ -467,6 +468,8 @@ class ServerConnection(MessageConnection):
             parts.append("RESET ALL")
         if dirt & TAG_PREPARE:
             parts.append("DEALLOCATE ALL")
+        if dirt & TAG_CREATED:  # the table may have been a temporary one
+            parts.append("DISCARD TEMP")
         return ";".join(parts)
 
     def after_reset(self) -> None:

@@ -64,6 +64,7 @@ async def login(session: ClientSession) -> bool:
         raise ProxyError("sorry, too many clients already",
                          sqlstate=TOO_MANY_CONNECTIONS, severity="FATAL")
     session.params = client_settings(startup)
+    session.startup_params = dict(session.params)
     session.params_changed()
     cluster, creds, pool_mode = ctx.find_pool(startup.database, startup.user)
     await authenticate(session, creds)

@@ -32,14 +32,17 @@ from ..protocol.framing import (
     PQ_LARGE_MESSAGE_LIMIT,
     QUERY,
     SYNC,
+    TAG_CREATED,
     TAG_DISCARD,
     TAG_PREPARE,
+    TAG_SET,
     FrontendScanner,
     first_message,
 )
 from ..router import Overrides, Route, Router
 from .commands import custom_command, run_command
 from .idle import MAX_IDLE_BUFFER, HeldTransaction, process_idle, ready_for_query
+from .settings import apply_change, setting_change
 from .statements import ClientStatements, rewrite
 from .states import State
 
@@ -80,6 +83,7 @@ class ClientSession(MessageConnection):
         self.database = ""
         self.user = ""
         self.params: dict[str, str] = {}
+        self.startup_params: dict[str, str] = {}  # what RESET goes back to
         self.params_key: tuple[tuple[str, str], ...] = ()
         self.cluster: Cluster | None = None
         self.transaction_mode = True
@@ -114,6 +118,8 @@ class ClientSession(MessageConnection):
         self._unnamed_ready = False
         self._fbuf = b""
         self._raw_rest = 0
+        self._set_text: bytes | None = None  # a SET awaiting the server's confirmation
+        self._last_sql = b""
 
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -126,6 +132,7 @@ class ClientSession(MessageConnection):
         server = self.server
         if server is not None:  # the relay: frame by header, forward in one write
             scanner = self.scanner
+            self._last_sql = data  # what CREATE TABLE said, if one completes (see _pins)
             try:
                 syncs, term = scanner.feed(data)
             except ProtocolViolation as exc:
@@ -191,6 +198,14 @@ class ClientSession(MessageConnection):
             end = offset + 1 + int.from_bytes(data[offset + 1:offset + 5])
             self.prepared.unnamed_parse = data[offset:end]
 
+    def _remember_setting(self, query: bytes) -> None:
+        """The server confirmed this SET / RESET outside a transaction block: keep it with
+        the client, for whichever server it gets next (frontend/settings.py)."""
+        change = setting_change(query[5:-1].decode(errors="replace"))
+        if change is not None:
+            apply_change(self.params, self.startup_params, change)
+            self.params_changed()
+
     def _linked_command(self, server: ServerConnection, data: bytes) -> bool:
         """A custom command while a server is held (pgcat sends it to PostgreSQL, #492):
         SHOW ones are answered, SET ones refused with 25001, never sent on. Only a chunk
@@ -200,7 +215,9 @@ class ClientSession(MessageConnection):
         if offset or server.pending > 0 or len(data) != 1 + int.from_bytes(data[1:5]):
             return False
         command = custom_command(data, 5, len(data))
-        if command is None:
+        if command is None:  # a SET or SHOW: a SET outside a transaction block is kept
+            if self.transaction_mode and server.status == IDLE:
+                self._set_text = data
             return False
         status = bytes([server.status])
         if command.kind.value.startswith("SET"):
@@ -435,6 +452,10 @@ class ClientSession(MessageConnection):
         if self._closing:  # the client said Terminate after this batch: it has its answer
             self.close()
             return
+        if self._set_text is not None:
+            text, self._set_text = self._set_text, None
+            if status == IDLE and tags & TAG_SET:
+                self._remember_setting(text)
         scanner = self.scanner
         if (status != IDLE or not self.transaction_mode or scanner.in_batch
                 or not scanner.at_boundary or self.pinned):
@@ -457,10 +478,15 @@ class ClientSession(MessageConnection):
 
     def _pins(self, server: ServerConnection) -> bool:
         """Did this transaction leave state that must stay with this client (a session
-        advisory lock, LISTEN, a cursor WITH HOLD, a table)? Then the client keeps this
-        server until it leaves (DESIGN §7 pins), and the server is discarded-reset after."""
+        advisory lock, LISTEN, a cursor WITH HOLD, a temporary table, an SQL-level PREPARE)?
+        Then the client keeps this server until it leaves (DESIGN §7 pins), and the server
+        is reset with DISCARD ALL after."""
         scanner = self.scanner
-        if not scanner.session_lock and not server.take_session_tags() & TAG_DISCARD:
+        if server.take_session_tags() & TAG_CREATED and b"temp" in self._last_sql.lower():
+            # A temporary table is the client's session state: pin. (Any other created
+            # table costs a DISCARD TEMP at check-in, in case it was one after all.)
+            server.dirt = (server.dirt & ~TAG_CREATED) | TAG_DISCARD
+        if not scanner.session_lock and not server.dirt & (TAG_DISCARD | TAG_PREPARE):
             return False
         scanner.session_lock = False
         server.dirt |= TAG_DISCARD

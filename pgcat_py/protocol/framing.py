@@ -81,9 +81,10 @@ for _t in b"PBDECH":
 _FRONTEND_KIND[TERMINATE] = _KIND_TERMINATE
 
 
-# SET and SHOW (pgcat's custom commands) by their first and third letters; SELECT has an L.
-_COMMAND_FIRST = frozenset(b"Ss")
-_COMMAND_THIRD = frozenset(b"TtOo")
+# SET, SHOW (pgcat's custom commands, and SETs to remember) and RESET, by their first and
+# third letters: SELECT, ROLLBACK and RELEASE have an L there.
+_COMMAND_FIRST = frozenset(b"SsRr")
+_COMMAND_THIRD = frozenset(b"TtOoSs")
 
 
 def check_frontend_header(msg_type: int, length: int) -> None:
@@ -247,11 +248,12 @@ TAG_SET = 1          # SET / RESET: RESET ALL
 TAG_PREPARE = 2      # PREPARE: DEALLOCATE ALL
 TAG_DISCARD = 4      # LISTEN, cursors WITH HOLD, temp tables: DISCARD ALL
 TAG_DEALLOCATED = 8  # DEALLOCATE ALL / DISCARD ALL: every prepared statement is gone
+TAG_CREATED = 16     # a table was created: session state only if it was a temporary one
 SESSION_TAGS = {b"SET": TAG_SET, b"RESET": TAG_SET, b"PREPARE": TAG_PREPARE,
                 b"DEALLOCATE ALL": TAG_DEALLOCATED, b"DISCARD ALL": TAG_DEALLOCATED,
                 b"LISTEN": TAG_DISCARD, b"DECLARE CURSOR": TAG_DISCARD,
-                b"CREATE TABLE": TAG_DISCARD, b"SELECT INTO": TAG_DISCARD,
-                b"CREATE TABLE AS": TAG_DISCARD}
+                b"CREATE TABLE": TAG_CREATED, b"SELECT INTO": TAG_CREATED,
+                b"CREATE TABLE AS": TAG_CREATED}
 
 _RFQ, _COMPLETE, _COPY, _OTHER = 1, 2, 3, 4
 _BACKEND_KIND = [0] * 256

@@ -100,3 +100,24 @@ def test_set_shard_override_wins() -> None:
     overrides = Overrides(shard=2)
     overrides.changed()
     assert router(shards=3).route("SELECT 1", overrides).shard == 2
+
+
+def test_too_long_to_parse_goes_to_the_primary() -> None:
+    r = router(**SPLIT, parser=ParserSettings.build(query_parser_max_length=20))
+    assert r.route("SELECT 1", Overrides()).role == REPLICA
+    assert r.route("SELECT 1 /* padding beyond twenty bytes */", Overrides()).role == PRIMARY
+
+
+def test_random_default_shard_spreads_and_random_healthy_avoids_unhealthy_shards() -> None:
+    r = router(shards=3, default_shard="random")
+    assert {r.route("SELECT 1", Overrides()).shard for _ in range(200)} == {0, 1, 2}
+    healthy = router(shards=3, default_shard="random_healthy")
+    healthy.healthy_shards = lambda: [1]
+    assert {healthy.route("SELECT 1", Overrides()).shard for _ in range(50)} == {1}
+
+
+def test_sha1_sharding_function() -> None:
+    from sharding import sha1
+
+    r = router(shards=4, sharding_function="sha1")
+    assert r.shard_for_key(12345) == sha1(12345, 4)

@@ -1,0 +1,109 @@
+"""Session state in transaction mode, with one server shared by two clients so that every
+transaction of one lands where the other just was: SETs follow their client and never leak
+to the other, temporary tables, SQL-level PREPARE and LISTEN keep their client on its
+server, and a regular CREATE TABLE does not.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from pgcat_py.localpg import Topology, free_port
+from tests.harness.proxy import ProxyProcess, proxy_config
+
+from .conftest import ProxyRunner, dsn
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def proxy(pg_topology: Topology, proxy_runner: ProxyRunner) -> ProxyProcess:
+    text = proxy_config(pg_topology, port=free_port(), pool_size=2,
+                        extra_pool={"default_role": "primary"})
+    return proxy_runner(text)
+
+
+def connect(proxy: ProxyProcess) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(dsn(proxy), autocommit=True, prepare_threshold=None)
+
+
+def show(conn: psycopg.Connection[tuple[object, ...]], name: str) -> object:
+    row = conn.execute(f"SHOW {name}").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def test_set_follows_its_client_and_never_leaks(proxy: ProxyProcess) -> None:
+    with connect(proxy) as setter, connect(proxy) as other:
+        setter.execute("SET statement_timeout = '1234'")
+        setter.execute("SET work_mem TO 7777")
+        for _ in range(4):  # servers rotate between the two
+            assert show(setter, "statement_timeout") == "1234ms"
+            assert show(setter, "work_mem") == "7777kB"
+            assert show(other, "statement_timeout") == "0"
+            assert show(other, "work_mem") == "4MB"
+        setter.execute("RESET statement_timeout")
+        setter.execute("SET work_mem TO DEFAULT")
+        for _ in range(3):
+            assert show(setter, "statement_timeout") == "0"
+            assert show(setter, "work_mem") == "4MB"
+
+
+def test_set_inside_a_transaction_stays_in_it(proxy: ProxyProcess) -> None:
+    with connect(proxy) as setter, connect(proxy) as other:
+        setter.execute("BEGIN")
+        setter.execute("SET LOCAL statement_timeout = '4321'")
+        assert show(setter, "statement_timeout") == "4321ms"
+        setter.execute("COMMIT")
+        for _ in range(3):
+            assert show(setter, "statement_timeout") == "0"
+            assert show(other, "statement_timeout") == "0"
+
+
+def test_temporary_table_keeps_its_client_on_its_server(proxy: ProxyProcess) -> None:
+    with connect(proxy) as owner, connect(proxy) as other:
+        owner.execute("CREATE TEMP TABLE scratch (x int)")
+        owner.execute("INSERT INTO scratch VALUES (1)")
+        for _ in range(3):
+            other.execute("SELECT 1")
+            assert owner.execute("SELECT count(*) FROM scratch").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            other.execute("SELECT * FROM scratch")
+
+
+def test_sql_prepare_keeps_its_client_on_its_server(proxy: ProxyProcess) -> None:
+    with connect(proxy) as owner, connect(proxy) as other:
+        owner.execute("PREPARE doubled(int) AS SELECT $1 * 2")
+        for n in range(3):
+            other.execute("SELECT 1")
+            assert owner.execute(f"EXECUTE doubled({n})").fetchone() == (n * 2,)
+
+
+def test_regular_create_table_does_not_pin(proxy: ProxyProcess,
+                                           pg_topology: Topology) -> None:
+    name = f"plain_{int(time.time() * 1000) % 10**8}"
+    with connect(proxy) as creator, connect(proxy) as a, connect(proxy) as b:
+        creator.execute(f"CREATE TABLE {name} (x int)")
+        try:
+            # pool_size 2: two other clients holding transactions at once means the
+            # creator gave its server back.
+            a.execute("BEGIN")
+            a.execute("SELECT 1")
+            b.execute("BEGIN")
+            b.execute("SELECT 1")
+            a.execute("COMMIT")
+            b.execute("COMMIT")
+        finally:
+            creator.execute(f"DROP TABLE {name}")
+
+
+def test_listen_gets_notifications_while_idle(proxy: ProxyProcess) -> None:
+    with connect(proxy) as listener, connect(proxy) as sender:
+        listener.execute("LISTEN pgcat_py_news")
+        sender.execute("NOTIFY pgcat_py_news, 'hello'")
+        gen = listener.notifies(timeout=5)
+        received = [n.payload for n in gen]
+        assert received[:1] == ["hello"]

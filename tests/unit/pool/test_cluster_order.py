@@ -1,0 +1,68 @@
+"""Candidate order in a cluster: load-balancing modes, bans, failover to the primary."""
+
+from __future__ import annotations
+
+import collections
+import time
+
+from pgcat_py.backend.server import ServerTarget
+from pgcat_py.pool.cluster import Cluster, ClusterSettings
+from pgcat_py.pool.server_pool import PoolSettings, ServerPool
+
+
+def cluster(mode: str, failover: bool = True) -> Cluster:
+    pools = [ServerPool(ServerTarget("127.0.0.1", port, "db", "u", None, role, f"s{port}"),
+                        PoolSettings(pool_size=1, ban_time=30))
+             for port, role in ((1, "primary"), (2, "replica"), (3, "replica"))]
+    return Cluster(ClusterSettings("p", "u", load_balancing_mode=mode,
+                                   replica_to_primary_failover=failover), [pools])
+
+
+def names(pools: list[ServerPool]) -> list[str]:
+    return [p.target.name for p in pools]
+
+
+def test_round_robin_takes_each_replica_first_in_turn() -> None:
+    c = cluster("round_robin")
+    firsts = [names(c.candidates(0, "replica"))[0] for _ in range(6)]
+    assert firsts == ["s2", "s3"] * 3
+
+
+def test_random_spreads_first_choices() -> None:
+    c = cluster("random")
+    firsts = collections.Counter(names(c.candidates(0, "replica"))[0] for _ in range(400))
+    assert 120 < firsts["s2"] < 280 and firsts["s2"] + firsts["s3"] == 400
+
+
+def test_loc_prefers_the_least_busy_replica() -> None:
+    c = cluster("loc")
+    c.shards[0][1].active.add(object())  # type: ignore[arg-type]
+    assert names(c.candidates(0, "replica"))[0] == "s3"
+
+
+def test_replica_reads_fail_over_to_the_primary_last() -> None:
+    assert names(cluster("random").candidates(0, "replica"))[-1] == "s1"
+    assert "s1" not in names(cluster("random", failover=False).candidates(0, "replica"))
+
+
+def test_a_banned_replica_is_skipped_and_all_banned_are_all_unbanned() -> None:
+    c = cluster("random")
+    s2, s3 = c.shards[0][1], c.shards[0][2]
+    s2.ban("test", now=time.monotonic())
+    assert names(c.candidates(0, "replica")) == ["s3", "s1"]
+    s3.ban("test", now=time.monotonic())
+    assert sorted(names(c.candidates(0, "replica"))[:2]) == ["s2", "s3"]  # unbanned
+
+
+def test_the_primary_is_never_banned() -> None:
+    c = cluster("random")
+    primary = c.shards[0][0]
+    primary.ban("test")
+    assert not primary.banned_until and primary.errors == 1
+
+
+def test_a_promotion_moves_roles() -> None:
+    c = cluster("random")
+    c._promote(0, c.shards[0][0], c.shards[0][2])
+    assert names(c.candidates(0, "primary")) == ["s3"]
+    assert sorted(names(c.candidates(0, "replica"))) == ["s1", "s2", "s3"]
