@@ -1,7 +1,8 @@
 """pgbench -S direct, through PgBouncer and through pgcat-py: TPS, latency, proxy CPU per xact.
 
 Run: .venv/bin/python benchmarks/pgbench_bench.py [--quick] [--duration S] [--rounds N]
-                                                  [--clients 16,64] [--protocols simple,extended]
+                                                  [--clients 16,64]
+                                                  [--protocols simple,extended,prepared]
                                                   [--no-routed] [--keep]
 
 Builds a throwaway PostgreSQL primary and a streaming replica under /tmp (pgcat_py.localpg),
@@ -14,13 +15,23 @@ shard, so every `-S` read is parsed and load-balanced between primary and replic
 records which share of PostgreSQL's CPU time the replica took, to show the split happened.
 `--no-routed` leaves out the replica and the routed proxy. Installs the Debian `pgbouncer`
 package first if it is missing (root only). The method is reference/environment.md §7: a cell
-is one (protocol, clients) pair; each round runs every cell once per target with the target
-order rotated per round; TPS is the median over rounds, latency the mean, and a proxy's CPU per
-transaction is its utime + stime from /proc/PID/stat over one pgbench run divided by the
-transactions it processed. pgbench, PostgreSQL and the proxy share this machine's cores, so
-other work on the machine shows up in every number: each run also records how busy the CPUs
-were and roughly how much of that was other work (/proc/stat busy time minus the CPU time of
-PostgreSQL, the proxies, pgbench, this script and kernel threads), so a disturbed run shows.
+is one (protocol, clients) pair, the protocol being pgbench -M simple, extended or prepared;
+each round runs every cell once per target with the target order rotated per round; TPS is the
+median over rounds, latency the mean, and a proxy's CPU per transaction is its utime + stime
+from /proc/PID/stat over one pgbench run divided by the transactions it processed. pgbench,
+PostgreSQL and the proxy share this machine's cores, so other work on the machine shows up in
+every number: each run also records how busy the CPUs were and roughly how much of that was
+other work (/proc/stat busy time minus the CPU time of PostgreSQL, the proxies, pgbench, this
+script and kernel threads), so a disturbed run shows.
+
+PgBouncer 1.18 skips the prepared cells: in transaction mode a client's prepared statements
+stay on the server connection it prepared them on, so pgbench -M prepared fails there
+("prepared statement P_0 does not exist"); its column reads n/a, as do the ratios against it.
+pgcat-py maps client statement names to shared server-side ones, so both pgcat-py targets run
+them, and each prepared cell also reports pgcat-py's TPS over its own TPS in the extended cell
+with as many clients: preparing once should beat parsing in every transaction. (`-S`, one
+statement per transaction, is what lets -M prepared run with fewer threads than clients
+through a transaction pooler: see pgbench().)
 
 Results are printed per cell and written to benchmarks/results/pgbench-<timestamp>.json.
 Everything started here is stopped on exit, Ctrl-C and SIGTERM included.
@@ -74,6 +85,11 @@ POOL_SIZE = 20
 PGBENCH_THREADS = 2
 ROUTED = "pgcat-py-routed"
 TARGETS = ("direct", "pgbouncer", "pgcat-py", ROUTED)
+PROTOCOLS = ("simple", "extended", "prepared")  # pgbench -M
+# (target, protocol) pairs that are not run, and why. PgBouncer 1.18 in transaction mode leaves
+# a client's prepared statements on the server connection that prepared them, so the next
+# transaction fails with "prepared statement P_0 does not exist".
+NOT_RUN = {("pgbouncer", "prepared"): "1.18 cannot run -M prepared in transaction mode"}
 WARMUP_CLIENTS = 8
 START_TIMEOUT_S = 15.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -86,11 +102,15 @@ class BenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Cell:
-    protocol: str  # pgbench -M: simple or extended
+    protocol: str  # pgbench -M: one of PROTOCOLS
     clients: int
 
     def __str__(self) -> str:
         return f"-S {self.protocol}, {self.clients} clients"
+
+    def not_run(self, target: str) -> str | None:
+        """Why `target` skips this cell (None: it runs it)."""
+        return NOT_RUN.get((target, self.protocol))
 
 
 @dataclass(frozen=True)
@@ -133,16 +153,18 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--duration", type=int, help="seconds per pgbench run (default 15)")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 2)")
     p.add_argument("--clients", help="comma-separated client counts (default 16,64)")
-    p.add_argument("--protocols", help="comma-separated pgbench -M modes (default simple,extended)")
+    p.add_argument("--protocols",
+                   help="comma-separated pgbench -M modes (default simple,extended,prepared; "
+                        "PgBouncer skips prepared)")
     p.add_argument("--routed", action=argparse.BooleanOptionalAction, default=True,
                    help="also measure pgcat-py with read/write splitting over primary + replica "
                         "(default: yes)")
     p.add_argument("--keep", action="store_true", help="keep the /tmp base directory")
     args = p.parse_args(argv)
     quick = bool(args.quick)
-    protocols = (args.protocols or ("simple" if quick else "simple,extended")).split(",")
-    if not set(protocols) <= {"simple", "extended"}:
-        p.error("--protocols takes simple and/or extended (-M prepared breaks PgBouncer 1.18)")
+    protocols = (args.protocols or ("simple" if quick else ",".join(PROTOCOLS))).split(",")
+    if not set(protocols) <= set(PROTOCOLS):
+        p.error(f"--protocols takes any of {', '.join(PROTOCOLS)}")
     return Settings(
         duration=args.duration or (5 if quick else 15),
         rounds=args.rounds or (1 if quick else 2),
@@ -512,7 +534,14 @@ PGBENCH_LINES = {
 
 
 def pgbench(binary: str, port: int, cell: Cell, duration: int) -> dict[str, float]:
-    """One `pgbench -n -S` run; the parsed figures of its report."""
+    """One `pgbench -n -S` run; the parsed figures of its report.
+
+    -M prepared prepares synchronously, so a pgbench thread waiting for a server for one
+    client cannot serve its other clients meanwhile; against a transaction pooler that
+    deadlocks once those clients hold every server inside open transactions. `-S` is one
+    statement per transaction, no BEGIN: a server is back in the pool as soon as the statement
+    is answered, so `-j` may stay below `-c`.
+    """
     argv = [binary, "-n", "-h", HOST, "-p", str(port), "-U", APP_USER, "-M", cell.protocol,
             "-c", str(cell.clients), "-j", str(PGBENCH_THREADS), "-T", str(duration), "-S",
             DATABASE]
@@ -572,23 +601,35 @@ def run_rounds(bench: Bench, settings: Settings) -> list[Run]:
               f"load {os.getloadavg()[0]:.2f}", flush=True)
         for cell in cells:
             for position, target in enumerate(order):
+                reason = cell.not_run(target)
+                if reason is not None:
+                    print(f"  {cell}, {target}: n/a ({reason})", flush=True)
+                    continue
                 run = bench.measure(target, cell, settings.duration, round_, position)
                 runs.append(run)
-                print(f"  {cell}, {target}: {run.tps:,.0f} tps, {run.latency_ms:.3f} ms"
-                      f"{_cpu_text(run.cpu_user_us, run.cpu_sys_us)}; CPUs {run.busy_pct:.0f}% "
-                      f"busy, {run.others_cpu_pct:.0f}% by others"
-                      f"{_replica_text(run.replica_cpu_pct)}", flush=True)
+                print(f"  {cell}, {target}: {_run_text(run)}", flush=True)
     return runs
+
+
+def _run_text(run: Run) -> str:
+    return (f"{run.tps:,.0f} tps, {run.latency_ms:.3f} ms"
+            f"{_cpu_text(run.cpu_user_us, run.cpu_sys_us)}; CPUs {run.busy_pct:.0f}% busy, "
+            f"{run.others_cpu_pct:.0f}% by others{_replica_text(run.replica_cpu_pct)}")
 
 
 # --- reporting ------------------------------------------------------------------------------
 LABELS = {"direct": "direct", "pgbouncer": "PgBouncer", "pgcat-py": "pgcat-py",
           ROUTED: "routed pgcat-py"}
 SHORT = {**LABELS, ROUTED: "routed"}
-# (target, reference) pairs reported, where both ran; the Markdown table keeps the first three
+# (target, reference) pairs reported where both were started (n/a in a cell one of them
+# skipped); the Markdown table keeps the first three
 RATIOS = (("pgcat-py", "pgbouncer"), (ROUTED, "pgbouncer"), ("pgcat-py", "direct"),
           (ROUTED, "direct"), (ROUTED, "pgcat-py"), ("pgbouncer", "direct"))
 MARKDOWN_RATIOS = RATIOS[:3]
+# Targets whose -M prepared TPS is divided by their own -M extended TPS at as many clients:
+# the statement mapping pays off when preparing once beats a Parse in every transaction.
+VS_EXTENDED = ("pgcat-py", ROUTED)
+MARKDOWN_VS_EXTENDED = VS_EXTENDED[:1]
 
 
 @dataclass(frozen=True)
@@ -614,46 +655,78 @@ class TargetSummary:
 class CellSummary:
     protocol: str
     clients: int
-    targets: dict[str, TargetSummary]
+    targets: dict[str, TargetSummary]  # the targets that ran this cell, in TARGETS order
+    skipped: dict[str, str] = field(default_factory=dict)  # target -> why it did not run
+    # prepared cells only: target -> its TPS here / its TPS in the extended cell with as many
+    # clients (None: no such cell was measured)
+    vs_extended: dict[str, float | None] = field(default_factory=dict)
 
-    def ratio(self, target: str, reference: str) -> float:
+    def ratio(self, target: str, reference: str) -> float | None:
+        """TPS of `target` over that of `reference`; None if either did not run this cell."""
+        if target not in self.targets or reference not in self.targets:
+            return None
         return self.targets[target].tps / self.targets[reference].tps
 
-    def ratios(self, pairs: tuple[tuple[str, str], ...] = RATIOS) -> list[tuple[str, str, float]]:
-        """(target, reference, TPS ratio) for the pairs whose two targets both ran."""
-        return [(t, r, self.ratio(t, r)) for t, r in pairs if t in self.targets
-                and r in self.targets]
+    def ratios(self, pairs: tuple[tuple[str, str], ...] = RATIOS
+               ) -> list[tuple[str, str, float | None]]:
+        """(target, reference, TPS ratio or None) for the pairs whose targets were both started:
+        None where one of them skipped this cell."""
+        known = self.targets.keys() | self.skipped.keys()
+        return [(t, r, self.ratio(t, r)) for t, r in pairs if t in known and r in known]
 
     def to_json(self) -> dict[str, object]:
         targets = {name: {**asdict(t), "cpu_us": t.cpu_us} for name, t in self.targets.items()}
         ratios = {f"{_key(t)}_vs_{_key(r)}": value for t, r, value in self.ratios()}
-        return {"protocol": self.protocol, "clients": self.clients, "targets": targets, **ratios}
+        vs_extended = {f"{_key(t)}_prepared_vs_extended": value
+                       for t, value in self.vs_extended.items()}
+        return {"protocol": self.protocol, "clients": self.clients, "targets": targets,
+                "skipped": self.skipped, **ratios, **vs_extended}
 
 
 def _key(target: str) -> str:
     return target.replace("-", "_")  # "pgcat-py-routed" -> "pgcat_py_routed"
 
 
-def summarize(runs: list[Run]) -> list[CellSummary]:
-    cells = list(dict.fromkeys((r.protocol, r.clients) for r in runs))
-    targets = [t for t in TARGETS if any(r.target == t for r in runs)]
-    summaries = []
-    for protocol, clients in cells:
-        summary = {}
-        for target in targets:
-            mine = [r for r in runs if (r.protocol, r.clients, r.target) ==
-                    (protocol, clients, target)]
-            summary[target] = TargetSummary(
-                tps=statistics.median(r.tps for r in mine),
-                latency_ms=statistics.fmean(r.latency_ms for r in mine),
-                failed=sum(r.failed for r in mine),
-                others_cpu_pct=max(r.others_cpu_pct for r in mine),
-                cpu_user_us=_median_or_none([r.cpu_user_us for r in mine]),
-                cpu_sys_us=_median_or_none([r.cpu_sys_us for r in mine]),
-                replica_cpu_pct=_median_or_none([r.replica_cpu_pct for r in mine]),
-            )
-        summaries.append(CellSummary(protocol, clients, summary))
-    return summaries
+def summarize(runs: list[Run], targets: tuple[str, ...]) -> list[CellSummary]:
+    """Per cell, in the order run: the figures of each target that ran it, and why the other
+    `targets` (those started) did not."""
+    cells = list(dict.fromkeys(Cell(r.protocol, r.clients) for r in runs))
+    ran = {cell: _summarize_cell(cell, runs) for cell in cells}
+    return [CellSummary(cell.protocol, cell.clients, ran[cell],
+                        skipped={t: why for t in targets if (why := cell.not_run(t)) is not None},
+                        vs_extended=_vs_extended(cell, ran))
+            for cell in cells]
+
+
+def _summarize_cell(cell: Cell, runs: list[Run]) -> dict[str, TargetSummary]:
+    """The targets that ran `cell`, in TARGETS order."""
+    mine = [r for r in runs if Cell(r.protocol, r.clients) == cell]
+    return {target: _summarize_target([r for r in mine if r.target == target])
+            for target in TARGETS if any(r.target == target for r in mine)}
+
+
+def _summarize_target(runs: list[Run]) -> TargetSummary:
+    """One target's runs of one cell (at least one)."""
+    return TargetSummary(
+        tps=statistics.median(r.tps for r in runs),
+        latency_ms=statistics.fmean(r.latency_ms for r in runs),
+        failed=sum(r.failed for r in runs),
+        others_cpu_pct=max(r.others_cpu_pct for r in runs),
+        cpu_user_us=_median_or_none([r.cpu_user_us for r in runs]),
+        cpu_sys_us=_median_or_none([r.cpu_sys_us for r in runs]),
+        replica_cpu_pct=_median_or_none([r.replica_cpu_pct for r in runs]),
+    )
+
+
+def _vs_extended(cell: Cell, ran: dict[Cell, dict[str, TargetSummary]]
+                 ) -> dict[str, float | None]:
+    """For a prepared cell, each VS_EXTENDED target's TPS over its own in the extended cell
+    with as many clients (None if that cell was not measured); {} for other cells."""
+    if cell.protocol != "prepared":
+        return {}
+    prepared, extended = ran[cell], ran.get(Cell("extended", cell.clients), {})
+    return {t: prepared[t].tps / extended[t].tps if t in extended else None
+            for t in VS_EXTENDED if t in prepared}
 
 
 def _median_or_none(values: list[float | None]) -> float | None:
@@ -671,6 +744,10 @@ def _replica_text(replica_pct: float | None) -> str:
     return "" if replica_pct is None else f", replica {replica_pct:.0f}% of PostgreSQL CPU"
 
 
+def _ratio_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def server_note(preload: dict[str, str]) -> str:
     """One line on what PostgreSQL preloads, from SHOW shared_preload_libraries per node."""
     shown = ", ".join(f"{name} {value!r}" for name, value in preload.items())
@@ -685,48 +762,85 @@ def print_tables(cells: list[CellSummary], settings: Settings, preload: dict[str
               f"{settings.rounds} round(s) x {settings.duration} s")
         print(f"  {'target':<15} {'TPS (median)':>13} {'lat ms (mean)':>14} "
               f"{'CPU µs/xact':>12} {'(user + sys)':>14} {'others max':>11} {'replica':>8}")
-        for name, t in cell.targets.items():
-            cpu = "-" if t.cpu_us is None else f"{t.cpu_us:.1f}"
-            split = "" if t.cpu_us is None else f"({t.cpu_user_us:.1f} + {t.cpu_sys_us:.1f})"
-            replica = "-" if t.replica_cpu_pct is None else f"{t.replica_cpu_pct:.0f}%"
-            failed = f"  {t.failed} failed" if t.failed else ""
-            print(f"  {name:<15} {t.tps:>13,.0f} {t.latency_ms:>14.3f} {cpu:>12} "
-                  f"{split:>14} {t.others_cpu_pct:>10.0f}% {replica:>8}{failed}")
-        print("  " + "   ".join(f"{SHORT[t]}/{SHORT[r]} {value:.3f}"
-                                for t, r, value in cell.ratios()))
+        for name in TARGETS:
+            if name in cell.targets:
+                print(_target_row(name, cell.targets[name]))
+            elif name in cell.skipped:
+                print(f"  {name:<15} {'n/a':>13} ({cell.skipped[name]})")
+        print("  " + "   ".join(_ratio_texts(cell)))
     if any(t.replica_cpu_pct is not None for cell in cells for t in cell.targets.values()):
         print("\n(replica: its part of PostgreSQL's CPU time during the runs, median)")
     print("\n" + markdown_table(cells, preload))
 
 
+def _target_row(name: str, t: TargetSummary) -> str:
+    cpu = "-" if t.cpu_us is None else f"{t.cpu_us:.1f}"
+    split = "" if t.cpu_us is None else f"({t.cpu_user_us:.1f} + {t.cpu_sys_us:.1f})"
+    replica = "-" if t.replica_cpu_pct is None else f"{t.replica_cpu_pct:.0f}%"
+    failed = f"  {t.failed} failed" if t.failed else ""
+    return (f"  {name:<15} {t.tps:>13,.0f} {t.latency_ms:>14.3f} {cpu:>12} "
+            f"{split:>14} {t.others_cpu_pct:>10.0f}% {replica:>8}{failed}")
+
+
+def _ratio_texts(cell: CellSummary) -> list[str]:
+    texts = [f"{SHORT[t]}/{SHORT[r]} {_ratio_text(value)}" for t, r, value in cell.ratios()]
+    texts += [f"{SHORT[t]} prepared/extended {_ratio_text(value)}"
+              for t, value in cell.vs_extended.items()]
+    return texts
+
+
 def markdown_table(cells: list[CellSummary], preload: dict[str, str]) -> str:
     """The same figures as one Markdown table, for the README and issue notes."""
-    names = list(cells[0].targets)
-    pairs = [(t, r) for t, r, _ in cells[0].ratios(MARKDOWN_RATIOS)]
+    # every target started, whether it ran a given cell or not: a skipped one reads n/a there
+    names = [t for t in TARGETS if any(t in c.targets or t in c.skipped for c in cells)]
+    pairs = [(t, r) for t, r in MARKDOWN_RATIOS if t in names and r in names]
+    vs_extended = [t for t in MARKDOWN_VS_EXTENDED if any(t in c.vs_extended for c in cells)]
     head = ["proto", "clients"]
     for name in names:
         head.append(f"{LABELS[name]} tps (lat ms)")
         if name != "direct":
             head.append("CPU µs/xact")
     head += [f"{SHORT[t]}/{SHORT[r]}" for t, r in pairs]
+    head += [f"{SHORT[t]} prepared/extended" for t in vs_extended]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for cell in cells:
-        cols = [cell.protocol, str(cell.clients)]
-        for t in cell.targets.values():
-            cols.append(f"{t.tps:,.0f} ({t.latency_ms:.3f})".replace(",", " "))
-            if t.cpu_us is not None:
-                cols.append(f"{t.cpu_us:.1f}")
-        cols += [f"{cell.ratio(t, r):.3f}" for t, r in pairs]
+        cols = [cell.protocol, str(cell.clients), *_markdown_figures(cell, names)]
+        cols += [_ratio_text(cell.ratio(t, r)) for t, r in pairs]
+        cols += [_ratio_text(cell.vs_extended[t]) if t in cell.vs_extended else "-"
+                 for t in vs_extended]
         lines.append("| " + " | ".join(cols) + " |")
+    return "\n".join(lines + _markdown_notes(cells, preload, vs_extended))
+
+
+def _markdown_figures(cell: CellSummary, names: list[str]) -> list[str]:
+    """TPS (latency) per target, and CPU µs/xact per proxy; n/a where it skipped the cell."""
+    cols = []
+    for name in names:
+        t = cell.targets.get(name)
+        cols.append("n/a" if t is None else
+                    f"{t.tps:,.0f} ({t.latency_ms:.3f})".replace(",", " "))
+        if name != "direct":
+            cols.append("n/a" if t is None or t.cpu_us is None else f"{t.cpu_us:.1f}")
+    return cols
+
+
+def _markdown_notes(cells: list[CellSummary], preload: dict[str, str],
+                    vs_extended: list[str]) -> list[str]:
     others = max(t.others_cpu_pct for cell in cells for t in cell.targets.values())
-    lines.append(f"\nOther work on the machine took up to {others:.0f} % of the CPUs during a run. "
-                 f"{server_note(preload)}.")
+    lines = [f"\nOther work on the machine took up to {others:.0f} % of the CPUs during a run. "
+             f"{server_note(preload)}."]
+    skipped = dict.fromkeys(f"{LABELS[t]} {why}" for c in cells for t, why in c.skipped.items())
+    lines += [f"n/a: {text}." for text in skipped]
+    unmatched = any(c.vs_extended.get(t, 0.0) is None for c in cells for t in vs_extended)
+    lines += [f"{SHORT[t]} prepared/extended: {LABELS[t]}'s TPS with -M prepared over its TPS "
+              f"with -M extended at as many clients"
+              f"{' (n/a: no extended cell was run)' if unmatched else ''}." for t in vs_extended]
     shares = [c.targets[ROUTED].replica_cpu_pct for c in cells if ROUTED in c.targets]
     present = [s for s in shares if s is not None]
     if present:
         lines.append(f"Routed pgcat-py: the replica took {min(present):.0f}–{max(present):.0f} % "
                      f"of PostgreSQL's CPU time (reads split between primary and replica).")
-    return "\n".join(lines)
+    return lines
 
 
 def write_results(runs: list[Run], cells: list[CellSummary], meta: dict[str, object]) -> Path:
@@ -757,7 +871,9 @@ def describe_machine(pgbouncer_binary: str, settings: Settings) -> dict[str, obj
         "method": {"scale": SCALE, "pool_size": POOL_SIZE, "pgbench_threads": PGBENCH_THREADS,
                    "tps": "median over rounds", "latency": "mean over rounds",
                    "cpu": "median over rounds of (utime+stime delta)/transactions",
-                   "routed_pool": ROUTED_POOL.splitlines()},
+                   "routed_pool": ROUTED_POOL.splitlines(),
+                   "not_run": {f"{target} -M {protocol}": why
+                               for (target, protocol), why in NOT_RUN.items()}},
     }
 
 
@@ -794,7 +910,7 @@ def main(argv: list[str] | None = None) -> int:
         bench = start_targets(settings, bouncer_binary, topology, started)
         runs = run_rounds(bench, settings)
         meta["load_after"] = os.getloadavg()
-        cells = summarize(runs)
+        cells = summarize(runs, bench.targets)
         print_tables(cells, settings, preload)
         print(f"\nresults: {write_results(runs, cells, meta)}")
         return 0

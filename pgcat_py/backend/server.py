@@ -23,6 +23,7 @@ from ..protocol.framing import (
     AUTHENTICATION,
     BACKEND_KEY_DATA,
     DATA_ROW,
+    DIRTY_TAGS,
     ERROR_RESPONSE,
     PARAMETER_STATUS,
     READY_FOR_QUERY,
@@ -311,8 +312,7 @@ class ServerConnection(MessageConnection):
         if tags:
             if tags & TAG_DEALLOCATED:  # the client's DEALLOCATE ALL / DISCARD ALL
                 self.statements.clear()
-                tags &= ~TAG_DEALLOCATED
-            self.dirt |= tags
+            self.dirt |= tags & DIRTY_TAGS
             scanner.session_tags = 0
         return self.dirt
 

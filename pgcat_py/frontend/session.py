@@ -20,7 +20,6 @@ from ..backend.params import sync_statements
 from ..conn import ConnectionClosed, MessageConnection, tune_socket
 from ..protocol import backend as be
 from ..protocol.errors import (
-    ACTIVE_SQL_TRANSACTION,
     CONNECTION_FAILURE,
     IN_FAILED_TRANSACTION,
     INTERNAL_ERROR,
@@ -32,7 +31,6 @@ from ..protocol.framing import (
     PQ_LARGE_MESSAGE_LIMIT,
     QUERY,
     SYNC,
-    TAG_CREATED,
     TAG_DISCARD,
     TAG_PREPARE,
     TAG_SET,
@@ -40,10 +38,10 @@ from ..protocol.framing import (
     first_message,
 )
 from ..router import Overrides, Route, Router
-from .commands import custom_command, run_command
 from .idle import MAX_IDLE_BUFFER, HeldTransaction, process_idle, ready_for_query
-from .settings import apply_change, setting_change
-from .statements import ClientStatements, rewrite
+from .linked import linked_command, relay_rewritten, remember_setting, remember_unnamed
+from .pins import updated_pins
+from .statements import ClientStatements
 from .states import State
 
 if TYPE_CHECKING:
@@ -58,17 +56,6 @@ IDLE = ord("I")  # ReadyForQuery status outside a transaction block
 _STATEMENT_MESSAGES = frozenset(b"PBDC")  # they may name a statement: rewritten whole
 # Seconds the SQL that brings a server's settings in line with a client's may take.
 SYNC_TIMEOUT = 10.0
-
-
-def _split_whole(buf: bytes) -> tuple[bytes, bytes]:
-    """``buf`` cut after its last whole message (headers were checked by the scanner)."""
-    pos, n = 0, len(buf)
-    while pos + 5 <= n:
-        end = pos + 1 + int.from_bytes(buf[pos + 1:pos + 5])
-        if end > n:
-            break
-        pos = end
-    return buf[:pos], buf[pos:]
 
 
 class ClientSession(MessageConnection):
@@ -109,7 +96,7 @@ class ClientSession(MessageConnection):
         self.routes_vary = False  # set at login from the pool: can a route differ?
         self.holds_begins = False  # ... and is there a choice a BEGIN should wait for?
         # The server holds session state of this client's (transaction mode): keep it.
-        self.pinned = False
+        self.pins = 0  # PIN_* bits of frontend/pins.py
         # Named statements in transaction mode (frontend/statements.py): the mapping, and
         # the slow path's state: rewriting every chunk, an incomplete statement message
         # waiting for its end, raw bytes still owed to a streamed message.
@@ -138,13 +125,13 @@ class ClientSession(MessageConnection):
             except ProtocolViolation as exc:
                 self.fatal(exc)
                 return
-            if scanner.command >= 0 and self._linked_command(server, data):
+            if scanner.command >= 0 and linked_command(self, server, data):
                 return
             if self._rewriting or (scanner.named_parse and self.transaction_mode):
-                self._relay_rewritten(server, data, syncs, term)
+                relay_rewritten(self, server, data, syncs, term)
                 return
             if scanner.unnamed_parse >= 0:
-                self._remember_unnamed(data)
+                remember_unnamed(self, data)
             if term < 0:
                 server.forward(data, syncs)
             else:
@@ -158,86 +145,14 @@ class ClientSession(MessageConnection):
         if len(self._rbuf) > MAX_IDLE_BUFFER:
             self.pause_reading()
 
-    # --- the slow path: named statements in transaction mode ---------------------------
-    def _relay_rewritten(self, server: ServerConnection, data: bytes, syncs: int,
-                         term: int) -> None:
-        """Relay a chunk through the statement mapping (frontend/statements.py): whole
-        messages are rewritten; an incomplete Parse/Bind/Describe/Close waits for its end,
-        anything else incomplete is streamed as it comes."""
-        scanner = self.scanner
-        if not self._rewriting:  # the first named Parse: from here on, every chunk
-            self._rewriting = True
-            self._raw_rest = scanner.first_message_offset(data)
-        scanner.named_parse = False
-        chunk = data if term < 0 else data[:term]
-        raw = min(self._raw_rest, len(chunk))
-        self._raw_rest -= raw
-        buf = self._fbuf + chunk[raw:] if self._fbuf else chunk[raw:]
-        whole, tail = _split_whole(buf)
-        self._fbuf = b""
-        streamed = b""
-        if tail:
-            if tail[0] in _STATEMENT_MESSAGES or len(tail) < 5:
-                self._fbuf = tail  # a name to rewrite may be in it: wait for the rest
-            else:
-                streamed, self._raw_rest = tail, 1 + int.from_bytes(tail[1:5]) - len(tail)
-        cluster = self.cluster
-        assert cluster is not None
-        out, notes, self._unnamed_ready = rewrite(whole, self.prepared, cluster.statements,
-                                                  server.statements, self._unnamed_ready)
-        server.expect(notes)
-        server.forward(chunk[:raw] + out + streamed, syncs)
-        if term >= 0:
-            self._after_terminate(server)
-
-    def _remember_unnamed(self, data: bytes) -> None:
-        """Keep a Parse of the unnamed statement that no Bind followed: if the Bind comes
-        in the next transaction (pgx's describe_exec), it is replayed on that server."""
-        offset, self.scanner.unnamed_parse = self.scanner.unnamed_parse, -1
-        if self.transaction_mode:
-            end = offset + 1 + int.from_bytes(data[offset + 1:offset + 5])
-            self.prepared.unnamed_parse = data[offset:end]
-
-    def _remember_setting(self, query: bytes) -> None:
-        """The server confirmed this SET / RESET outside a transaction block: keep it with
-        the client, for whichever server it gets next (frontend/settings.py)."""
-        change = setting_change(query[5:-1].decode(errors="replace"))
-        if change is not None:
-            apply_change(self.params, self.startup_params, change)
-            self.params_changed()
-
-    def _linked_command(self, server: ServerConnection, data: bytes) -> bool:
-        """A custom command while a server is held (pgcat sends it to PostgreSQL, #492):
-        SHOW ones are answered, SET ones refused with 25001, never sent on. Only a chunk
-        that is that one Query with nothing in flight is answered here (else the answer
-        could overtake the server's); True when answered."""
-        offset, self.scanner.command = self.scanner.command, -1
-        if offset or server.pending > 0 or len(data) != 1 + int.from_bytes(data[1:5]):
-            return False
-        command = custom_command(data, 5, len(data))
-        if command is None:  # a SET or SHOW: a SET outside a transaction block is kept
-            if self.transaction_mode and server.status == IDLE:
-                self._set_text = data
-            return False
-        status = bytes([server.status])
-        if command.kind.value.startswith("SET"):
-            self.error(ProxyError(
-                f"{command.kind.value} cannot run while this client holds a server connection "
-                "(inside a transaction, or in session mode): send it before BEGIN or before "
-                "the first query", sqlstate=ACTIVE_SQL_TRANSACTION))
-            self.write(be.ReadyForQuery(status.decode()).encode())
-        else:
-            self.write(run_command(command, self.overrides, self.router, status))
-        return True
-
     def _terminate(self, server: ServerConnection, before: bytes, syncs: int) -> None:
         """Terminate arrived: whatever came before it still gets its answer (PostgreSQL
         runs it and replies before it reads the Terminate), then the connection closes."""
         if before:
             server.forward(before, syncs)
-        self._after_terminate(server)
+        self.after_terminate(server)
 
-    def _after_terminate(self, server: ServerConnection) -> None:
+    def after_terminate(self, server: ServerConnection) -> None:
         if server.pending > 0 and not server.in_copy:
             self._closing = True
             self.pause_reading()
@@ -455,12 +370,12 @@ class ClientSession(MessageConnection):
         if self._set_text is not None:
             text, self._set_text = self._set_text, None
             if status == IDLE and tags & TAG_SET:
-                self._remember_setting(text)
+                remember_setting(self, text)
         scanner = self.scanner
         if (status != IDLE or not self.transaction_mode or scanner.in_batch
-                or not scanner.at_boundary or self.pinned):
+                or not scanner.at_boundary):
             return
-        if (scanner.session_lock or tags) and self._pins(server):
+        if (self.pins or scanner.session_lock or tags) and self._still_pinned(server, tags):
             return
         pool = self.server_pool
         assert pool is not None
@@ -476,23 +391,19 @@ class ClientSession(MessageConnection):
         if self.ctx.shutting_down:
             self.fatal(AdminShutdown())
 
-    def _pins(self, server: ServerConnection) -> bool:
-        """Did this transaction leave state that must stay with this client (a session
-        advisory lock, LISTEN, a cursor WITH HOLD, a temporary table, an SQL-level PREPARE)?
-        Then the client keeps this server until it leaves (DESIGN §7 pins), and the server
-        is reset with DISCARD ALL after."""
+    def _still_pinned(self, server: ServerConnection, tags: int) -> bool:
+        """Update the client's pins from this transaction (frontend/pins.py); True while
+        any holds, and then the server will be reset with DISCARD ALL after the client."""
         scanner = self.scanner
-        if server.take_session_tags() & TAG_CREATED and b"temp" in self._last_sql.lower():
-            # A temporary table is the client's session state: pin. (Any other created
-            # table costs a DISCARD TEMP at check-in, in case it was one after all.)
-            server.dirt = (server.dirt & ~TAG_CREATED) | TAG_DISCARD
-        if not scanner.session_lock and not server.dirt & (TAG_DISCARD | TAG_PREPARE):
-            return False
+        pins = updated_pins(self.pins, tags, scanner.session_lock, self._last_sql)
         scanner.session_lock = False
-        server.dirt |= TAG_DISCARD
-        self.pinned = True
-        log.debug("client %s pinned to server %s", self.process_id, server.target.name)
-        return True
+        server.take_session_tags()
+        if pins and not self.pins:
+            log.debug("client %s pinned to server %s", self.process_id, server.target.name)
+        self.pins = pins
+        if pins:
+            server.dirt |= TAG_DISCARD
+        return bool(pins)
 
     def on_server_lost(self, server: ServerConnection) -> None:
         """The server connection broke under us (its pool bans it). The relay held back any
@@ -510,7 +421,7 @@ class ClientSession(MessageConnection):
         lost = ProxyError(f"server connection lost: {server.target.name} closed the "
                           "connection unexpectedly", sqlstate=CONNECTION_FAILURE)
         scanner = self.scanner
-        if (self.transaction_mode and not self.pinned and server.status == IDLE
+        if (self.transaction_mode and not self.pins and server.status == IDLE
                 and server.pending == 1 and not scanner.in_batch and scanner.at_boundary
                 and not self._closing):
             self.error(lost)

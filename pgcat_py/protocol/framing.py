@@ -243,15 +243,27 @@ def mentions_session_lock(data: bytes) -> bool:
 
 
 # CommandComplete tags that leave state in the server session (pgcat's cleanup flags,
-# widened): what a check-in must undo. Bits of BackendScanner.session_tags.
+# widened): what a check-in must undo, what pins a client to its server in transaction mode
+# and what releases such a pin. Bits of BackendScanner.session_tags.
 TAG_SET = 1          # SET / RESET: RESET ALL
-TAG_PREPARE = 2      # PREPARE: DEALLOCATE ALL
-TAG_DISCARD = 4      # LISTEN, cursors WITH HOLD, temp tables: DISCARD ALL
+TAG_PREPARE = 2      # PREPARE: DEALLOCATE ALL (and a pin)
+TAG_DISCARD = 4      # state only DISCARD ALL undoes (set with the two below)
 TAG_DEALLOCATED = 8  # DEALLOCATE ALL / DISCARD ALL: every prepared statement is gone
 TAG_CREATED = 16     # a table was created: session state only if it was a temporary one
+TAG_LISTEN = 32      # LISTEN (a pin)
+TAG_CURSOR = 64      # DECLARE CURSOR (a pin: it may be WITH HOLD)
+TAG_UNLISTEN = 128   # UNLISTEN (UNLISTEN * releases the LISTEN pin)
+TAG_CLOSE_ALL = 256  # CLOSE ALL (releases the cursor pin)
+TAG_DISCARD_TEMP = 512   # DISCARD TEMP (releases the temporary-table pin)
+TAG_DISCARD_ALL = 1024   # DISCARD ALL (releases every pin)
+# The tags that leave something for a check-in to undo (the others only inform pins).
+DIRTY_TAGS = TAG_SET | TAG_PREPARE | TAG_DISCARD | TAG_CREATED
 SESSION_TAGS = {b"SET": TAG_SET, b"RESET": TAG_SET, b"PREPARE": TAG_PREPARE,
-                b"DEALLOCATE ALL": TAG_DEALLOCATED, b"DISCARD ALL": TAG_DEALLOCATED,
-                b"LISTEN": TAG_DISCARD, b"DECLARE CURSOR": TAG_DISCARD,
+                b"DEALLOCATE ALL": TAG_DEALLOCATED,
+                b"DISCARD ALL": TAG_DEALLOCATED | TAG_DISCARD_ALL,
+                b"LISTEN": TAG_LISTEN | TAG_DISCARD, b"UNLISTEN": TAG_UNLISTEN,
+                b"DECLARE CURSOR": TAG_CURSOR | TAG_DISCARD, b"CLOSE CURSOR ALL": TAG_CLOSE_ALL,
+                b"DISCARD TEMP": TAG_DISCARD_TEMP,
                 b"CREATE TABLE": TAG_CREATED, b"SELECT INTO": TAG_CREATED,
                 b"CREATE TABLE AS": TAG_CREATED}
 

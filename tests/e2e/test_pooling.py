@@ -13,13 +13,14 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import psycopg
 import pytest
 
 from pgcat_py.localpg import Topology, free_port
 from tests.harness.proxy import ProxyProcess, TomlValue, proxy_config
+from tests.harness.waiting import wait_for
 
 from .conftest import ProxyRunner, dsn
 
@@ -50,15 +51,6 @@ def backends(topology: Topology, role: str) -> int:
                          [role]).fetchone()
     assert row is not None
     return int(row[0])
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def start(runner: ProxyRunner, topology: Topology, role: str, *, pool_size: int = 2,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -20,6 +20,7 @@ from pgcat_py.protocol.startup import StartupMessage
 from tests.harness.faultproxy import FaultProxy
 from tests.harness.proxy import ProxyProcess, proxy_config
 from tests.harness.rawclient import RawClient, describe, error_of, rows_of
+from tests.harness.waiting import wait_for
 
 from .conftest import ProxyRunner, dsn
 
@@ -48,15 +49,6 @@ def advisory_locks(topology: Topology, key: int) -> int:
                          "AND objid = %s AND granted", [key]).fetchone()
     assert row is not None
     return int(row[0])
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def connect(proxy: ProxyProcess, autocommit: bool = True

@@ -107,3 +107,35 @@ def test_listen_gets_notifications_while_idle(proxy: ProxyProcess) -> None:
         gen = listener.notifies(timeout=5)
         received = [n.payload for n in gen]
         assert received[:1] == ["hello"]
+
+
+def both_servers_free(proxy: ProxyProcess) -> bool:
+    """pool_size 2: can two other clients hold a transaction each at once?"""
+    with connect(proxy) as a, connect(proxy) as b:
+        a.execute("BEGIN")
+        a.execute("SELECT 1")
+        b.execute("BEGIN")
+        try:
+            b.execute("SELECT 1")  # waits connect_timeout (1 s) for a server, then fails
+        except psycopg.Error:
+            return False
+        finally:
+            a.execute("ROLLBACK")
+        b.execute("ROLLBACK")
+        return True
+
+
+@pytest.mark.parametrize(("pin", "release"), [
+    ("LISTEN pgcat_py_pin", "UNLISTEN *"),
+    ("SELECT pg_advisory_lock(9090)", "SELECT pg_advisory_unlock_all()"),
+    ("CREATE TEMP TABLE pin_scratch (x int)", "DISCARD TEMP"),
+    ("PREPARE pin_stmt AS SELECT 1", "DEALLOCATE ALL"),
+    ("LISTEN pgcat_py_pin2", "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;"),
+])
+def test_a_pin_is_released_when_the_client_undoes_it(proxy: ProxyProcess, pin: str,
+                                                     release: str) -> None:
+    with connect(proxy) as client:
+        client.execute(pin)
+        client.execute(release)
+        client.execute("SELECT 1")  # the transaction after the release gives the server back
+        assert both_servers_free(proxy)

@@ -8,7 +8,9 @@ from pgcat_py.protocol import backend as be
 from pgcat_py.protocol import frontend as fe
 from pgcat_py.protocol.errors import ProtocolViolation
 from pgcat_py.protocol.framing import (
+    TAG_CURSOR,
     TAG_DISCARD,
+    TAG_LISTEN,
     TAG_PREPARE,
     TAG_SET,
     BackendScanner,
@@ -141,8 +143,9 @@ def test_backend_scanner_counts_ready_for_query_and_skips_rows() -> None:
 
 
 @pytest.mark.parametrize(("tag", "bit"), [("SET", TAG_SET), ("RESET", TAG_SET),
-                                          ("PREPARE", TAG_PREPARE), ("LISTEN", TAG_DISCARD),
-                                          ("DECLARE CURSOR", TAG_DISCARD),
+                                          ("PREPARE", TAG_PREPARE),
+                                          ("LISTEN", TAG_LISTEN | TAG_DISCARD),
+                                          ("DECLARE CURSOR", TAG_CURSOR | TAG_DISCARD),
                                           ("SELECT 1", 0), ("SETX", 0)])
 def test_session_dirtying_tags_are_flagged(tag: str, bit: int) -> None:
     scanner = BackendScanner()

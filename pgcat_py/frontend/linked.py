@@ -1,0 +1,111 @@
+"""What the relay does with client chunks that need more than forwarding (DESIGN §4's slow
+path): rewriting named statements through the client's mapping (frontend/statements.py),
+keeping a Parse of the unnamed statement for a replay, keeping the SETs a server confirmed
+(frontend/settings.py), and answering pgcat's custom commands once a server is held.
+Functions of the session, kept apart so session.py stays the plain relay.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..backend.prepared import SYNC_POINT
+from ..protocol import backend as be
+from ..protocol.errors import ACTIVE_SQL_TRANSACTION, ProxyError
+from .commands import custom_command, run_command
+from .settings import apply_change, setting_change
+from .statements import rewrite
+
+if TYPE_CHECKING:
+    from ..backend.server import ServerConnection
+    from .session import ClientSession
+
+IDLE = ord("I")  # ReadyForQuery status outside a transaction block
+_STATEMENT_MESSAGES = frozenset(b"PBDC")  # they may name a statement: rewritten whole
+
+
+def relay_rewritten(session: ClientSession, server: ServerConnection, data: bytes,
+                    syncs: int, term: int) -> None:
+    """Relay a chunk through the statement mapping (frontend/statements.py): whole
+    messages are rewritten; an incomplete Parse/Bind/Describe/Close waits for its end,
+    anything else incomplete is streamed as it comes."""
+    scanner = session.scanner
+    if not session._rewriting:  # the first named Parse: from here on, every chunk
+        session._rewriting = True
+        session._raw_rest = scanner.first_message_offset(data)
+    scanner.named_parse = False
+    chunk = data if term < 0 else data[:term]
+    raw = min(session._raw_rest, len(chunk))
+    session._raw_rest -= raw
+    buf = session._fbuf + chunk[raw:] if session._fbuf else chunk[raw:]
+    whole, tail = _split_whole(buf)
+    session._fbuf = b""
+    streamed = b""
+    if tail:
+        if tail[0] in _STATEMENT_MESSAGES or len(tail) < 5:
+            session._fbuf = tail  # a name to rewrite may be in it: wait for the rest
+        else:
+            streamed, session._raw_rest = tail, 1 + int.from_bytes(tail[1:5]) - len(tail)
+    cluster = session.cluster
+    assert cluster is not None
+    out, notes, session._unnamed_ready = rewrite(whole, session.prepared, cluster.statements,
+                                              server.statements, session._unnamed_ready)
+    # Replies to track only where a Parse or Close went out, or some are still owed (then
+    # the sync points too, to bound what an error voids): a batch of Binds and Executes of
+    # prepared statements (the steady state) leaves the server's replies on the fast path.
+    if server.expected or any(kind != SYNC_POINT for kind, _ in notes):
+        server.expect(notes)
+    server.forward(chunk[:raw] + out + streamed, syncs)
+    if term >= 0:
+        session.after_terminate(server)
+
+def remember_unnamed(session: ClientSession, data: bytes) -> None:
+    """Keep a Parse of the unnamed statement that no Bind followed: if the Bind comes
+    in the next transaction (pgx's describe_exec), it is replayed on that server."""
+    offset, session.scanner.unnamed_parse = session.scanner.unnamed_parse, -1
+    if session.transaction_mode:
+        end = offset + 1 + int.from_bytes(data[offset + 1:offset + 5])
+        session.prepared.unnamed_parse = data[offset:end]
+
+def remember_setting(session: ClientSession, query: bytes) -> None:
+    """The server confirmed this SET / RESET outside a transaction block: keep it with
+    the client, for whichever server it gets next (frontend/settings.py)."""
+    change = setting_change(query[5:-1].decode(errors="replace"))
+    if change is not None:
+        apply_change(session.params, session.startup_params, change)
+        session.params_changed()
+
+def linked_command(session: ClientSession, server: ServerConnection, data: bytes) -> bool:
+    """A custom command while a server is held (pgcat sends it to PostgreSQL, #492):
+    SHOW ones are answered, SET ones refused with 25001, never sent on. Only a chunk
+    that is that one Query with nothing in flight is answered here (else the answer
+    could overtake the server's); True when answered."""
+    offset, session.scanner.command = session.scanner.command, -1
+    if offset or server.pending > 0 or len(data) != 1 + int.from_bytes(data[1:5]):
+        return False
+    command = custom_command(data, 5, len(data))
+    if command is None:  # a SET or SHOW: a SET outside a transaction block is kept
+        if session.transaction_mode and server.status == IDLE:
+            session._set_text = data
+        return False
+    status = bytes([server.status])
+    if command.kind.value.startswith("SET"):
+        session.error(ProxyError(
+            f"{command.kind.value} cannot run while this client holds a server connection "
+            "(inside a transaction, or in session mode): send it before BEGIN or before "
+            "the first query", sqlstate=ACTIVE_SQL_TRANSACTION))
+        session.write(be.ReadyForQuery(status.decode()).encode())
+    else:
+        session.write(run_command(command, session.overrides, session.router, status))
+    return True
+
+
+def _split_whole(buf: bytes) -> tuple[bytes, bytes]:
+    """``buf`` cut after its last whole message (headers were checked by the scanner)."""
+    pos, n = 0, len(buf)
+    while pos + 5 <= n:
+        end = pos + 1 + int.from_bytes(buf[pos + 1:pos + 5])
+        if end > n:
+            break
+        pos = end
+    return buf[:pos], buf[pos:]

@@ -1,0 +1,62 @@
+"""Pins: session state that keeps a transaction-mode client on its server connection.
+
+A session advisory lock, LISTEN, a cursor (it may be WITH HOLD), a temporary table or an
+SQL-level PREPARE lives in the server session, not in the transaction: moved to another
+server it would be gone, and left on this one it would reach the next client. So from the
+end of the transaction that made it, the client keeps its server (DESIGN §7), and the
+server is reset with DISCARD ALL when the client leaves. A pin is released when the client
+undoes what made it: pg_advisory_unlock_all(), UNLISTEN *, CLOSE ALL, DISCARD TEMP,
+DEALLOCATE ALL, or DISCARD ALL for all of them (asyncpg's pool runs most of these on every
+release), and the server goes back to the pool at the next transaction's end.
+"""
+
+from __future__ import annotations
+
+from ..protocol.framing import (
+    TAG_CLOSE_ALL,
+    TAG_CREATED,
+    TAG_CURSOR,
+    TAG_DEALLOCATED,
+    TAG_DISCARD_ALL,
+    TAG_DISCARD_TEMP,
+    TAG_LISTEN,
+    TAG_PREPARE,
+    TAG_UNLISTEN,
+)
+
+PIN_LOCK, PIN_LISTEN, PIN_CURSOR, PIN_TEMP, PIN_PREPARE = 1, 2, 4, 8, 16
+
+
+def updated_pins(pins: int, tags: int, session_lock: bool, last_sql: bytes) -> int:
+    """The pins after a transaction that ended with the session ``tags`` (CommandComplete
+    bits), given whether it called a session lock function, and the client's last chunk.
+    Releases are read before new pins: in one Query both, the pin stays (conservative)."""
+    if pins:
+        pins = _released(pins, tags, last_sql)
+    if session_lock:
+        pins |= PIN_LOCK
+    if tags & TAG_LISTEN:
+        pins |= PIN_LISTEN
+    if tags & TAG_CURSOR:
+        pins |= PIN_CURSOR
+    if tags & TAG_PREPARE:
+        pins |= PIN_PREPARE
+    if tags & TAG_CREATED and b"temp" in last_sql.lower():
+        pins |= PIN_TEMP  # any other table is no session state
+    return pins
+
+
+def _released(pins: int, tags: int, last_sql: bytes) -> int:
+    if tags & TAG_DISCARD_ALL:
+        return 0
+    if tags & TAG_UNLISTEN and b"*" in last_sql:
+        pins &= ~PIN_LISTEN
+    if tags & TAG_CLOSE_ALL:
+        pins &= ~PIN_CURSOR
+    if tags & TAG_DISCARD_TEMP:
+        pins &= ~PIN_TEMP
+    if tags & TAG_DEALLOCATED:
+        pins &= ~PIN_PREPARE
+    if pins & PIN_LOCK and b"advisory_unlock_all" in last_sql.lower():
+        pins &= ~PIN_LOCK
+    return pins
