@@ -112,6 +112,11 @@ class Router:
         self._interned: dict[tuple[int, str, str], Route] = {}
 
     @property
+    def reads_bind_keys(self) -> bool:
+        """Can a Bind parameter pick the shard (automatic sharding over several shards)?"""
+        return self._auto_keys and self.settings.shards > 1
+
+    @property
     def splits_reads(self) -> bool:
         return self.parser is not None and self.settings.read_write_splitting
 

@@ -30,7 +30,7 @@ from ..protocol.framing import (
     first_message,
     unpack_header,
 )
-from ..protocol.frontend import Bind, Parse, decode_frontend
+from ..protocol.frontend import Bind, decode_frontend
 from ..router import Route, RouteError, read_only_transaction
 from .commands import custom_command, run_command
 from .states import State
@@ -258,8 +258,8 @@ def _start_extended(session: ClientSession) -> None:
         return
     try:
         sql, bind = _statement_of(session, buf, end)
-    except ProtocolViolation:
-        sql, bind = None, ()  # the server will report it
+    except (ProtocolViolation, ValueError):  # malformed, or not UTF-8: the server will say
+        sql, bind = None, ()
     start_transaction(session, sql, bind)
 
 
@@ -279,25 +279,28 @@ def _batch_end(buf: bytearray) -> int | None:
 
 def _statement_of(session: ClientSession, buf: bytearray, end: int
                   ) -> tuple[str | None, tuple[tuple[bytes | None, int], ...]]:
-    """The SQL and Bind parameters of the batch's first executed statement."""
+    """The SQL and Bind parameters of the batch's first executed statement. Only names
+    and texts are cut out; the Bind is decoded only when its parameters can pick a shard."""
     pos, sql, statements = 0, None, session.statements
     while pos < end:
         msg_type, length = unpack_header(buf, pos)
-        payload = bytes(buf[pos + 5:pos + 1 + length])
-        pos += 1 + length
+        body, after = pos + 5, pos + 1 + length
+        pos = after
         if msg_type == PARSE:
-            parse = decode_frontend(msg_type, payload)
-            assert isinstance(parse, Parse)
-            sql = parse.query
-            if parse.name:
+            name_end = buf.index(0, body, after)
+            sql = buf[name_end + 1:buf.index(0, name_end + 1, after)].decode()
+            if name_end > body:
                 if len(statements) >= MAX_REMEMBERED_STATEMENTS:
                     statements.clear()
-                statements[parse.name] = sql
+                statements[buf[body:name_end].decode()] = sql
         elif msg_type == BIND:
-            bind = decode_frontend(msg_type, payload)
+            portal_end = buf.index(0, body, after)
+            name = buf[portal_end + 1:buf.index(0, portal_end + 1, after)].decode()
+            if name:
+                sql = statements.get(name, sql)
+            if not session.router.reads_bind_keys:
+                return sql, ()
+            bind = decode_frontend(msg_type, bytes(buf[body:after]))
             assert isinstance(bind, Bind)
-            if bind.statement:
-                sql = statements.get(bind.statement, sql)
-            params = tuple((value, bind.param_format(i)) for i, value in enumerate(bind.params))
-            return sql, params
+            return sql, tuple((value, bind.param_format(i)) for i, value in enumerate(bind.params))
     return sql, ()
