@@ -165,6 +165,10 @@ class Router:
     def classify(self, sql: str) -> Classification | None:
         return self.parser.classify(sql) if self.parser is not None else None
 
+    def is_write(self, sql: str) -> bool:
+        """Would ``sql`` need the primary (anything the parser cannot vouch for does)?"""
+        return self.parser is None or self.parser.classify(sql).is_write
+
     def _classify(self, sql: str | None, overrides: Overrides) -> Classification | None:
         if sql is None or self.parser is None:
             return None

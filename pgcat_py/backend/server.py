@@ -112,6 +112,8 @@ class ServerConnection(MessageConnection):
         # Part of a message too big to hold went to the client: if this connection dies now,
         # the client's stream cannot be ended at a message boundary.
         self.streamed_partial = False
+        self._stream_rest = 0  # bytes of that message not received yet
+        self.fatal_relayed = False  # a FATAL from the server went to the client
         self.on_lost: Callable[[ServerConnection], None] | None = None
         self.write_paused = False
         # Named statements prepared on this connection for the pool's clients, and the
@@ -192,7 +194,7 @@ class ServerConnection(MessageConnection):
         """Send the whole messages of ``data``; keep the incomplete last one for later,
         unless it is too big to keep (then stream it)."""
         if partial > HOLD_LIMIT:
-            self.streamed_partial = True
+            self._stream(data, partial)
             client.transport.write(data)
             return
         cut = len(data) - partial
@@ -216,7 +218,6 @@ class ServerConnection(MessageConnection):
         the ReadyForQuery count, or -1 after a protocol violation."""
         scanner = self._scanner
         streamed = self.streamed_partial
-        rest = scanner.body_remaining
         try:
             ready = scanner.feed(data)
         except ProtocolViolation:
@@ -225,8 +226,9 @@ class ServerConnection(MessageConnection):
         if self._held:
             data = self._held + data
             self._held = b""
-        start = min(rest, len(data)) if streamed else 0
+        start = min(self._stream_rest, len(data)) if streamed else 0
         if start:  # the end of a big message already being streamed
+            self._stream_rest -= start
             client.transport.write(data[:start])
         end = max(start, len(data) - scanner.partial)
         if end > start:
@@ -234,11 +236,23 @@ class ServerConnection(MessageConnection):
             self.streamed_partial = False
         if end < len(data):
             if scanner.partial > HOLD_LIMIT:
-                self.streamed_partial = True
+                self._stream(data, scanner.partial)
                 client.transport.write(data[end:])
             else:
                 self._held = data[end:]
+        elif start == len(data) and not self._stream_rest:
+            self.streamed_partial = False  # the streamed message ended with this chunk
         return ready
+
+    def _stream(self, data: bytes, partial: int) -> None:
+        """The last ``partial`` bytes fed (the end of ``data``) start or continue a message
+        too big to hold: note how much of it is still to come."""
+        if self.streamed_partial:
+            self._stream_rest -= len(data)
+        else:
+            start = len(data) - partial
+            self._stream_rest = 1 + int.from_bytes(data[start + 1:start + 5]) - partial
+        self.streamed_partial = True
 
     def _filter(self, data: bytes, pos: int, end: int) -> bytes:
         """Whole messages ``data[pos:end]`` without the replies noted to be dropped."""
@@ -290,6 +304,7 @@ class ServerConnection(MessageConnection):
                 self._note_parameter(payload, client)
             elif msg_type == ERROR_RESPONSE and b"SFATAL\0" in payload:
                 self.broken = True  # the server is about to close this session
+                self.fatal_relayed = client is not None  # and its client was told so
         others.clear()
 
     def _note_parameter(self, payload: bytes, client: RelayClient | None) -> None:
@@ -457,6 +472,11 @@ class ServerConnection(MessageConnection):
     def reset_sql(self, server_reset_query: str, cleanup: bool) -> str:
         """What to run at check-in so the next client finds a clean session, or ""."""
         dirt = self.take_session_tags()
+        if dirt & TAG_DISCARD and not server_reset_query:
+            # Session locks, LISTEN, cursors, temporary tables: never handed to another
+            # client, whatever cleanup_server_connections says (pgcat only resets SET and
+            # PREPARE, and only when it is on).
+            return "DISCARD ALL"
         if not dirt or (not cleanup and not server_reset_query):
             return ""
         if server_reset_query:

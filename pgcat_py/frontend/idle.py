@@ -31,7 +31,7 @@ from ..protocol.framing import (
     unpack_header,
 )
 from ..protocol.frontend import Bind, decode_frontend
-from ..router import Route, RouteError, read_only_transaction
+from ..router import PRIMARY, Route, RouteError, read_only_transaction
 from .commands import custom_command, run_command
 from .states import State
 
@@ -45,6 +45,7 @@ MAX_REMEMBERED_STATEMENTS = 10_000  # named Parse texts kept per client for rout
 _TXN_CONTROL = re.compile(
     rb"\s*(?:begin|start\s+transaction|commit|end|rollback|abort|set\s+transaction)\b",
     re.IGNORECASE)
+_TXN_START = re.compile(r"\s*(?:begin|start\s+transaction)\b", re.IGNORECASE)
 _HELD_ANSWERS = {StatementKind.COMMIT: b"COMMIT", StatementKind.ROLLBACK: b"ROLLBACK"}
 
 
@@ -96,7 +97,8 @@ def process_idle(session: ClientSession) -> None:
         if msg_type == QUERY:
             first_byte = buf[5] if end > 8 else 0x20
             if (((first_byte in _COMMAND_FIRST and buf[7] in _COMMAND_THIRD)
-                 or first_byte == 0x20 or (session.holds_begins and _maybe_txn_control(buf)))
+                 or first_byte == 0x20
+                 or (session.holds_begins and _maybe_txn_control(buf, end)))
                     and _answer_locally(session, end)):
                 continue
             cluster = session.cluster
@@ -105,7 +107,9 @@ def process_idle(session: ClientSession) -> None:
             if fixed is not None and session.held is None and not session.overrides.any_set:
                 session.begin_transaction(fixed)  # the hot path: nothing to decide
             else:
-                start_transaction(session, _query_text(buf, end))
+                # Input pipelined behind it (not looked at) rides to the same server.
+                more: list[str | None] | None = [None] if len(buf) > end else None
+                start_transaction(session, _query_text(buf, end), more=more)
             return
         if msg_type in _EXTENDED and session.routes_vary:
             _start_extended(session)
@@ -144,7 +148,7 @@ def _answer_locally(session: ClientSession, end: int) -> bool:
         session.consume(end)
         session.write(answer)
         return True
-    if (not session.holds_begins or not _maybe_txn_control(buf)
+    if (not session.holds_begins or not _maybe_txn_control(buf, end)
             or _TXN_CONTROL.match(buf, 5, end) is None):
         return False
     sql = _query_text(buf, end)
@@ -160,9 +164,11 @@ def _answer_locally(session: ClientSession, end: int) -> bool:
     return True
 
 
-def _maybe_txn_control(buf: bytearray) -> bool:
+def _maybe_txn_control(buf: bytearray, end: int) -> bool:
     """A cheap look at the first letters before the regex: BEGIN, COMMIT, END, ROLLBACK,
     ABORT, START, SET; not SELECT (the common case)."""
+    if end < 9:  # "END" and a NUL at the shortest
+        return False
     first = buf[5] | 0x20  # ASCII lower case
     if first in _TXN_FIRST:
         return True
@@ -186,7 +192,9 @@ def _hold(session: ClientSession, sql: str, c: Classification) -> bytes | None:
 def _held_control(session: ClientSession, held: HeldTransaction, sql: str,
                   c: Classification) -> bytes | None:
     kind = c.kinds[0] if len(c.kinds) == 1 else None
-    if kind in _HELD_ANSWERS:  # nothing ran on any server: nothing to commit or undo
+    if kind in _HELD_ANSWERS and "chain" not in sql.lower():
+        # Nothing ran on any server: nothing to commit or undo. (AND CHAIN opens the next
+        # transaction at once: that one goes to a server, after the replayed BEGIN.)
         session.held = None
         tag = b"ROLLBACK" if held.failed else _HELD_ANSWERS[kind]
         return be.CommandComplete(tag.decode()).encode() + be.READY_IDLE
@@ -216,8 +224,11 @@ def _merged(held: HeldTransaction, c: Classification) -> Classification:
 
 # --- the transaction starts -----------------------------------------------------------------
 def start_transaction(session: ClientSession, sql: str | None,
-                      bind: tuple[tuple[bytes | None, int], ...] = ()) -> None:
-    """Route the transaction the buffered input starts and check out for it."""
+                      bind: tuple[tuple[bytes | None, int], ...] = (),
+                      more: list[str | None] | None = None) -> None:
+    """Route the transaction the buffered input starts and check out for it. ``more``:
+    the SQL of statements pipelined behind the first one, which go to the same server: a
+    read goes to a replica only if none of them writes (None: one not looked at)."""
     held = session.held
     if held is not None and held.failed:
         session.refuse_in_failed_transaction()
@@ -227,6 +238,10 @@ def start_transaction(session: ClientSession, sql: str | None,
     except RouteError as exc:
         session.checkout_failed(exc)
         return
+    if more and route.role != PRIMARY and session.cluster is not None:
+        router = session.cluster.router
+        if any(text is None or router.is_write(text) for text in more):
+            route = Route(route.shard, PRIMARY, "write pipelined behind a read")
     session.begin_transaction(route)
 
 
@@ -236,9 +251,10 @@ def _route(session: ClientSession, sql: str | None,
     assert cluster is not None
     held = session.held
     fixed = cluster.fixed_route
+    in_batch, session.held_in_batch = session.held_in_batch, None
     if fixed is not None and held is None and not session.overrides.any_set:
         return fixed
-    read_only = None if held is None else held.read_only
+    read_only = in_batch if held is None else held.read_only
     return cluster.router.route(sql, session.overrides, read_only_txn=read_only, bind=bind)
 
 
@@ -257,10 +273,12 @@ def _start_extended(session: ClientSession) -> None:
             session.resume_reading()
         return
     try:
-        sql, bind = _statement_of(session, buf, end)
+        sql, bind, more = _statement_of(session, buf, end)
     except (ProtocolViolation, ValueError):  # malformed, or not UTF-8: the server will say
-        sql, bind = None, ()
-    start_transaction(session, sql, bind)
+        sql, bind, more = None, (), [None]
+    if len(buf) > end:
+        more.append(None)  # input pipelined behind this batch: not looked at
+    start_transaction(session, sql, bind, more)
 
 
 def _batch_end(buf: bytearray) -> int | None:
@@ -278,29 +296,61 @@ def _batch_end(buf: bytearray) -> int | None:
 
 
 def _statement_of(session: ClientSession, buf: bytearray, end: int
-                  ) -> tuple[str | None, tuple[tuple[bytes | None, int], ...]]:
-    """The SQL and Bind parameters of the batch's first executed statement. Only names
-    and texts are cut out; the Bind is decoded only when its parameters can pick a shard."""
-    pos, sql, statements = 0, None, session.statements
+                  ) -> tuple[str | None, tuple[tuple[bytes | None, int], ...], list[str | None]]:
+    """The SQL and Bind parameters of the batch's first executed statement, and the SQL of
+    the others in the batch. Only names and texts are cut out; a Bind is decoded only when
+    its parameters can pick a shard."""
+    pos, parsed, statements = 0, None, session.statements
+    first: tuple[str | None, tuple[tuple[bytes | None, int], ...]] | None = None
+    more: list[str | None] = []
+    begin: str | None = None
     while pos < end:
         msg_type, length = unpack_header(buf, pos)
         body, after = pos + 5, pos + 1 + length
         pos = after
         if msg_type == PARSE:
             name_end = buf.index(0, body, after)
-            sql = buf[name_end + 1:buf.index(0, name_end + 1, after)].decode()
+            parsed = buf[name_end + 1:buf.index(0, name_end + 1, after)].decode()
             if name_end > body:
                 if len(statements) >= MAX_REMEMBERED_STATEMENTS:
                     statements.clear()
-                statements[buf[body:name_end].decode()] = sql
+                statements[buf[body:name_end].decode()] = parsed
         elif msg_type == BIND:
             portal_end = buf.index(0, body, after)
             name = buf[portal_end + 1:buf.index(0, portal_end + 1, after)].decode()
-            if name:
-                sql = statements.get(name, sql)
-            if not session.router.reads_bind_keys:
-                return sql, ()
-            bind = decode_frontend(msg_type, bytes(buf[body:after]))
-            assert isinstance(bind, Bind)
-            return sql, tuple((value, bind.param_format(i)) for i, value in enumerate(bind.params))
-    return sql, ()
+            sql = statements.get(name) if name else parsed
+            if sql is None and not name:
+                sql = _unnamed_text(session)
+            if first is not None:
+                more.append(sql)
+                continue
+            if sql is not None and begin is None and _TXN_START.match(sql):
+                begin = sql  # pgjdbc's BEGIN in the batch: route by what follows it
+                continue
+            first = (sql, _bind_params(session, buf, body, after))
+        elif msg_type == QUERY:
+            more.append(None)
+    if first is None:
+        return begin or parsed, (), more
+    if begin is not None and session.held is None:
+        # An explicit transaction: only a read-only one may use a replica.
+        session.held_in_batch = read_only_transaction(classify(begin), session.params)
+    return first[0], first[1], more
+
+
+def _unnamed_text(session: ClientSession) -> str | None:
+    """The SQL of the client's last unnamed Parse, if it was kept for a replay."""
+    parse = session.prepared.unnamed_parse
+    if not parse:
+        return None
+    start = parse.index(0, 5) + 1
+    return parse[start:parse.index(0, start)].decode()
+
+
+def _bind_params(session: ClientSession, buf: bytearray, body: int, after: int
+                 ) -> tuple[tuple[bytes | None, int], ...]:
+    if not session.router.reads_bind_keys:
+        return ()
+    bind = decode_frontend(BIND, bytes(buf[body:after]))
+    assert isinstance(bind, Bind)
+    return tuple((value, bind.param_format(i)) for i, value in enumerate(bind.params))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..backend.prepared import SYNC_POINT
 from ..protocol import backend as be
-from ..protocol.errors import ACTIVE_SQL_TRANSACTION, ProxyError
+from ..protocol.errors import ACTIVE_SQL_TRANSACTION, ProtocolViolation, ProxyError
 from .commands import custom_command, run_command
 from .settings import apply_change, setting_change
 from .statements import rewrite
@@ -48,8 +48,13 @@ def relay_rewritten(session: ClientSession, server: ServerConnection, data: byte
             streamed, session._raw_rest = tail, 1 + int.from_bytes(tail[1:5]) - len(tail)
     cluster = session.cluster
     assert cluster is not None
-    out, notes, session._unnamed_ready = rewrite(whole, session.prepared, cluster.statements,
-                                              server.statements, session._unnamed_ready)
+    try:
+        out, notes, session._unnamed_ready = rewrite(
+            whole, session.prepared, cluster.statements, server.statements,
+            session._unnamed_ready)
+    except (IndexError, ValueError):  # a message whose fields do not fit its length
+        session.fatal(ProtocolViolation("invalid message format"))
+        return
     # Replies to track only where a Parse or Close went out, or some are still owed (then
     # the sync points too, to bound what an error voids): a batch of Binds and Executes of
     # prepared statements (the steady state) leaves the server's replies on the fast path.

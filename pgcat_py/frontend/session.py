@@ -28,6 +28,7 @@ from ..protocol.errors import (
     ProxyError,
 )
 from ..protocol.framing import (
+    FUNCTION_CALL,
     PQ_LARGE_MESSAGE_LIMIT,
     QUERY,
     SYNC,
@@ -37,7 +38,7 @@ from ..protocol.framing import (
     FrontendScanner,
     first_message,
 )
-from ..router import Overrides, Route, Router
+from ..router import PRIMARY, Overrides, Route, Router
 from .idle import MAX_IDLE_BUFFER, HeldTransaction, process_idle, ready_for_query
 from .linked import linked_command, relay_rewritten, remember_setting, remember_unnamed
 from .pins import updated_pins
@@ -91,6 +92,8 @@ class ClientSession(MessageConnection):
         # named statements' SQL (to route a Bind), the current transaction's route.
         self.overrides = Overrides()
         self.held: HeldTransaction | None = None
+        # A BEGIN inside the extended-protocol batch being routed: read-only or not.
+        self.held_in_batch: bool | None = None
         self.statements: dict[str, str] = {}
         self.route: Route | None = None
         self.routes_vary = False  # set at login from the pool: can a route differ?
@@ -106,6 +109,7 @@ class ClientSession(MessageConnection):
         self._fbuf = b""
         self._raw_rest = 0
         self._set_text: bytes | None = None  # a SET awaiting the server's confirmation
+        self._read_route = False  # this transaction's server was chosen for a read
         self._last_sql = b""
 
     # --- asyncio.Protocol -------------------------------------------------------------
@@ -119,6 +123,14 @@ class ClientSession(MessageConnection):
         server = self.server
         if server is not None:  # the relay: frame by header, forward in one write
             scanner = self.scanner
+            if self._read_route and server.pending > 0 and server.status == IDLE \
+                    and scanner.at_boundary and not scanner.in_batch:
+                # Pipelined behind a read on a replica: it may write. It waits for the
+                # read's answer, then is routed on its own.
+                self._rbuf += data
+                if len(self._rbuf) > MAX_IDLE_BUFFER:
+                    self.pause_reading()
+                return
             self._last_sql = data  # what CREATE TABLE said, if one completes (see _pins)
             try:
                 syncs, term = scanner.feed(data)
@@ -243,6 +255,7 @@ class ClientSession(MessageConnection):
         assert cluster is not None
         self.state = State.CHECKOUT
         self.route = route
+        self._read_route = route.role != PRIMARY and self.routes_vary
         if route is cluster.fixed_route:
             cluster.fixed_route_count += 1  # counted apart: an attribute, not a dict key
         else:
@@ -324,7 +337,7 @@ class ClientSession(MessageConnection):
         self.error(exc)
         msg_type, end = head
         self.consume(end)
-        if msg_type in (QUERY, SYNC):
+        if msg_type in (QUERY, SYNC, FUNCTION_CALL):  # each answered by a ReadyForQuery
             self.write(ready_for_query(self))
         else:
             self._skip_until_sync = True  # extended protocol: discard until Sync
@@ -390,6 +403,8 @@ class ClientSession(MessageConnection):
         pool.release(server)
         if self.ctx.shutting_down:
             self.fatal(AdminShutdown())
+        elif self._rbuf:  # input that waited for this answer (see data_received)
+            process_idle(self)
 
     def _still_pinned(self, server: ServerConnection, tags: int) -> bool:
         """Update the client's pins from this transaction (frontend/pins.py); True while
@@ -413,6 +428,10 @@ class ClientSession(MessageConnection):
         goes on, on another server), else with a FATAL 08006. Only when part of a message
         too big to hold already went out is the connection just closed."""
         self.server = self.server_pool = None
+        self._set_text = None
+        if server.fatal_relayed:  # the client has PostgreSQL's own FATAL: it ends here
+            self.close()
+            return
         if server.streamed_partial:
             log.warning("server %s closed mid-message; closing client %s",
                         server.target.name, self.process_id)
@@ -429,6 +448,8 @@ class ClientSession(MessageConnection):
             self.state = State.IDLE
             if self._reading_paused:
                 self.resume_reading()
+            if self._rbuf:  # input that waited for the lost answer
+                process_idle(self)
             return
         self.fatal(ProxyError(lost.message, sqlstate=CONNECTION_FAILURE, severity="FATAL"))
 

@@ -30,7 +30,16 @@ from ..backend.prepared import (
     Statement,
     StatementRegistry,
 )
-from ..protocol.framing import BIND, CLOSE, DESCRIBE, PARSE, QUERY, SYNC, unpack_header
+from ..protocol.framing import (
+    BIND,
+    CLOSE,
+    DESCRIBE,
+    FUNCTION_CALL,
+    PARSE,
+    QUERY,
+    SYNC,
+    unpack_header,
+)
 
 # A Close of a name no client statement uses: the server answers CloseComplete, and the
 # statement shared on that connection stays for the next client (closing a statement that
@@ -66,10 +75,15 @@ def rewrite(data: bytes, client: ClientStatements, registry: StatementRegistry,
                 unnamed_ready = True
         elif msg_type == BIND:
             unnamed_ready = _bind(data, pos, end, client, server, unnamed_ready, out, notes)
-        elif msg_type in (DESCRIBE, CLOSE) and data[pos + 5] == 0x53:  # 'S': a statement
-            _statement_ref(data, pos, end, client, server, out, notes)
+        elif msg_type in (DESCRIBE, CLOSE):
+            if length < 6 or data[end - 1] != 0 or data[pos + 5] not in (0x50, 0x53):
+                raise ValueError("malformed Describe or Close")  # 'P' or 'S', name, NUL
+            if data[pos + 5] == 0x53:  # 'S': a statement
+                _statement_ref(data, pos, end, client, server, out, notes)
+            else:
+                out.append(data[pos:end])
         else:
-            if msg_type in (SYNC, QUERY):
+            if msg_type in (SYNC, QUERY, FUNCTION_CALL):
                 notes.append((SYNC_POINT, b""))
             out.append(data[pos:end])
         pos = end
@@ -80,7 +94,8 @@ def _parse(data: bytes, pos: int, end: int, client: ClientStatements,
            registry: StatementRegistry, server: ServerStatements, out: list[bytes],
            notes: list[Expectation]) -> bool:
     """True when this was a Parse of the unnamed statement."""
-    name_end = data.index(0, pos + 5) + 1
+    name_end = data.index(0, pos + 5, end) + 1
+    data.index(0, name_end, end)  # the query text is terminated too (else ValueError)
     name = data[pos + 5:name_end]
     if name == b"\0":  # the unnamed statement: sent as it is, remembered for a replay
         client.unnamed_parse = data[pos:end]
@@ -102,8 +117,8 @@ def _parse(data: bytes, pos: int, end: int, client: ClientStatements,
 def _bind(data: bytes, pos: int, end: int, client: ClientStatements,
           server: ServerStatements, unnamed_ready: bool, out: list[bytes],
           notes: list[Expectation]) -> bool:
-    portal_end = data.index(0, pos + 5) + 1
-    name_end = data.index(0, portal_end) + 1
+    portal_end = data.index(0, pos + 5, end) + 1
+    name_end = data.index(0, portal_end, end) + 1
     name = data[portal_end:name_end]
     if name == b"\0":
         if not unnamed_ready and client.unnamed_parse:

@@ -327,6 +327,7 @@ class ServerPool:
         self.active.discard(server)
         now = time.monotonic()
         if (self.closed or server.broken or server.is_closed or not server.is_idle
+                or server.expected
                 or now - server.created_at >= self.settings.server_lifetime):
             self._discard(server)
             return

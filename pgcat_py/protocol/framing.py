@@ -180,6 +180,8 @@ class FrontendScanner:
             if pos + HEADER_SIZE > n:
                 self._head = data[pos:]
                 self._skip = 0
+                if data[pos] == PARSE:  # its name is not here yet: maybe a named one
+                    self.named_parse = True
                 break
             msg_type, length = unpack_header(data, pos)
             check_frontend_header(msg_type, length)
@@ -303,11 +305,6 @@ class BackendScanner:
         self.session_tags = 0
         self.commands = 0
         self.others: list[tuple[int, bytes]] = []
-
-    @property
-    def body_remaining(self) -> int:
-        """Bytes of the current (uninteresting) message's body not seen yet."""
-        return self._skip
 
     def feed(self, data: bytes) -> int:
         """Scan one chunk; returns the number of ReadyForQuery messages it completes."""

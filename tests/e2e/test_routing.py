@@ -10,6 +10,7 @@ sent to the wrong shard is refused by PostgreSQL itself. Where a statement ran i
 from __future__ import annotations
 
 import collections
+import time
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,8 +19,10 @@ import psycopg
 import pytest
 
 from pgcat_py.localpg import Topology, create_topology, free_port
+from pgcat_py.protocol import frontend as fe
 from tests.conftest import _new_base, _remove_base, _require_pg_binaries
 from tests.harness.proxy import ProxyProcess, TomlValue, proxy_config, toml_value
+from tests.harness.rawclient import RawClient, describe, error_of, rows_of
 
 from .conftest import ProxyRunner, dsn
 
@@ -368,3 +371,90 @@ def test_show_routes_counts_decisions_by_role(topology: Topology,
         if database == "app":
             by_role[role] += count
     assert by_role["replica"] >= 3 and by_role["primary"] >= 1, rows
+
+
+# --- batches and pipelines: a write behind a read never reaches a replica -------------------
+def raw_login(proxy: ProxyProcess, dbname: str = "app") -> RawClient:
+    client = RawClient.connect(proxy.host, proxy.port)
+    client.login("app", "app", dbname)
+    return client
+
+
+def ports_in(messages: list[tuple[int, bytes]]) -> list[str | None]:
+    return [row[-1] for row in rows_of(messages)]
+
+
+def test_a_write_batched_behind_a_read_goes_to_the_primary(
+        topology: Topology, proxy_runner: ProxyRunner) -> None:
+    proxy = start(proxy_runner, topology, **ROUTED)
+    with raw_login(proxy) as client:
+        client.send(fe.Parse("", "SELECT inet_server_port()").encode()
+                    + fe.Bind("", "", (), ()).encode() + fe.Execute("").encode()
+                    + fe.Parse("", "INSERT INTO items VALUES (5000, 'batched') "
+                                   "ON CONFLICT DO NOTHING RETURNING inet_server_port()"
+                               ).encode()
+                    + fe.Bind("", "", (), ()).encode() + fe.Execute("").encode()
+                    + fe.Sync().encode())
+        messages = client.read_until(b"Z")
+        assert error_of(messages) is None, describe(messages)
+        assert ports_in(messages)[0] == str(topology.primary.port)
+
+
+def test_queries_pipelined_in_one_packet_go_to_the_primary(
+        topology: Topology, proxy_runner: ProxyRunner) -> None:
+    proxy = start(proxy_runner, topology, **ROUTED)
+    with raw_login(proxy) as client:
+        client.send(fe.Query("SELECT inet_server_port()").encode()
+                    + fe.Query("INSERT INTO items VALUES (5001, 'piped') "
+                               "ON CONFLICT DO NOTHING").encode())
+        first = client.read_until(b"Z")
+        second = client.read_until(b"Z")
+        assert error_of(first) is None and error_of(second) is None, describe(second)
+        assert ports_in(first) == [str(topology.primary.port)]
+
+
+def test_a_write_sent_while_a_read_runs_on_a_replica_waits_and_goes_to_the_primary(
+        topology: Topology, proxy_runner: ProxyRunner) -> None:
+    proxy = start(proxy_runner, topology, **ROUTED)
+    with raw_login(proxy) as client:
+        client.send(fe.Query("SELECT pg_sleep(0.3), inet_server_port()").encode())
+        time.sleep(0.1)  # the read is running on a replica now
+        client.send(fe.Query("INSERT INTO items VALUES (5002, 'later') "
+                             "ON CONFLICT DO NOTHING RETURNING inet_server_port()").encode())
+        read = client.read_until(b"Z")
+        write = client.read_until(b"Z")
+        assert ports_in(read)[0] in [str(p) for p in ports(topology)[1]]
+        assert error_of(write) is None, describe(write)
+        assert ports_in(write) == [str(topology.primary.port)]
+
+
+def test_jdbc_style_begin_in_the_batch_routes_by_the_statement_after_it(
+        topology: Topology, proxy_runner: ProxyRunner) -> None:
+    proxy = start(proxy_runner, topology, **ROUTED, automatic_sharding_key="data.id",
+                  default_shard="fail", default_role="primary")
+    with raw_login(proxy, "sharded") as client:
+        for key in range(300_000, 300_012):
+            client.send(fe.Parse("", "BEGIN").encode() + fe.Bind("", "", (), ()).encode()
+                        + fe.Execute("").encode()
+                        + fe.Parse(f"S_{key}", "INSERT INTO data (id, value) VALUES ($1, 'j')"
+                                   ).encode()
+                        + fe.Bind("", f"S_{key}", (), (str(key).encode(),)).encode()
+                        + fe.Execute("").encode() + fe.Sync().encode())
+            messages = client.read_until(b"Z")
+            assert error_of(messages) is None, describe(messages)
+            assert rows_of(client.query("COMMIT")) == []
+
+
+def test_malformed_describe_in_a_rewritten_session_is_08p01_not_a_crash(
+        topology: Topology, proxy_runner: ProxyRunner) -> None:
+    proxy = start(proxy_runner, topology)
+    with raw_login(proxy) as client:
+        client.send(fe.Parse("named", "SELECT 1").encode() + fe.Sync().encode())
+        assert error_of(client.read_until(b"Z")) is None
+        client.send(b"D\0\0\0\x04" + fe.Sync().encode())
+        messages = client.read_until_closed()
+        error = error_of(messages)
+        assert error is not None and error.sqlstate == "08P01", describe(messages)
+    with connect(proxy) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert "Traceback" not in proxy.log_text()

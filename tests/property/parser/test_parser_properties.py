@@ -234,7 +234,8 @@ def _soup_words(text: str) -> list[str]:
 
 sql_words = st.sampled_from(_soup_words(_SOUP))
 sql_soup = st.lists(sql_words, max_size=25).map(" ".join)
-READ_START = re.compile(r"\s*(?:\(|SELECT|VALUES|TABLE|WITH|SHOW)\b", re.IGNORECASE)
+# A read starts like one, after any empty statements (";; SELECT 1" is a read).
+READ_START = re.compile(r"[\s;]*(?:\(|SELECT|VALUES|TABLE|WITH|SHOW)\b", re.IGNORECASE)
 
 
 def _check_never_raises(text: str) -> None:

@@ -50,10 +50,11 @@ def batch_open_after(encoded: list[bytes]) -> bool:
 
 
 def parse_name_may_be_cut(encoded: list[bytes], starts: list[int], cuts: list[int]) -> bool:
-    """The documented conservative case: a chunk ends right after a Parse's header, so the
-    scanner cannot see whether the statement name is empty."""
+    """The documented conservative cases: a chunk ends inside or right after a Parse's
+    header, so the scanner cannot see whether the statement name is empty before the
+    header's first bytes have gone out."""
     cut_set = set(cuts)
-    return any(e[0] == ord("P") and start + 5 in cut_set
+    return any(e[0] == ord("P") and any(start + k in cut_set for k in range(1, 6))
                for e, start in zip(encoded, starts, strict=False))
 
 

@@ -71,12 +71,14 @@ def test_parse_cut_after_its_header_counts_as_named() -> None:
     assert scanner.named_parse
 
 
-def test_parse_header_split_across_chunks_still_sees_the_name() -> None:
+def test_parse_header_split_across_chunks_counts_as_named() -> None:
+    # Its first bytes went out before its name could be seen: treated as named (the
+    # session then rewrites), never as unnamed when it might not be.
     scanner = FrontendScanner()
     scanner.feed(UNNAMED_PARSE[:3])
     assert not scanner.at_boundary
     scanner.feed(UNNAMED_PARSE[3:])
-    assert not scanner.named_parse
+    assert scanner.named_parse
     assert scanner.at_boundary
 
 
@@ -250,3 +252,10 @@ def test_set_and_show_queries_are_flagged_as_maybe_custom_commands(sql: str,
     scanner = FrontendScanner()
     scanner.feed(QUERY + fe.Query(sql).encode())
     assert scanner.command == (len(QUERY) if flagged else -1)
+
+
+def test_a_parse_header_cut_before_its_name_counts_as_named() -> None:
+    scanner = FrontendScanner()
+    chunk = fe.Parse("S1", "SELECT 1").encode()
+    scanner.feed(QUERY + chunk[:3])
+    assert scanner.named_parse  # the session switches to rewriting before any of it goes
