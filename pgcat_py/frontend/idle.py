@@ -33,6 +33,7 @@ from ..protocol.framing import (
 from ..protocol.frontend import Bind, decode_frontend
 from ..router import PRIMARY, Route, RouteError, read_only_transaction
 from .commands import custom_command, run_command
+from .linked import deallocate_reply
 from .states import State
 
 if TYPE_CHECKING:
@@ -120,8 +121,8 @@ def process_idle(session: ClientSession) -> None:
 
 _EXTENDED = frozenset(b"PBDEC")
 # SET / SHOW (pgcat's custom commands) by their first and third letters; SELECT has an L.
-_COMMAND_FIRST = frozenset(b"Ss")
-_COMMAND_THIRD = frozenset(b"TtOo")
+_COMMAND_FIRST = frozenset(b"SsDd")  # SET / SHOW, and DEALLOCATE
+_COMMAND_THIRD = frozenset(b"TtOoAa")
 
 
 def ready_for_query(session: ClientSession) -> bytes:
@@ -141,13 +142,19 @@ def _answer_locally(session: ClientSession, end: int) -> bool:
     """Custom commands and held transaction control; True when answered."""
     buf = session._rbuf
     command = custom_command(buf, 5, end)
+    held = session.held
+    status = b"I" if held is None else held.status
     if command is not None:
-        held = session.held
-        status = b"I" if held is None else held.status
         answer = run_command(command, session.overrides, session.router, status)
         session.consume(end)
         session.write(answer)
         return True
+    if session._rewriting and buf[5] in b"Dd":
+        reply = deallocate_reply(session, buf, 5, end, status)
+        if reply is not None:
+            session.consume(end)
+            session.write(reply)
+            return True
     if (not session.holds_begins or not _maybe_txn_control(buf, end)
             or _TXN_CONTROL.match(buf, 5, end) is None):
         return False

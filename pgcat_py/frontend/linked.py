@@ -7,6 +7,7 @@ Functions of the session, kept apart so session.py stays the plain relay.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from ..backend.prepared import SYNC_POINT
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
     from .session import ClientSession
 
 IDLE = ord("I")  # ReadyForQuery status outside a transaction block
+# SQL DEALLOCATE of one statement (psycopg with libpq < 17 sends it for protocol statements
+# past its cache size; Rails' statement pool does too).
+_DEALLOCATE = re.compile(
+    rb'\s*DEALLOCATE\s+(?:PREPARE\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)[\s;]*',
+    re.IGNORECASE)
 _STATEMENT_MESSAGES = frozenset(b"PBDC")  # they may name a statement: rewritten whole
 
 
@@ -89,6 +95,11 @@ def linked_command(session: ClientSession, server: ServerConnection, data: bytes
     if offset or server.pending > 0 or len(data) != 1 + int.from_bytes(data[1:5]):
         return False
     command = custom_command(data, 5, len(data))
+    if command is None and session._rewriting:
+        reply = deallocate_reply(session, data, 5, len(data), bytes([server.status]))
+        if reply is not None:
+            session.write(reply)
+            return True
     if command is None:  # a SET or SHOW: a SET outside a transaction block is kept
         if session.transaction_mode and server.status == IDLE:
             session._set_text = data
@@ -114,3 +125,20 @@ def _split_whole(buf: bytes) -> tuple[bytes, bytes]:
             break
         pos = end
     return buf[:pos], buf[pos:]
+
+
+def deallocate_reply(session: ClientSession, buf: bytes | bytearray, start: int, end: int,
+                     status: bytes) -> bytes | None:
+    """``DEALLOCATE name`` of a statement the client prepared with the protocol: the server
+    only knows it by its shared name, so the client's name is forgotten here and the
+    command answered as PostgreSQL would. None for anything else (DEALLOCATE ALL too)."""
+    match = _DEALLOCATE.fullmatch(buf, start, end - 1)  # the Query text, NUL excluded
+    if match is None:
+        return None
+    word = bytes(match.group(1))
+    if word.upper() == b"ALL":
+        return None
+    name = word[1:-1].replace(b'""', b'"') if word[:1] == b'"' else word.lower()
+    if session.prepared.named.pop(name + b"\0", None) is None:
+        return None
+    return be.CommandComplete("DEALLOCATE").encode() + be.ReadyForQuery(status.decode()).encode()

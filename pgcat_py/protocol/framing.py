@@ -81,10 +81,10 @@ for _t in b"PBDECH":
 _FRONTEND_KIND[TERMINATE] = _KIND_TERMINATE
 
 
-# SET, SHOW (pgcat's custom commands, and SETs to remember) and RESET, by their first and
-# third letters: SELECT, ROLLBACK and RELEASE have an L there.
-_COMMAND_FIRST = frozenset(b"SsRr")
-_COMMAND_THIRD = frozenset(b"TtOoSs")
+# SET, SHOW (pgcat's custom commands, and SETs to remember), RESET and DEALLOCATE, by their
+# first and third letters: SELECT, ROLLBACK, RELEASE and DELETE have an L there.
+_COMMAND_FIRST = frozenset(b"SsRrDd")
+_COMMAND_THIRD = frozenset(b"TtOoSsAa")
 
 
 def check_frontend_header(msg_type: int, length: int) -> None:

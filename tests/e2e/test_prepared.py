@@ -152,3 +152,24 @@ def test_bind_of_an_unknown_statement_is_postgres_26000_and_the_session_goes_on(
         error = error_of(client.read_until(b"Z"))
         assert error is not None and error.sqlstate == "26000"
         assert rows_of(client.query("SELECT 'still here'")) == [("still here",)]
+
+
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_sql_deallocate_of_a_protocol_statement(proxy: ProxyProcess,
+                                               in_transaction: bool) -> None:
+    """psycopg with libpq < 17 deallocates protocol statements with SQL DEALLOCATE."""
+    with RawClient.connect(proxy.host, proxy.port) as client:
+        client.login("app", "app", "app")
+        client.send(fe.Parse("_pg3_0", "SELECT 1").encode() + fe.Sync().encode())
+        assert error_of(client.read_until(b"Z")) is None
+        if in_transaction:
+            assert error_of(client.query("BEGIN; SELECT 1")) is None
+        messages = client.query('DEALLOCATE "_pg3_0"')
+        assert error_of(messages) is None, describe(messages)
+        assert messages[-1] == (ord("Z"), b"T" if in_transaction else b"I")
+        if in_transaction:
+            client.query("COMMIT")
+        client.send(fe.Bind("", "_pg3_0", (), ()).encode() + fe.Execute("").encode()
+                    + fe.Sync().encode())
+        error = error_of(client.read_until(b"Z"))
+        assert error is not None and error.sqlstate == "26000"

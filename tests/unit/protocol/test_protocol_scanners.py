@@ -244,7 +244,8 @@ def test_advisory_lock_in_copy_data_is_not_sql() -> None:
 
 @pytest.mark.parametrize(("sql", "flagged"), [
     ("SET SHARD TO '1'", True), ("show shard", True), ("set statement_timeout = 1", True),
-    ("RESET work_mem", True), ("SELECT 1", False), ("select 1", False), ("SHARE", False),
+    ("RESET work_mem", True), ("DEALLOCATE s1", True), ("SELECT 1", False),
+    ("select 1", False), ("DELETE FROM t", False),
     ("ROLLBACK", False), ("RELEASE s", False),
 ])
 def test_set_and_show_queries_are_flagged_as_maybe_custom_commands(sql: str,
