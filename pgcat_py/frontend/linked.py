@@ -43,13 +43,17 @@ def relay_rewritten(session: ClientSession, server: ServerConnection, data: byte
     chunk = data if term < 0 else data[:term]
     raw = min(session._raw_rest, len(chunk))
     session._raw_rest -= raw
-    buf = session._fbuf + chunk[raw:] if session._fbuf else chunk[raw:]
+    pending = session._fbuf
+    if pending and term < 0 and len(pending) + len(chunk) < _needed(pending):
+        pending += chunk  # the rest of a big statement message: collect, re-cut once whole
+        return
+    buf = bytes(pending) + chunk[raw:] if pending else chunk[raw:]
     whole, tail = _split_whole(buf)
-    session._fbuf = b""
+    session._fbuf = bytearray()
     streamed = b""
     if tail:
         if tail[0] in _STATEMENT_MESSAGES or len(tail) < 5:
-            session._fbuf = tail  # a name to rewrite may be in it: wait for the rest
+            session._fbuf = bytearray(tail)  # a name to rewrite may be in it: wait for it
         else:
             streamed, session._raw_rest = tail, 1 + int.from_bytes(tail[1:5]) - len(tail)
     cluster = session.cluster
@@ -114,6 +118,12 @@ def linked_command(session: ClientSession, server: ServerConnection, data: bytes
     else:
         session.write(run_command(command, session.overrides, session.router, status))
     return True
+
+
+def _needed(pending: bytearray) -> int:
+    """How many bytes the incomplete message at the start of ``pending`` has in all (0
+    while its header is not whole)."""
+    return 1 + int.from_bytes(pending[1:5]) if len(pending) >= 5 else 0
 
 
 def _split_whole(buf: bytes) -> tuple[bytes, bytes]:

@@ -106,7 +106,7 @@ class ClientSession(MessageConnection):
         self.prepared = ClientStatements()
         self._rewriting = False
         self._unnamed_ready = False
-        self._fbuf = b""
+        self._fbuf = bytearray()
         self._raw_rest = 0
         self._set_text: bytes | None = None  # a SET awaiting the server's confirmation
         self._read_route = False  # this transaction's server was chosen for a read

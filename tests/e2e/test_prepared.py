@@ -173,3 +173,13 @@ def test_sql_deallocate_of_a_protocol_statement(proxy: ProxyProcess,
                     + fe.Sync().encode())
         error = error_of(client.read_until(b"Z"))
         assert error is not None and error.sqlstate == "26000"
+
+
+def test_a_large_bind_of_a_prepared_statement_arrives_whole(proxy: ProxyProcess) -> None:
+    """An 8 MB parameter: the Bind is collected across many reads before it is renamed."""
+    payload = bytes(range(256)) * (8 * 4096)
+    with psycopg.connect(dsn(proxy), autocommit=True, prepare_threshold=0) as conn:
+        for _ in range(2):
+            row = conn.execute("SELECT length(%s::bytea), md5(%s::bytea)",
+                               [payload, payload]).fetchone()
+            assert row is not None and row[0] == len(payload)
