@@ -82,10 +82,18 @@ def remember_unnamed(session: ClientSession, data: bytes) -> None:
         end = offset + 1 + int.from_bytes(data[offset + 1:offset + 5])
         session.prepared.unnamed_parse = data[offset:end]
 
+def remember_set_parse(session: ClientSession, server: ServerConnection, data: bytes) -> None:
+    """A Parse of the unnamed statement that may be a SET went by (the extended protocol's
+    SET, as pgjdbc sends it): its text waits for the server's confirmation, like a Query's."""
+    offset, session.scanner.set_parse = session.scanner.set_parse, -1
+    if session.transaction_mode and server.status == IDLE:
+        session._set_text = data[offset + 6:data.index(0, offset + 6)]
+
+
 def remember_setting(session: ClientSession, query: bytes) -> None:
     """The server confirmed this SET / RESET outside a transaction block: keep it with
     the client, for whichever server it gets next (frontend/settings.py)."""
-    change = setting_change(query[5:-1].decode(errors="replace"))
+    change = setting_change(query.decode(errors="replace"))
     if change is not None:
         apply_change(session.params, session.startup_params, change)
         session.params_changed()
@@ -106,7 +114,7 @@ def linked_command(session: ClientSession, server: ServerConnection, data: bytes
             return True
     if command is None:  # a SET or SHOW: a SET outside a transaction block is kept
         if session.transaction_mode and server.status == IDLE:
-            session._set_text = data
+            session._set_text = data[5:-1]
         return False
     status = bytes([server.status])
     if command.kind.value.startswith("SET"):

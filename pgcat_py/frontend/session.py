@@ -40,7 +40,13 @@ from ..protocol.framing import (
 )
 from ..router import PRIMARY, Overrides, Route, Router
 from .idle import MAX_IDLE_BUFFER, HeldTransaction, process_idle, ready_for_query
-from .linked import linked_command, relay_rewritten, remember_setting, remember_unnamed
+from .linked import (
+    linked_command,
+    relay_rewritten,
+    remember_set_parse,
+    remember_setting,
+    remember_unnamed,
+)
 from .pins import updated_pins
 from .statements import ClientStatements
 from .states import State
@@ -108,7 +114,7 @@ class ClientSession(MessageConnection):
         self._unnamed_ready = False
         self._fbuf = bytearray()
         self._raw_rest = 0
-        self._set_text: bytes | None = None  # a SET awaiting the server's confirmation
+        self._set_text: bytes | None = None  # SET text awaiting the server's confirmation
         self._read_route = False  # this transaction's server was chosen for a read
         self._last_sql = b""
 
@@ -139,6 +145,8 @@ class ClientSession(MessageConnection):
                 return
             if scanner.command >= 0 and linked_command(self, server, data):
                 return
+            if scanner.set_parse >= 0:
+                remember_set_parse(self, server, data)
             if self._rewriting or (scanner.named_parse and self.transaction_mode):
                 relay_rewritten(self, server, data, syncs, term)
                 return

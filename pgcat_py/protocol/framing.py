@@ -84,6 +84,8 @@ _FRONTEND_KIND[TERMINATE] = _KIND_TERMINATE
 # SET, SHOW (pgcat's custom commands, and SETs to remember), RESET and DEALLOCATE, by their
 # first and third letters: SELECT, ROLLBACK, RELEASE and DELETE have an L there.
 _COMMAND_FIRST = frozenset(b"SsRrDd")
+_SET_FIRST = frozenset(b"SsRr")  # SET, RESET: the first and third letters
+_SET_THIRD = frozenset(b"TtSs")
 _COMMAND_THIRD = frozenset(b"TtOoSsAa")
 
 
@@ -141,7 +143,7 @@ class FrontendScanner:
     """
 
     __slots__ = ("_head", "_skip", "command", "entry_head", "entry_skip", "in_batch",
-                 "named_parse", "session_lock", "unnamed_parse")
+                 "named_parse", "session_lock", "set_parse", "unnamed_parse")
 
     def __init__(self) -> None:
         self._skip = 0          # payload bytes of the current message still to come
@@ -161,6 +163,9 @@ class FrontendScanner:
         # followed in that chunk (pgx's describe_exec: the Bind comes in the next
         # transaction, maybe on another server), or -1. Cleared by the owner.
         self.unnamed_parse = -1
+        # Offset in the last chunk of a whole Parse of the unnamed statement whose text may
+        # be a SET or RESET (pgjdbc sends them so), or -1. Cleared by the owner.
+        self.set_parse = -1
         # Where the last chunk stood at its start: bytes of a header carried over, and
         # bytes of a message body still to come (see first_message_offset).
         self.entry_head = b""
@@ -202,6 +207,9 @@ class FrontendScanner:
                         self.named_parse = True
                     elif pos >= base and pos + 1 + length <= n:
                         self.unnamed_parse = pos - base
+                        if (pos + 9 <= n and data[pos + 6] in _SET_FIRST
+                                and data[pos + 8] in _SET_THIRD):
+                            self.set_parse = pos - base  # SET / RESET by Parse
                 elif msg_type == BIND:
                     self.unnamed_parse = -1
             elif kind == _KIND_TERMINATE:

@@ -12,7 +12,9 @@ import psycopg
 import pytest
 
 from pgcat_py.localpg import Topology, free_port
+from pgcat_py.protocol import frontend as fe
 from tests.harness.proxy import ProxyProcess, proxy_config
+from tests.harness.rawclient import RawClient, error_of, rows_of
 
 from .conftest import ProxyRunner, dsn
 
@@ -139,3 +141,16 @@ def test_a_pin_is_released_when_the_client_undoes_it(proxy: ProxyProcess, pin: s
         client.execute(release)
         client.execute("SELECT 1")  # the transaction after the release gives the server back
         assert both_servers_free(proxy)
+
+
+def test_a_set_sent_with_the_extended_protocol_follows_its_client(proxy: ProxyProcess) -> None:
+    """pgjdbc sends SET as Parse / Bind / Execute / Sync."""
+    with RawClient.connect(proxy.host, proxy.port) as client, connect(proxy) as other:
+        client.login("app", "app", "app")
+        client.send(fe.Parse("", "SET work_mem = '2222kB'").encode()
+                    + fe.Bind("", "", (), ()).encode() + fe.Execute("").encode()
+                    + fe.Sync().encode())
+        assert error_of(client.read_until(b"Z")) is None
+        for _ in range(3):
+            assert show(other, "work_mem") == "4MB"
+            assert rows_of(client.query("SHOW work_mem")) == [("2222kB",)]

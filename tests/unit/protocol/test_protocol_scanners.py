@@ -260,3 +260,12 @@ def test_a_parse_header_cut_before_its_name_counts_as_named() -> None:
     chunk = fe.Parse("S1", "SELECT 1").encode()
     scanner.feed(QUERY + chunk[:3])
     assert scanner.named_parse  # the session switches to rewriting before any of it goes
+
+
+@pytest.mark.parametrize(("sql", "flagged"), [
+    ("SET work_mem = 1", True), ("reset all", True), ("SELECT 1", False), ("SHOW x", False),
+])
+def test_an_unnamed_parse_of_a_set_is_flagged(sql: str, flagged: bool) -> None:
+    scanner = FrontendScanner()
+    scanner.feed(QUERY + fe.Parse("", sql).encode() + BIND)
+    assert scanner.set_parse == (len(QUERY) if flagged else -1)
