@@ -220,3 +220,13 @@ def test_query_sent_with_terminate_gets_its_answer(
     assert messages[-1] == (ord("Z"), b"I")
     with connect(proxy) as conn:  # its server came back
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_pinned_server_is_reset_even_with_cleanup_off(
+        pg_topology: Topology, proxy_runner: ProxyRunner) -> None:
+    proxy = start(proxy_runner, pg_topology, pool_size=1, cleanup_server_connections=False)
+    with connect(proxy) as holder:
+        holder.execute("SELECT pg_advisory_lock(4244)")
+    assert wait_for(lambda: advisory_locks(pg_topology, 4244) == 0)
+    with connect(proxy) as later:
+        assert later.execute("SELECT pg_try_advisory_lock(4244)").fetchone() == (True,)

@@ -458,3 +458,14 @@ def test_malformed_describe_in_a_rewritten_session_is_08p01_not_a_crash(
     with connect(proxy) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert "Traceback" not in proxy.log_text()
+
+
+def test_commit_and_chain_after_a_held_begin_keeps_a_transaction_open(
+        topology: Topology, proxy_runner: ProxyRunner) -> None:
+    proxy = start(proxy_runner, topology, **ROUTED)
+    with raw_login(proxy) as client:
+        assert client.query("BEGIN")[-1] == (ord("Z"), b"T")
+        chained = client.query("COMMIT AND CHAIN")
+        assert error_of(chained) is None and chained[-1] == (ord("Z"), b"T"), describe(chained)
+        assert client.query("SELECT 1")[-1] == (ord("Z"), b"T")
+        assert client.query("COMMIT")[-1] == (ord("Z"), b"I")
