@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import itertools
 import struct
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
+
+from ..protocol.framing import ERROR_RESPONSE, READY_FOR_QUERY, unpack_header
 
 MAX_REGISTERED = 100_000  # distinct statements a pool names before it starts over
 DEFAULT_CACHE_SIZE = 500  # statements per server connection when the pool says 0
@@ -21,6 +23,8 @@ KEEP_PARSE, DROP_PARSE, KEEP_CLOSE, DROP_CLOSE, SYNC_POINT = range(5)
 
 Expectation = tuple[int, bytes]  # (KEEP_PARSE ..., the server statement name or b"")
 _LENGTH = struct.Struct("!I")
+PARSE_COMPLETE = ord("1")
+CLOSE_COMPLETE = ord("3")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,5 +64,75 @@ class ServerStatements:
         self.capacity = capacity or DEFAULT_CACHE_SIZE
         self.names: OrderedDict[bytes, None] = OrderedDict()
 
+    def set_capacity(self, capacity: int) -> None:
+        """prepared_statements_cache_size; 0 means our default."""
+        self.capacity = capacity or DEFAULT_CACHE_SIZE
+
     def clear(self) -> None:
         self.names.clear()
+
+
+class ExpectedReplies:
+    """The replies a server connection owes for the Parse and Close messages sent to it,
+    in order, with SYNC_POINTs for the ReadyForQuery messages between them: which to pass
+    on, which to drop (the client never asked for them). Empty in the steady state."""
+
+    __slots__ = ("_queue", "_statements")
+
+    def __init__(self, statements: ServerStatements) -> None:
+        self._queue: deque[Expectation] = deque()
+        self._statements = statements
+
+    def __bool__(self) -> bool:
+        return bool(self._queue)
+
+    def add(self, notes: list[Expectation], pending: int) -> None:
+        """``notes`` for messages about to be sent; ``pending`` ReadyForQuery messages are
+        still owed for earlier ones, and come first."""
+        if not notes:
+            return
+        if not self._queue and pending > 0:
+            self._queue.extend([(SYNC_POINT, b"")] * pending)
+        self._queue.extend(notes)
+
+    def filter(self, data: bytes, pos: int, end: int) -> bytes:
+        """Whole messages ``data[pos:end]`` without the replies noted to be dropped."""
+        queue = self._queue
+        kept: list[bytes] = []
+        keep_from = pos
+        while pos < end and queue:
+            msg_type, length = unpack_header(data, pos)
+            after = pos + 1 + length
+            if msg_type in (PARSE_COMPLETE, CLOSE_COMPLETE):
+                kind = queue[0][0]
+                if kind == (KEEP_PARSE if msg_type == PARSE_COMPLETE else KEEP_CLOSE):
+                    queue.popleft()
+                elif kind == (DROP_PARSE if msg_type == PARSE_COMPLETE else DROP_CLOSE):
+                    queue.popleft()
+                    kept.append(data[keep_from:pos])
+                    keep_from = after
+            elif msg_type == ERROR_RESPONSE:
+                self._void(stop_at_sync=True)  # the server skips the rest of the batch
+            elif msg_type == READY_FOR_QUERY:
+                self._void(stop_at_sync=False)
+            pos = after
+        kept.append(data[keep_from:end])
+        return b"".join(kept)
+
+    def _void(self, stop_at_sync: bool) -> None:
+        """Forget the replies the server will not send: those up to the next sync point
+        (after an ErrorResponse), or through it (at ReadyForQuery). A Parse that never ran
+        prepared nothing; a Close that never ran closed nothing."""
+        queue, names = self._queue, self._statements.names
+        while queue:
+            kind, name = queue[0]
+            if kind == SYNC_POINT:
+                if not stop_at_sync:
+                    queue.popleft()
+                return
+            queue.popleft()
+            if name and kind in (KEEP_PARSE, DROP_PARSE):
+                names.pop(name, None)
+            elif name and kind == DROP_CLOSE:
+                names[name] = None
+                names.move_to_end(name, last=False)  # still there: first to go next time

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,27 +32,16 @@ from ..protocol.framing import (
     TAG_PREPARE,
     TAG_SET,
     BackendScanner,
-    unpack_header,
 )
 from ..protocol.frontend import PasswordMessage, Query
 from ..protocol.startup import StartupMessage
 from . import params as P
-from .prepared import (
-    DROP_CLOSE,
-    DROP_PARSE,
-    KEEP_CLOSE,
-    KEEP_PARSE,
-    SYNC_POINT,
-    Expectation,
-    ServerStatements,
-)
+from .prepared import Expectation, ExpectedReplies, ServerStatements
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 IDLE = ord("I")
-PARSE_COMPLETE = ord("1")
-CLOSE_COMPLETE = ord("3")
 DEFAULT_SOCKET_OPTIONS = SocketOptions()
 # The relay holds back the start of an incomplete server message up to this size, so a
 # server that dies mid-message never leaves its client with part of one; a bigger message
@@ -120,7 +108,7 @@ class ServerConnection(MessageConnection):
         # replies to expect for the Parse / Close messages sent since it had none pending
         # (see frontend/statements.py): while any is pending, replies take the slow path.
         self.statements = ServerStatements(0)
-        self.expected: deque[Expectation] = deque()
+        self.expected = ExpectedReplies(self.statements)
 
     # --- lifecycle ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -205,13 +193,8 @@ class ServerConnection(MessageConnection):
 
     # --- the slow path: replies the client never asked for are dropped -------------------
     def expect(self, notes: list[Expectation]) -> None:
-        """Replies to the Parse / Close messages about to be sent, in order (and a
-        SYNC_POINT per ReadyForQuery). Ones already owed for earlier messages come first."""
-        if not notes:
-            return
-        if not self.expected and self.pending > 0:
-            self.expected.extend([(SYNC_POINT, b"")] * self.pending)
-        self.expected.extend(notes)
+        """Replies to the Parse / Close messages about to be sent (see ExpectedReplies)."""
+        self.expected.add(notes, self.pending)
 
     def _relay_filtered(self, client: RelayClient, data: bytes) -> int:
         """The relay while replies are expected: whole messages only, filtered. Returns
@@ -232,7 +215,7 @@ class ServerConnection(MessageConnection):
             client.transport.write(data[:start])
         end = max(start, len(data) - scanner.partial)
         if end > start:
-            client.transport.write(self._filter(data, start, end))
+            client.transport.write(self.expected.filter(data, start, end))
             self.streamed_partial = False
         if end < len(data):
             if scanner.partial > HOLD_LIMIT:
@@ -253,48 +236,6 @@ class ServerConnection(MessageConnection):
             start = len(data) - partial
             self._stream_rest = 1 + int.from_bytes(data[start + 1:start + 5]) - partial
         self.streamed_partial = True
-
-    def _filter(self, data: bytes, pos: int, end: int) -> bytes:
-        """Whole messages ``data[pos:end]`` without the replies noted to be dropped."""
-        expected = self.expected
-        kept: list[bytes] = []
-        keep_from = pos
-        while pos < end and expected:
-            msg_type, length = unpack_header(data, pos)
-            after = pos + 1 + length
-            if msg_type in (PARSE_COMPLETE, CLOSE_COMPLETE):
-                kind = expected[0][0]
-                if kind == (KEEP_PARSE if msg_type == PARSE_COMPLETE else KEEP_CLOSE):
-                    expected.popleft()
-                elif kind == (DROP_PARSE if msg_type == PARSE_COMPLETE else DROP_CLOSE):
-                    expected.popleft()
-                    kept.append(data[keep_from:pos])
-                    keep_from = after
-            elif msg_type == ERROR_RESPONSE:
-                self._void(stop_at_sync=True)  # the server skips the rest of the batch
-            elif msg_type == READY_FOR_QUERY:
-                self._void(stop_at_sync=False)
-            pos = after
-        kept.append(data[keep_from:end])
-        return b"".join(kept)
-
-    def _void(self, stop_at_sync: bool) -> None:
-        """Forget the expected replies the server will not send: those up to the next
-        sync point (after an ErrorResponse), or through it (at ReadyForQuery). A Parse
-        that never ran did not prepare anything; a Close that never ran closed nothing."""
-        expected, names = self.expected, self.statements.names
-        while expected:
-            kind, name = expected[0]
-            if kind == SYNC_POINT:
-                if not stop_at_sync:
-                    expected.popleft()
-                return
-            expected.popleft()
-            if name and kind in (KEEP_PARSE, DROP_PARSE):
-                names.pop(name, None)
-            elif name and kind == DROP_CLOSE:
-                names[name] = None
-                names.move_to_end(name, last=False)  # still there: first to go next time
 
     def _note_others(self, client: RelayClient | None) -> None:
         """ParameterStatus and ErrorResponse seen on the relay (rare, so decoded)."""
@@ -418,42 +359,40 @@ class ServerConnection(MessageConnection):
 
     async def simple_query(self, sql: str) -> list[be.NoticeOrError]:
         """Run the proxy's own SQL; returns the ErrorResponses (usually none)."""
+        errors, _ = await self._run(sql)
+        return errors
+
+    async def query_value(self, sql: str) -> str | None:
+        """The first column of the first row of the proxy's own ``sql`` (text format)."""
+        errors, value = await self._run(sql)
+        if errors:
+            raise ServerError(f"server {self.target.name}: {errors[0].text}",
+                              sqlstate=errors[0].sqlstate or None)
+        return value
+
+    async def _run(self, sql: str) -> tuple[list[be.NoticeOrError], str | None]:
+        """Send a simple Query and read to its ReadyForQuery: the ErrorResponses, and the
+        first column of the first row."""
         self.write(Query(sql).encode())
         errors: list[be.NoticeOrError] = []
+        value: str | None = None
+        first_row = True
         while True:
             msg_type, payload = await self.read_message()
             if msg_type == READY_FOR_QUERY:
                 self._scanner.status = payload[0]
-                return errors
+                return errors, value
             if msg_type == ERROR_RESPONSE:
                 err = be.decode_backend(msg_type, payload)
                 assert isinstance(err, be.NoticeOrError)
                 errors.append(err)
             elif msg_type == PARAMETER_STATUS:
                 self._note_parameter(payload, None)
-
-    async def query_value(self, sql: str) -> str | None:
-        """The first column of the first row of the proxy's own ``sql`` (text format)."""
-        self.write(Query(sql).encode())
-        value: str | None = None
-        error: be.NoticeOrError | None = None
-        while True:
-            msg_type, payload = await self.read_message()
-            if msg_type == READY_FOR_QUERY:
-                self._scanner.status = payload[0]
-                break
-            if msg_type == DATA_ROW and value is None:
+            elif msg_type == DATA_ROW and first_row:
+                first_row = False
                 row = be.decode_backend(msg_type, payload)
                 assert isinstance(row, be.DataRow)
                 value = row.values[0].decode() if row.values and row.values[0] else None
-            elif msg_type == ERROR_RESPONSE:
-                err = be.decode_backend(msg_type, payload)
-                assert isinstance(err, be.NoticeOrError)
-                error = err
-        if error is not None:
-            raise ServerError(f"server {self.target.name}: {error.text}",
-                              sqlstate=error.sqlstate or None)
-        return value
 
     async def sync_parameters(self, wanted: dict[str, str]) -> list[be.NoticeOrError]:
         """Bring the session's settings in line with a client's; returns server errors."""

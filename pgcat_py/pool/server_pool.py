@@ -28,7 +28,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..backend.prepared import ServerStatements
 from ..backend.server import ServerConnection, ServerTarget, open_server
 from ..protocol.errors import PoolTimeout, ProxyError, ServerError
 
@@ -417,7 +416,7 @@ class ServerPool:
     def _adopt(self, server: ServerConnection) -> None:
         """A new connection of this pool's."""
         server.on_lost = self._on_lost
-        server.statements = ServerStatements(self.settings.prepared_statements_cache_size)
+        server.statements.set_capacity(self.settings.prepared_statements_cache_size)
 
     def close(self) -> None:
         """Close idle connections now; busy ones are closed when checked in."""
