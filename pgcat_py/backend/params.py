@@ -16,6 +16,11 @@ NOT_SETTINGS = frozenset({"user", "database", "options", "replication"})
 # Reported parameters (GUC_REPORT) a client may change and expects to keep, per pgcat's
 # tracked set plus IntervalStyle. Others (server_version, is_superuser, in_hot_standby,
 # session_authorization, ...) describe the server, not the client.
+# Reported parameters no session can SET or RESET: a change (in_hot_standby turns off when
+# the server is promoted) is the server's own, never something to undo at a sync.
+READ_ONLY_REPORTED = frozenset({"in_hot_standby", "server_version", "server_encoding",
+                                "integer_datetimes", "is_superuser"})
+
 TRACKED = frozenset({"application_name", "client_encoding", "datestyle", "timezone",
                      "intervalstyle", "standard_conforming_strings"})
 

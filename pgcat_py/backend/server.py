@@ -254,7 +254,9 @@ class ServerConnection(MessageConnection):
         key = msg.name.lower()
         self.synced_key = None
         self.reported[key] = (msg.name, msg.value)
-        if self.defaults.get(key) == msg.value:
+        if key in P.READ_ONLY_REPORTED:
+            self.defaults[key] = msg.value  # the server's own change: nothing to sync
+        elif self.defaults.get(key) == msg.value:
             self.applied.pop(key, None)
         else:
             self.applied[key] = msg.value

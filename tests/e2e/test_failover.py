@@ -159,16 +159,17 @@ def test_promoted_replica_is_followed_as_the_primary(
     subprocess.run(as_server_user(promote), check=True, capture_output=True)
     kill(topo, old)
     deadline = time.monotonic() + 20
-    written = False
+    written, last_error = False, ""
     while not written:
-        assert time.monotonic() < deadline, proxy.log_tail()
+        assert time.monotonic() < deadline, f"{last_error}\n{proxy.log_tail()}"
         try:
             with connect(proxy) as conn:
                 row = conn.execute("INSERT INTO promoted VALUES (1) "
                                    "RETURNING inet_server_port()").fetchone()
                 assert row == (new.port,)
                 written = True
-        except psycopg.Error:
+        except psycopg.Error as exc:
+            last_error = str(exc)
             time.sleep(0.2)
     with connect(proxy) as conn:  # reads are served too (by the new primary, the only one up)
         assert conn.execute("SELECT count(*) FROM promoted").fetchone() == (2,)
