@@ -40,7 +40,12 @@ class StatementRegistry:
 
     def __init__(self) -> None:
         self._names: dict[bytes, Statement] = {}  # query + types -> statement
+        self._by_name: dict[bytes, Statement] = {}  # server name -> statement
         self._numbers = itertools.count(1)
+
+    def named(self, name: bytes) -> Statement | None:
+        """The statement a server knows as ``name`` (NUL included)."""
+        return self._by_name.get(name)
 
     def statement(self, body: bytes) -> Statement:
         """The statement of a Parse whose payload after the name is ``body``."""
@@ -48,10 +53,12 @@ class StatementRegistry:
         if found is None:
             if len(self._names) >= MAX_REGISTERED:
                 self._names.clear()  # bounded memory; clients keep the ones they hold
+                self._by_name.clear()
             name = f"pgcatpy_{next(self._numbers)}\0".encode()
             payload = name + body
             found = Statement(name, b"P" + _LENGTH.pack(len(payload) + 4) + payload)
             self._names[body] = found
+            self._by_name[name] = found
         return found
 
 
@@ -94,6 +101,10 @@ class ExpectedReplies:
         if not self._queue and pending > 0:
             self._queue.extend([(SYNC_POINT, b"")] * pending)
         self._queue.extend(notes)
+
+    def push_front(self, notes: list[Expectation]) -> None:
+        """Replies owed before all those noted so far (a batch sent again, first)."""
+        self._queue.extendleft(reversed(notes))
 
     def filter(self, data: bytes, pos: int, end: int) -> bytes:
         """Whole messages ``data[pos:end]`` without the replies noted to be dropped."""

@@ -10,6 +10,7 @@ responses, so it knows when the transaction is over and whether the session got 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -36,11 +37,13 @@ from ..protocol.framing import (
 from ..protocol.frontend import PasswordMessage, Query
 from ..protocol.startup import StartupMessage
 from . import params as P
-from .prepared import Expectation, ExpectedReplies, ServerStatements
+from .prepared import Expectation, ExpectedReplies, ServerStatements, StatementRegistry
+from .stale_plan import is_stale_plan_reply, prepared_again
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+log = logging.getLogger(__name__)
 IDLE = ord("I")
 DEFAULT_SOCKET_OPTIONS = SocketOptions()
 # The relay holds back the start of an incomplete server message up to this size, so a
@@ -109,6 +112,9 @@ class ServerConnection(MessageConnection):
         # (see frontend/statements.py): while any is pending, replies take the slow path.
         self.statements = ServerStatements(0)
         self.expected = ExpectedReplies(self.statements)
+        # The batch just sent, when it may be sent again after a stale plan error
+        # (backend/stale_plan.py), with the registry of the statement it binds.
+        self.retry: tuple[bytes, StatementRegistry] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -151,6 +157,8 @@ class ServerConnection(MessageConnection):
         if client is None:
             super().data_received(data)
             return
+        if self.retry is not None and self._sent_again(data):
+            return
         scanner = self._scanner
         if self.expected:
             ready = self._relay_filtered(client, data)
@@ -190,6 +198,22 @@ class ServerConnection(MessageConnection):
             self.streamed_partial = False
             client.transport.write(data[:cut])
         self._held = data[cut:]
+
+    def _sent_again(self, data: bytes) -> bool:
+        """The first reply to a batch that may be retried: on a stale plan error, prepare
+        the statement again and resend the batch; the error is never relayed."""
+        batch, registry = self.retry  # type: ignore[misc]
+        self.retry = None
+        if self._held or self.pending != 1 or not is_stale_plan_reply(data):
+            return False
+        again = prepared_again(batch, registry)
+        if again is None:
+            return False
+        log.info("server %s: prepared a statement again after a change of its result type",
+                 self.target.name)
+        self.expected.push_front(again[1])
+        self.transport.write(again[0])
+        return True
 
     # --- the slow path: replies the client never asked for are dropped -------------------
     def expect(self, notes: list[Expectation]) -> None:
@@ -290,6 +314,7 @@ class ServerConnection(MessageConnection):
 
     def detach(self) -> None:
         self.client = None
+        self.retry = None
         self.last_used = time.monotonic()
 
     @property

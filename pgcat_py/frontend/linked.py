@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING
 
 from ..backend.prepared import SYNC_POINT
+from ..backend.stale_plan import retryable
 from ..protocol import backend as be
 from ..protocol.errors import ACTIVE_SQL_TRANSACTION, ProtocolViolation, ProxyError
 from .commands import custom_command, run_command
@@ -70,6 +71,9 @@ def relay_rewritten(session: ClientSession, server: ServerConnection, data: byte
     # prepared statements (the steady state) leaves the server's replies on the fast path.
     if server.expected or any(kind != SYNC_POINT for kind, _ in notes):
         server.expect(notes)
+    if (syncs == 1 and server.pending == 0 and not raw and not streamed and term < 0
+            and not session._fbuf and retryable(out)):
+        server.retry = (out, cluster.statements)
     server.forward(chunk[:raw] + out + streamed, syncs)
     if term >= 0:
         session.after_terminate(server)

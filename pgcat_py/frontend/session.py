@@ -32,6 +32,7 @@ from ..protocol.framing import (
     PQ_LARGE_MESSAGE_LIMIT,
     QUERY,
     SYNC,
+    TAG_DEALLOCATED,
     TAG_DISCARD,
     TAG_PREPARE,
     TAG_SET,
@@ -421,6 +422,8 @@ class ClientSession(MessageConnection):
         pins = updated_pins(self.pins, tags, scanner.session_lock, self._last_sql)
         scanner.session_lock = False
         server.take_session_tags()
+        if tags & TAG_DEALLOCATED:  # the client's DEALLOCATE ALL / DISCARD ALL
+            self.prepared.named.clear()
         if pins and not self.pins:
             log.debug("client %s pinned to server %s", self.process_id, server.target.name)
         self.pins = pins

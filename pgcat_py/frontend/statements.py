@@ -102,6 +102,9 @@ def _parse(data: bytes, pos: int, end: int, client: ClientStatements,
         out.append(client.unnamed_parse)
         notes.append((KEEP_PARSE, b""))
         return True
+    if name in client.named:  # PostgreSQL's 42P05, from the server itself
+        _duplicate_parse(name, server, out, notes)
+        return False
     statement = registry.statement(data[name_end:end])
     client.named[name] = statement
     # Parse as the client asked, after a Close: the name may be prepared here already (by
@@ -112,6 +115,21 @@ def _parse(data: bytes, pos: int, end: int, client: ClientStatements,
     notes.append((KEEP_PARSE, statement.name))
     _remember(server, statement.name, out, notes)
     return False
+
+
+def _duplicate_parse(name: bytes, server: ServerStatements, out: list[bytes],
+                     notes: list[Expectation]) -> None:
+    """A Parse reusing a live client name: the server prepares a statement under that very
+    name twice, so that it answers the second with its own 42P05 "prepared statement ...
+    already exists" and skips to Sync exactly as it would have. The name stays prepared on
+    that server connection (a Close now would be skipped too), noted there like the pool's own
+    statements, so that it is closed when it ages out."""
+    parse = _message(b"P", name + b"SELECT 1\0\0\0")
+    out.append(parse)
+    notes.append((DROP_PARSE, b""))
+    out.append(parse)
+    notes.append((KEEP_PARSE, b""))
+    _remember(server, name, out, notes)
 
 
 def _bind(data: bytes, pos: int, end: int, client: ClientStatements,
@@ -183,9 +201,13 @@ def _remember(server: ServerStatements, name: bytes, out: list[bytes],
         notes.append((DROP_CLOSE, evicted))
 
 
+def _message(msg_type: bytes, body: bytes) -> bytes:
+    return msg_type + _LENGTH.pack(4 + len(body)) + body
+
+
 def _close(name: bytes) -> bytes:
-    return b"C" + _LENGTH.pack(4 + 1 + len(name)) + b"S" + name
+    return _message(b"C", b"S" + name)
 
 
 def _describe(name: bytes) -> bytes:
-    return b"D" + _LENGTH.pack(4 + 1 + len(name)) + b"S" + name
+    return _message(b"D", b"S" + name)

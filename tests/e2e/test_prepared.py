@@ -183,3 +183,71 @@ def test_a_large_bind_of_a_prepared_statement_arrives_whole(proxy: ProxyProcess)
             row = conn.execute("SELECT length(%s::bytea), md5(%s::bytea)",
                                [payload, payload]).fetchone()
             assert row is not None and row[0] == len(payload)
+
+
+def test_parse_reusing_a_live_name_is_postgres_42p05_and_the_statement_stays(
+        proxy: ProxyProcess) -> None:
+    with RawClient.connect(proxy.host, proxy.port) as client:
+        client.login("app", "app", "app")
+        client.send(fe.Parse("mine", "SELECT 1").encode() + fe.Sync().encode())
+        assert error_of(client.read_until(b"Z")) is None
+        client.send(fe.Parse("mine", "SELECT 2").encode() + fe.Bind("", "mine", (), ()).encode()
+                    + fe.Execute("").encode() + fe.Sync().encode())
+        messages = client.read_until(b"Z")
+        error = error_of(messages)
+        assert error is not None and error.sqlstate == "42P05", describe(messages)
+        assert error.fields["M"] == 'prepared statement "mine" already exists'
+        assert rows_of(messages) == []  # the server skipped to Sync, as PostgreSQL does
+        for _ in range(3):  # still the first statement, whichever server runs it
+            client.send(fe.Bind("", "mine", (), ()).encode() + fe.Execute("").encode()
+                        + fe.Sync().encode())
+            assert rows_of(client.read_until(b"Z")) == [("1",)]
+        assert error_of(client.query("DEALLOCATE ALL")) is None
+        client.send(fe.Parse("mine", "SELECT 3").encode() + fe.Bind("", "mine", (), ()).encode()
+                    + fe.Execute("").encode() + fe.Sync().encode())
+        assert rows_of(client.read_until(b"Z")) == [("3",)]
+
+
+def _prepare_on_every_server(proxy: ProxyProcess, sql: str) -> list[psycopg.Connection]:
+    """POOL_SIZE clients that each hold a server while running ``sql`` prepared, so that
+    every server connection of the pool has planned it."""
+    conns = [psycopg.connect(dsn(proxy), prepare_threshold=0) for _ in range(POOL_SIZE)]
+    for conn in conns:
+        conn.execute(sql).fetchall()  # inside a transaction: the server stays held
+    for conn in conns:
+        conn.commit()
+    return conns
+
+
+def test_a_stale_plan_after_ddl_is_prepared_again_and_retried(
+        pg_topology: Topology, proxy: ProxyProcess) -> None:
+    """"cached plan must not change result type" (0A000): PostgreSQL's answer after an ALTER
+    TABLE to a plan made before it. The proxy closes and prepares the statement again and
+    reruns the batch once, outside explicit transactions; the client sees the new columns."""
+    with psycopg.connect(pg_topology.primary.superuser_dsn("app"), autocommit=True) as admin:
+        admin.execute("DROP TABLE IF EXISTS stale_plan; CREATE TABLE stale_plan (a int);"
+                      "INSERT INTO stale_plan VALUES (1); GRANT ALL ON stale_plan TO app")
+        query = "SELECT * FROM stale_plan"
+        holders = _prepare_on_every_server(proxy, query)
+        with psycopg.connect(pg_topology.primary.dsn(), autocommit=True,
+                             prepare_threshold=0) as direct:
+            direct.execute(query).fetchall()
+            admin.execute("ALTER TABLE stale_plan ADD COLUMN b int DEFAULT 7")
+            with pytest.raises(psycopg.errors.FeatureNotSupported):  # PostgreSQL itself
+                direct.execute(query).fetchall()
+        with psycopg.connect(dsn(proxy), autocommit=True, prepare_threshold=0) as conn:
+            for _ in range(2 * POOL_SIZE):  # on each server connection of the pool
+                assert conn.execute(query).fetchall() == [(1, 7)]
+        for conn in holders:
+            conn.autocommit = True
+            assert conn.execute(query).fetchall() == [(1, 7)]
+            conn.close()
+        assert "prepared a statement again" in proxy.log_text()
+        # Inside an explicit transaction nothing is retried: PostgreSQL's error, as is.
+        holders = _prepare_on_every_server(proxy, query)
+        admin.execute("ALTER TABLE stale_plan ADD COLUMN c int DEFAULT 8")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            holders[0].execute(query).fetchall()
+        holders[0].rollback()
+        for conn in holders:
+            conn.close()
