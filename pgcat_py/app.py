@@ -21,6 +21,7 @@ from .config import Config, load_config
 from .frontend.auth import Credentials
 from .frontend.session import ClientSession
 from .frontend.states import State
+from .frontend.tls import client_tls
 from .pool.cluster import Cluster
 from .protocol.errors import (
     INVALID_AUTHORIZATION,
@@ -51,6 +52,7 @@ class App:
         self.by_key: dict[tuple[int, int], ClientSession] = {}
         self.shutting_down = False
         self.client_login_timeout = CLIENT_LOGIN_TIMEOUT
+        self.client_tls = client_tls(config)  # ConfigError if a TLS file does not load
         self.socket_options = socket_options(g)
         self.started_at = time.time()
         self.stats = Stats()

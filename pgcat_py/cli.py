@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import EX_CONFIG, ConfigError, load_config
+from .config import EX_CONFIG, ConfigError, check_tls_files, load_config
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def check(path: str) -> int:
     try:
         loaded = load_config(path)
+        check_tls_files(loaded.config)  # the proxy loads them at startup: so does --check
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EX_CONFIG

@@ -4,12 +4,17 @@ Client and server connections both start life on the control plane (startup, aut
 queries) where ``await read_message()`` keeps the code linear, and switch to the relay path,
 where subclasses handle ``data_received`` themselves and never touch this buffer. Protocols
 (not streams) because streams cost about a quarter of the relay's throughput here.
+
+``start_tls`` upgrades either side after its SSLRequest exchange: the protocol object stays,
+its ``transport`` becomes the TLS one, so the relay writes through whichever it has without
+a check of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from dataclasses import dataclass
 
 from .protocol.errors import ProtocolViolation, ServerError
@@ -44,6 +49,26 @@ def tune_socket(transport: asyncio.BaseTransport, options: SocketOptions) -> Non
 
 class ConnectionClosed(ServerError):
     """The peer closed the connection (or it broke) while we waited for it."""
+
+
+class _Handshaking(asyncio.Protocol):
+    """The TLS transport's protocol until its handshake is over.
+
+    uvloop tells the app protocol of a connection lost mid-handshake for some causes (a bad
+    ClientHello) and not for others (a reset, the handshake timeout), so the connection
+    becomes the app protocol only after a handshake that worked, and
+    MessageConnection.start_tls reports a failed one itself, exactly once.
+    """
+
+    def __init__(self) -> None:
+        self.early: list[bytes] = []  # uvloop delivers data only after start_tls returns
+        self.lost = False
+
+    def data_received(self, data: bytes) -> None:
+        self.early.append(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
 
 
 class MessageConnection(asyncio.Protocol):
@@ -111,6 +136,41 @@ class MessageConnection(asyncio.Protocol):
                     del buf[:end]
                     return msg_type, payload
             await self._wait_for_data()
+
+    async def start_tls(self, context: ssl.SSLContext, *, server_side: bool,
+                        server_hostname: str | None = None) -> None:
+        """Run the TLS handshake; from then on ``transport`` is the TLS transport.
+
+        Call it with nothing unread (bytes that came before the handshake were not
+        encrypted). A failed handshake closes the connection, reports it lost (soon, once)
+        and raises ConnectionClosed saying why.
+        """
+        raw = self.transport
+        self.resume_reading()
+        standby = _Handshaking()
+        try:
+            tls = await asyncio.get_running_loop().start_tls(
+                raw, standby, context, server_side=server_side, server_hostname=server_hostname)
+        except BaseException as exc:
+            self._lost_in_handshake(raw, exc)
+            if isinstance(exc, OSError):  # ssl.SSLError, a reset, the handshake timeout
+                raise ConnectionClosed(f"TLS handshake failed: {exc or type(exc).__name__}"
+                                       ) from None
+            raise
+        if tls is None or standby.lost:
+            self._lost_in_handshake(raw, None)
+            raise ConnectionClosed("connection closed during the TLS handshake")
+        self.transport = tls
+        tls.set_protocol(self)
+        for data in standby.early:
+            self.data_received(data)
+
+    def _lost_in_handshake(self, raw: asyncio.Transport, exc: BaseException | None) -> None:
+        # Part of a handshake went out: nothing more can be said on this connection.
+        self.is_closed = True
+        raw.abort()
+        lost = exc if isinstance(exc, Exception) else None
+        asyncio.get_running_loop().call_soon(self.connection_lost, lost)
 
     def consume(self, n: int) -> None:
         del self._rbuf[:n]

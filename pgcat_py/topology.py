@@ -13,6 +13,7 @@ from parser import ParserSettings
 from .backend.server import ServerTarget
 from .config import Config, General
 from .config.pool import Pool
+from .config.tls import server_ssl_context
 from .conn import SocketOptions
 from .frontend.auth import Credentials
 from .pool.cluster import Cluster, ClusterSettings
@@ -70,9 +71,11 @@ def build_router(pool: Pool, shards: int, pool_mode: str) -> Router:
 
 
 def build_pools(config: Config) -> dict[tuple[str, str], PoolEntry]:
-    """A PoolEntry per (pool name, username)."""
+    """A PoolEntry per (pool name, username). ConfigError if server_tls_ca_file does not
+    load (every server connection shares one SSL context)."""
     entries: dict[tuple[str, str], PoolEntry] = {}
     general = config.general
+    server_tls = server_ssl_context(config)
     for pool_name, pool in config.pools.items():
         for user in pool.user_list:
             eff = config.effective(pool_name, user)
@@ -99,7 +102,8 @@ def build_pools(config: Config) -> dict[tuple[str, str], PoolEntry]:
                     replicas += address.role == "replica"
                     target = ServerTarget(address.host, address.port, shard.database,
                                           eff.server_username, eff.server_password,
-                                          address.role, name, socket_options(general))
+                                          address.role, name, socket_options(general),
+                                          server_tls)
                     servers.append(ServerPool(target, settings))
                 shards.append(servers)
             cluster = Cluster(ClusterSettings(pool_name, user.username, eff.pool_mode,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -35,7 +36,7 @@ from ..protocol.framing import (
     BackendScanner,
 )
 from ..protocol.frontend import PasswordMessage, Query
-from ..protocol.startup import StartupMessage
+from ..protocol.startup import SSLRequest, StartupMessage
 from . import params as P
 from .prepared import Expectation, ExpectedReplies, ServerStatements, StatementRegistry
 from .stale_plan import is_stale_plan_reply, prepared_again
@@ -75,6 +76,7 @@ class ServerTarget:
     role: str = "primary"
     name: str = ""  # address name for logs and the admin console
     socket_options: SocketOptions = DEFAULT_SOCKET_OPTIONS
+    tls: ssl.SSLContext | None = None  # server_tls: ask for TLS first (config/tls.py)
 
 
 class ServerConnection(MessageConnection):
@@ -325,6 +327,31 @@ class ServerConnection(MessageConnection):
                 and scanner.at_boundary)
 
     # --- control plane ------------------------------------------------------------------
+    async def request_tls(self, context: ssl.SSLContext) -> bool:
+        """SSLRequest first (pgcat's server_tls): on 'S' the TLS handshake (True); on 'N'
+        plaintext goes on (False), unless the context verifies certificates: then a
+        server that will not show one is refused, or a man in the middle could say 'N'."""
+        t = self.target
+        self.write(SSLRequest().encode())
+        while not self._rbuf:
+            await self._wait_for_data()
+        answer = self._rbuf[0]
+        if answer == ord("N") and context.verify_mode == ssl.CERT_NONE:
+            self.consume(1)
+            return False
+        if answer == ord("N"):
+            raise ServerError(f"server {t.name or t.host} does not accept TLS, and "
+                              "verify_server_certificate is on")
+        if answer == ord("E"):  # an ErrorResponse: a server that does not know SSLRequest
+            _, payload = await self.read_message()
+            raise _server_error(payload, t)
+        if answer != ord("S") or len(self._rbuf) > 1:
+            # Bytes after the 'S' were not encrypted (libpq refuses them, CVE-2021-23222).
+            raise ServerError(f"server {t.name or t.host}: unexpected answer to SSLRequest")
+        self.consume(1)
+        await self.start_tls(context, server_side=False, server_hostname=t.host)
+        return True
+
     async def login(self, application_name: str | None = None) -> None:
         t = self.target
         params = {"user": t.user, "database": t.database}
@@ -492,6 +519,8 @@ async def open_server(target: ServerTarget, timeout: float,
             _, conn = await loop.create_connection(
                 lambda: ServerConnection(target), target.host, target.port)
             try:
+                if target.tls is not None:
+                    await conn.request_tls(target.tls)
                 await conn.login(application_name)
             except BaseException:
                 conn.terminate()

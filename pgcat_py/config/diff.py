@@ -25,12 +25,23 @@ POOL_GENERAL_KEYS = frozenset(
         "validate_config",
         "server_tls",
         "verify_server_certificate",
+        "server_tls_ca_file",
     }
 )
 
-# Cannot change without restarting the process: listeners and the worker layout.
+# Cannot change without restarting the process: listeners, the worker layout, and the
+# client-facing SSL context (built once at startup).
 RESTART_KEYS = frozenset(
-    {"host", "port", "worker_threads", "enable_prometheus_exporter", "prometheus_exporter_port"}
+    {
+        "host",
+        "port",
+        "worker_threads",
+        "enable_prometheus_exporter",
+        "prometheus_exporter_port",
+        "tls_certificate",
+        "tls_private_key",
+        "tls_mode",
+    }
 )
 
 

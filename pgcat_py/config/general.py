@@ -11,7 +11,18 @@ from typing import Annotated
 
 from pydantic import Field
 
-from pgcat_py.config.types import I16, I64, U16, U32, U64, AuthType, Section, USize, ms_to_seconds
+from pgcat_py.config.types import (
+    I16,
+    I64,
+    U16,
+    U32,
+    U64,
+    AuthType,
+    Section,
+    TlsMode,
+    USize,
+    ms_to_seconds,
+)
 
 # Our extension's default: PgBouncer's is 100, far too low for a pooler that fronts apps with
 # their own pools; 10000 keeps the limit as a guard against runaway clients, not a tuning knob.
@@ -70,6 +81,12 @@ class General(Section):
     # replicas ask each server pg_is_in_recovery() and the one that says no is the primary.
     follow_promotions: bool = True
     role_check_interval: Annotated[int, Field(ge=100, le=2**32 - 1)] = 1_000  # ms
+    # "prefer": clients choose (pgcat's only behaviour); "require": a StartupMessage that did
+    # not come over TLS is refused with 28000 (needs tls_certificate).
+    tls_mode: TlsMode = "prefer"
+    # PEM CA certificates that server certificates must chain to when
+    # verify_server_certificate is on; unset = the system store.
+    server_tls_ca_file: str | None = None
 
     @property
     def prometheus_enabled(self) -> bool:
@@ -80,6 +97,11 @@ class General(Section):
     def tls_enabled(self) -> bool:
         """Client-facing TLS is on when a certificate is configured."""
         return self.tls_certificate is not None
+
+    @property
+    def tls_required(self) -> bool:
+        """Clients must ask for TLS before their StartupMessage (tls_mode = "require")."""
+        return self.tls_mode == "require"
 
     @property
     def connect_timeout_s(self) -> float:

@@ -23,10 +23,6 @@ from pgcat_py.config.types import union_members
 # Key paths (`*` = any pool, user or shard name) that no proxy code reads yet.
 NOT_YET_SUPPORTED: frozenset[str] = frozenset(
     {
-        "general.tls_certificate",
-        "general.tls_private_key",
-        "general.server_tls",
-        "general.verify_server_certificate",
         "general.auth_query",
         "general.auth_query_user",
         "general.auth_query_password",

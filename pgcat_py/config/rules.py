@@ -3,23 +3,24 @@
 pgcat stops at the first broken rule and logs it without a key; we list every broken rule
 with the dotted path of the key to fix. Beyond pgcat, we refuse what would crash or silently
 misroute at run time: shard numbers with gaps, a pool without shards, a mirror pointing past
-the server list, and two users of one pool with the same username.
+the server list, two users of one pool with the same username, and tls_mode = "require"
+without a certificate.
 
 `check_tls_files` is the file half of rule 4 (certificate and key must load). It is separate
 because pgcat's own example configs name certificate files relative to pgcat's repository;
-call it when TLS is actually being set up.
+`--check` calls it, and the proxy builds its SSL contexts (config/tls.py) at startup.
 """
 
 from __future__ import annotations
 
 import re
-import ssl
 from collections.abc import Iterator
 
-from pgcat_py.config.errors import ConfigError, Problem, join_key_path
+from pgcat_py.config.errors import Problem, join_key_path
 from pgcat_py.config.general import General
 from pgcat_py.config.model import Config
 from pgcat_py.config.pool import Pool, Shard
+from pgcat_py.config.tls import client_ssl_context, server_ssl_context
 
 SHARD_KEY = re.compile(r"[0-9]+")
 
@@ -51,6 +52,9 @@ def _general_auth_query(general: General) -> Iterator[Problem]:
 def _tls_key_pair(general: General) -> Iterator[Problem]:
     if general.tls_certificate is not None and general.tls_private_key is None:
         yield Problem("general.tls_private_key", "required when tls_certificate is set")
+    if general.tls_required and general.tls_certificate is None:
+        yield Problem("general.tls_mode",
+                      '"require" needs tls_certificate and tls_private_key')
 
 
 def _inherit(own: str | None, general: str | None) -> str | None:
@@ -169,23 +173,10 @@ def _users(path: Path, pool: Pool) -> Iterator[Problem]:
 
 
 def check_tls_files(config: Config) -> None:
-    """Rule 4's file half: the certificate and private key load (paths relative to the CWD).
+    """Rule 4's file half, and the same for server_tls_ca_file: every TLS file loads.
 
-    Raises ConfigError naming general.tls_certificate or general.tls_private_key.
+    Raises ConfigError naming general.tls_certificate, general.tls_private_key or
+    general.server_tls_ca_file (config/tls.py builds the contexts the proxy uses).
     """
-    general = config.general
-    if general.tls_certificate is None:
-        return
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_verify_locations(cafile=general.tls_certificate)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            config.path, "general.tls_certificate", f"cannot load the certificate: {exc}"
-        ) from None
-    try:
-        context.load_cert_chain(general.tls_certificate, general.tls_private_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            config.path, "general.tls_private_key", f"cannot load the private key: {exc}"
-        ) from None
+    client_ssl_context(config)
+    server_ssl_context(config)

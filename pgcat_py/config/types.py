@@ -49,6 +49,7 @@ DefaultRoleName = Literal["any", "primary", "replica"]
 ShardingFunctionName = Literal["pg_bigint_hash", "sha1"]
 AuthTypeName = Literal["md5", "trust", "scram-sha-256"]
 ServerRoleName = Literal["primary", "replica", "mirror"]
+TlsModeName = Literal["prefer", "require"]  # ours: pgcat cannot require TLS (its issue #633)
 
 PoolMode = Annotated[PoolModeName, BeforeValidator(_normaliser({}))]
 LoadBalancingMode = Annotated[
@@ -71,6 +72,7 @@ ShardingFunction = Annotated[
 ]
 AuthType = Annotated[AuthTypeName, BeforeValidator(_normaliser({}))]
 ServerRole = Annotated[ServerRoleName, BeforeValidator(_normaliser({}))]
+TlsMode = Annotated[TlsModeName, BeforeValidator(_normaliser({}))]
 
 
 def union_members(annotation: Any) -> tuple[Any, ...]:

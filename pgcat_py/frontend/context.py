@@ -14,11 +14,13 @@ if TYPE_CHECKING:
     from ..stats import Stats
     from .auth import Credentials
     from .session import ClientSession
+    from .tls import ClientTls
 
 
 class ProxyContext(Protocol):
     shutting_down: bool
     client_login_timeout: float
+    client_tls: ClientTls | None  # built once at startup; None: SSLRequest gets 'N'
     socket_options: SocketOptions
     stats: Stats
 

@@ -1,4 +1,4 @@
-"""Login: startup packet, SSL/GSS refusal, cancel requests, auth, and the welcome messages.
+"""Login: startup packet, SSL/GSS negotiation, cancel requests, auth, and the welcome messages.
 
 Order and messages follow PostgreSQL's backend startup (postmaster.c ProcessStartupPacket,
 then auth, then ParameterStatus*, BackendKeyData, ReadyForQuery), so drivers see what they
@@ -23,29 +23,47 @@ from ..protocol.startup import (
     GSSENCRequest,
     SSLRequest,
     StartupMessage,
+    StartupPacket,
     parse_options,
     read_startup_packet,
 )
 from .auth import authenticate
 from .states import State
+from .tls import SSL_REFUSED, answer_ssl_request, encryption_request_again, tls_required
 
 if TYPE_CHECKING:
     from .session import ClientSession
 
 
 async def read_startup(session: ClientSession) -> StartupMessage | CancelRequest:
-    """The StartupMessage (or CancelRequest), answering SSL/GSS requests with 'N'."""
+    """The StartupMessage (or CancelRequest), after any SSL/GSS negotiation: SSLRequest gets
+    'S' and the TLS handshake when a certificate is configured, else 'N'; GSSENCRequest
+    gets 'N'. A CancelRequest is taken encrypted or not, as PostgreSQL takes it (libpq 17
+    sends it over TLS when the connection it cancels had TLS)."""
+    tls = session.ctx.client_tls
+    encrypted = False
+    while True:
+        packet = await _next_packet(session)
+        if isinstance(packet, SSLRequest | GSSENCRequest):
+            if encrypted:
+                raise encryption_request_again(type(packet).__name__)
+            if isinstance(packet, SSLRequest):
+                encrypted = await answer_ssl_request(session, tls)
+            else:
+                session.write(SSL_REFUSED)
+            continue
+        if isinstance(packet, StartupMessage) and not encrypted and tls and tls.required:
+            raise tls_required()
+        return packet
+
+
+async def _next_packet(session: ClientSession) -> StartupPacket:
     while True:
         packet, used = read_startup_packet(session._rbuf)
-        if packet is None:
-            await session._wait_for_data()
-            continue
-        session.consume(used)
-        if isinstance(packet, SSLRequest | GSSENCRequest):
-            # No TLS yet: 'N' tells the client to go on in plaintext (or give up).
-            session.write(b"N")
-            continue
-        return packet
+        if packet is not None:
+            session.consume(used)
+            return packet
+        await session._wait_for_data()
 
 
 async def login(session: ClientSession) -> bool:

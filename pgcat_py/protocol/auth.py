@@ -72,7 +72,9 @@ class ScramVerifier:
 class ScramServerExchange:
     """The server half of SCRAM-SHA-256 with a client: first and final messages.
 
-    Channel binding is not offered (no TLS yet), so only SCRAM-SHA-256 is advertised.
+    Channel binding is not offered, even over TLS (SCRAM-SHA-256-PLUS would bind to our
+    certificate's hash), so only SCRAM-SHA-256 is advertised; a client that could bind says
+    so with GS2 flag "y", which is accepted.
     """
 
     def __init__(self, verifier: ScramVerifier) -> None:
