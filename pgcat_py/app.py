@@ -17,24 +17,30 @@ from pathlib import Path
 from typing import Any
 
 from .admin.console import serve_admin
-from .config import Config, load_config
+from .config import Config, ConfigError, load_config
+from .config.diff import ConfigDiff
+from .exporter import start_exporter
 from .frontend.auth import Credentials
 from .frontend.session import ClientSession
 from .frontend.states import State
 from .frontend.tls import client_tls
 from .pool.cluster import Cluster
+from .pool.counters import AVERAGE_PERIOD
 from .protocol.errors import (
     INVALID_AUTHORIZATION,
     INVALID_CATALOG_NAME,
     AdminShutdown,
+    IdleInTransactionTimeout,
     ProxyError,
 )
 from .protocol.startup import CancelRequest
+from .reload import reload_config
 from .stats import RouteKey, Stats
 from .topology import PoolEntry, build_pools, credentials_for, socket_options
 
 log = logging.getLogger("pgcat_py")
 
+IDLE = ord("I")
 ADMIN_DATABASES = frozenset({"pgcat", "pgbouncer"})
 MAINTENANCE_INTERVAL = 1.0  # seconds between pool reaper passes
 CLIENT_LOGIN_TIMEOUT = 60.0  # seconds; PostgreSQL's authentication_timeout default
@@ -57,6 +63,7 @@ class App:
         self.started_at = time.time()
         self.stats = Stats()
         self._server: asyncio.Server | None = None
+        self._unix_server: asyncio.Server | None = None
         self._stopped = asyncio.Event()
         self._fast_exit = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -135,15 +142,31 @@ class App:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: ClientSession(self), g.host, g.port, reuse_port=True, backlog=2048)
+        if g.unix_socket_dir:
+            self._unix_server = await loop.create_unix_server(
+                lambda: ClientSession(self), unix_socket_path(g.unix_socket_dir, g.port),
+                backlog=2048)
         self._spawn(self._maintain())
         if g.follow_promotions:
             self._spawn(self._follow_promotions())
+        if g.autoreload_s:
+            self._spawn(self._autoreload(g.autoreload_s))
+        if g.prometheus_enabled:  # exporter.py; close() cancels serve_forever, closing it
+            self._spawn((await start_exporter(self, self._server)).serve_forever())
+        self._spawn(self._end_idle_transactions())
         log.info("pgcat-py listening on %s:%d", g.host, g.port)
 
     async def _maintain(self) -> None:
-        """Reaper: idle_timeout, server_lifetime, min_pool_size, for every pool."""
+        """Reaper: idle_timeout, server_lifetime, min_pool_size, for every pool; and the
+        averages of SHOW STATS every AVERAGE_PERIOD."""
+        averaged = time.monotonic()
         while True:
             now = time.monotonic()
+            if now - averaged >= AVERAGE_PERIOD:
+                for entry in self.pools.values():
+                    for pool in entry.cluster.pools:
+                        pool.update_averages(now - averaged)
+                averaged = now
             for entry in list(self.pools.values()):
                 for pool in entry.cluster.pools:
                     try:
@@ -155,15 +178,58 @@ class App:
     async def _follow_promotions(self) -> None:
         """Every role_check_interval, let clusters with replicas re-learn their primary."""
         interval = self.config.general.role_check_interval / 1000
-        clusters = [e.cluster for e in self.pools.values()
-                    if any(len(shard) > 1 for shard in e.cluster.shards)]
-        while clusters:
+        while True:
             await asyncio.sleep(interval)
-            for cluster in clusters:
+            for entry in list(self.pools.values()):
+                cluster = entry.cluster
+                if all(len(shard) == 1 for shard in cluster.shards):
+                    continue
                 try:
                     await cluster.follow_roles()
                 except Exception:  # one cluster's surprise must not stop the others
                     log.exception("role check of %s failed", cluster.settings.pool_name)
+
+    async def _end_idle_transactions(self) -> None:
+        """idle_client_in_transaction_timeout: a client that holds a server inside a
+        transaction and sends nothing for that long gets PostgreSQL's own FATAL 25P03 (its
+        transaction is rolled back, the server goes back to the pool). Read each time, so
+        a reload or SET applies; a sweep, so the relay pays nothing per message."""
+        while True:
+            timeout = self.config.general.idle_client_in_transaction_timeout_s
+            await asyncio.sleep(min(timeout / 4, 0.5) if timeout else 1.0)
+            if not timeout:
+                continue
+            now = time.monotonic()
+            for session in list(self.sessions):
+                server = session.server
+                if (server is not None and server.pending <= 0 and server.status != IDLE
+                        and server.answered_at and now - server.answered_at > timeout):
+                    log.info("client %s: idle in transaction for %.1f s, closed",
+                             session.process_id, now - server.answered_at)
+                    session.fatal(IdleInTransactionTimeout())
+
+    def reload(self) -> ConfigDiff:
+        """Apply pgcat.toml again (reload.py); raises ConfigError, changing nothing, when
+        the file is bad."""
+        return reload_config(self)
+
+    def reload_or_log(self) -> None:
+        """SIGHUP and autoreload: a bad file is logged, and the running config goes on."""
+        try:
+            self.reload()
+        except ConfigError as exc:
+            log.error("reload refused, the running config stays: %s", exc)
+
+    async def _autoreload(self, interval: float) -> None:
+        """pgcat's autoreload: look at the file every interval, reload when it changed."""
+        path = Path(self.config.path)
+        seen = _mtime(path)
+        while True:
+            await asyncio.sleep(interval)
+            now = _mtime(path)
+            if now != seen:
+                seen = now
+                self.reload_or_log()
 
     def begin_shutdown(self) -> None:
         """Graceful: refuse new logins, close idle clients, let transactions finish."""
@@ -187,6 +253,7 @@ class App:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, self.begin_shutdown)
         loop.add_signal_handler(signal.SIGTERM, self.stop_now)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_or_log)
         await self.start()
         await self._stopped.wait()
         if not self._fast_exit:
@@ -205,6 +272,11 @@ class App:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self._unix_server is not None:
+            self._unix_server.close()
+            g = self.config.general
+            with contextlib.suppress(OSError):
+                Path(unix_socket_path(g.unix_socket_dir or "", g.port)).unlink()
         for session in list(self.sessions):
             session.close()
         for entry in self.pools.values():
@@ -212,6 +284,18 @@ class App:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.sleep(0)
+
+
+def unix_socket_path(directory: str, port: int) -> str:
+    """PostgreSQL's and PgBouncer's socket name, so `psql -h DIR -p PORT` finds it."""
+    return str(Path(directory) / f".s.PGSQL.{port}")
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 async def _send_cancel(host: str, port: int, request: bytes) -> None:

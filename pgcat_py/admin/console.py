@@ -1,21 +1,23 @@
 """Admin console session loop and command dispatch (simple Query protocol only, like pgcat).
 
 Commands are matched on whitespace-split, upper-cased tokens after trailing semicolons are
-dropped; every answer ends with ReadyForQuery.
+dropped; every answer ends with ReadyForQuery. SHOW answers come from admin/views.py, the
+commands that change things from admin/control.py.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
-from .. import __version__
 from ..conn import ConnectionClosed
 from ..protocol import backend as be
 from ..protocol.errors import ProtocolViolation
 from ..protocol.framing import QUERY, TERMINATE
 from ..protocol.frontend import Query, decode_frontend
-from .result import INT8_OID, TEXT_OID, result_set
+from . import control, views
+from .result import result_set
 
 if TYPE_CHECKING:
     from ..app import App
@@ -34,7 +36,8 @@ async def serve_admin(app: App, session: ClientSession) -> None:
                                         "by the admin console")
             query = decode_frontend(msg_type, payload)
             assert isinstance(query, Query)
-            session.write(handle(app, query.sql) + be.READY_IDLE)
+            answer = await handle(app, query.sql)
+            session.write(answer + be.READY_IDLE)
     except ProtocolViolation as exc:
         session.fatal(exc)
         return
@@ -43,84 +46,58 @@ async def serve_admin(app: App, session: ClientSession) -> None:
     session.close()
 
 
-def handle(app: App, sql: str) -> bytes:
+async def handle(app: App, sql: str) -> bytes:
     words = sql.strip().rstrip(";").split()
     if not words:
-        return _error("Unsupported query against the admin database")
-    verb = words[0].upper()
-    if verb == "SHOW" and len(words) == 2:
-        show = SHOW_COMMANDS.get(words[1].upper())
-        return show(app) if show else _error("Unsupported SHOW query against the admin database")
-    if verb == "SET":
-        return be.CommandComplete("SET").encode()
-    if verb == "SHUTDOWN" and len(words) == 1:
-        app.begin_shutdown()
-        return result_set([("success", TEXT_OID)], [["t"]], "SHUTDOWN")
+        return control.error("Unsupported query against the admin database")
+    verb, args = words[0].upper(), words[1:]
     if verb == "SHOW":
-        return _error("Unsupported SHOW query against the admin database")
-    return _error("Unsupported query against the admin database")
+        view = SHOW_VIEWS.get(args[0].upper()) if len(args) == 1 else None
+        if args and args[0].upper() == "HELP":
+            return show_help()
+        if view is None:
+            return control.error("Unsupported SHOW query against the admin database")
+        columns, rows = view(app)
+        return result_set(columns, rows, "SHOW")
+    if verb == "PAUSE":
+        return await control.pause(app, args)
+    command = COMMANDS.get(verb)
+    if command is None:
+        return control.error("Unsupported query against the admin database")
+    return command(app, args, sql)
 
 
-def _error(text: str) -> bytes:
-    return be.error_response(text, "58000", "ERROR")
+SHOW_VIEWS: dict[str, Callable[[App], views.View]] = {
+    "POOLS": views.pools,
+    "DATABASES": views.databases,
+    "STATS": views.stats,
+    "STATS_TOTALS": partial(views.stats, averages=False),
+    "STATS_AVERAGES": partial(views.stats, totals=False),
+    "CLIENTS": views.clients,
+    "SERVERS": views.servers,
+    "LISTS": views.lists,
+    "USERS": views.users,
+    "VERSION": views.version,
+    "CONFIG": views.config,
+    "BANS": views.bans,
+    "ROUTES": views.routes,
+}
+
+COMMANDS: dict[str, Callable[[App, list[str], str], bytes]] = {
+    "BAN": lambda app, args, sql: control.ban(app, args),
+    "UNBAN": lambda app, args, sql: control.unban(app, args),
+    "RESUME": lambda app, args, sql: control.resume(app, args),
+    "KILL": lambda app, args, sql: control.kill(app, args),
+    "RELOAD": lambda app, args, sql: control.reload(app),
+    "SET": lambda app, args, sql: control.set_command(app, sql),
+    "SHUTDOWN": lambda app, args, sql: control.shutdown(app),
+}
 
 
-def show_version(app: App) -> bytes:
-    return result_set([("version", TEXT_OID)], [[f"pgcat-py {__version__}"]])
-
-
-def show_pools(app: App) -> bytes:
-    cols = ["database", "user", "pool_mode"]
-    nums = ["cl_idle", "cl_active", "cl_waiting", "cl_cancel_req", "sv_active", "sv_idle",
-            "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us"]
-    now = time.monotonic()
-    rows = []
-    for (pool_name, user), entry in app.pools.items():
-        clients = [s for s in app.sessions if s.cluster is entry.cluster]
-        active = sum(1 for s in clients if s.server is not None)
-        waiting = sum(1 for s in clients if s.state.value == "waiting")
-        pools = entry.cluster.pools
-        wait = max((p.maxwait(now) for p in pools), default=0.0)
-        rows.append([pool_name, user, entry.pool_mode, len(clients) - active - waiting, active,
-                     waiting, 0, sum(p.sv_active for p in pools), sum(p.sv_idle for p in pools),
-                     0, 0, sum(p.opening for p in pools), int(wait), int(wait % 1 * 1e6)])
-    return result_set([(c, TEXT_OID) for c in cols] + [(n, INT8_OID) for n in nums], rows)
-
-
-def show_databases(app: App) -> bytes:
-    cols = [("name", TEXT_OID), ("host", TEXT_OID), ("port", TEXT_OID),
-            ("database", TEXT_OID), ("force_user", TEXT_OID), ("pool_size", INT8_OID),
-            ("min_pool_size", INT8_OID), ("reserve_pool", INT8_OID), ("pool_mode", TEXT_OID),
-            ("max_connections", INT8_OID), ("current_connections", INT8_OID),
-            ("paused", INT8_OID), ("disabled", INT8_OID)]
-    rows = []
-    for entry in app.pools.values():
-        for pool in entry.cluster.pools:
-            t, s = pool.target, pool.settings
-            rows.append([t.name, t.host, t.port, t.database, t.user, s.pool_size,
-                         s.min_pool_size, s.reserve_pool_size, entry.pool_mode, s.pool_size,
-                         pool.size, 0, 0])
-    return result_set(cols, rows)
-
-
-def show_routes(app: App) -> bytes:
-    """Ours: routing decisions so far, per pool, user, shard, role and reason."""
-    cols = [("database", TEXT_OID), ("user", TEXT_OID), ("shard", INT8_OID),
-            ("role", TEXT_OID), ("reason", TEXT_OID), ("transactions", INT8_OID)]
-    rows = [[*key, count] for key, count in sorted(app.route_counts().items())]
-    return result_set(cols, rows)
-
-
-def show_help(app: App) -> bytes:
-    lines = ["SHOW HELP|DATABASES|POOLS|ROUTES|VERSION", "SET key = arg", "SHUTDOWN"]
+def show_help() -> bytes:
+    lines = ["SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|LISTS|BANS|ROUTES",
+             "SHOW STATS|STATS_TOTALS|STATS_AVERAGES", "SET key = arg", "RELOAD",
+             "PAUSE [<db>[,<user>]]", "RESUME [<db>[,<user>]]", "KILL <db>[,<user>]",
+             "BAN <host> <seconds>", "UNBAN <host>", "SHUTDOWN"]
     return (be.notice_response("Console usage", detail="\n\t".join(lines))
             + be.CommandComplete("SHOW").encode())
-
-
-SHOW_COMMANDS = {
-    "VERSION": show_version,
-    "POOLS": show_pools,
-    "DATABASES": show_databases,
-    "HELP": show_help,
-    "ROUTES": show_routes,
-}

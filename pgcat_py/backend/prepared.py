@@ -65,11 +65,12 @@ class StatementRegistry:
 class ServerStatements:
     """The statements prepared on one server connection, least recently used first."""
 
-    __slots__ = ("capacity", "names")
+    __slots__ = ("capacity", "evictions", "hits", "misses", "names")
 
     def __init__(self, capacity: int = 0) -> None:
         self.capacity = capacity or DEFAULT_CACHE_SIZE
         self.names: OrderedDict[bytes, None] = OrderedDict()
+        self.hits = self.misses = self.evictions = 0  # SHOW SERVERS prepare_cache_*
 
     def set_capacity(self, capacity: int) -> None:
         """prepared_statements_cache_size; 0 means our default."""

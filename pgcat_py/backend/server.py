@@ -13,6 +13,7 @@ import asyncio
 import logging
 import ssl
 import time
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -51,11 +52,15 @@ DEFAULT_SOCKET_OPTIONS = SocketOptions()
 # server that dies mid-message never leaves its client with part of one; a bigger message
 # (a huge DataRow) is streamed as it comes, bounding memory per connection.
 HOLD_LIMIT = 256 * 1024
+# Upper bounds (seconds) of the transaction latency histogram's buckets; one more for above.
+XACT_TIME_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0, 10.0)
 
 class RelayClient(Protocol):
     """What a server needs from the client it relays to."""
 
     transport: asyncio.Transport
+    error_count: int
 
     def on_server_answered(self, server: ServerConnection, status: int, tags: int) -> None: ...
     def on_server_lost(self, server: ServerConnection) -> None: ...
@@ -117,6 +122,13 @@ class ServerConnection(MessageConnection):
         # The batch just sent, when it may be sent again after a stale plan error
         # (backend/stale_plan.py), with the registry of the statement it binds.
         self.retry: tuple[bytes, StatementRegistry] | None = None
+        # Counters (SHOW SERVERS, SHOW STATS): times in seconds, from the first bytes sent
+        # after an answer (or outside a transaction) to the answer.
+        self.xact_count = self.errors = self.bytes_sent = self.bytes_received = 0
+        self.xact_time = self.query_time = 0.0
+        self._busy_since = self._xact_since = self.answered_at = 0.0
+        # Transaction latency histogram, shared with the pool (XACT_TIME_BOUNDS buckets).
+        self.xact_buckets = [0] * (len(XACT_TIME_BOUNDS) + 1)
 
     # --- lifecycle ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -161,6 +173,7 @@ class ServerConnection(MessageConnection):
             return
         if self.retry is not None and self._sent_again(data):
             return
+        self.bytes_received += len(data)
         scanner = self._scanner
         if self.expected:
             ready = self._relay_filtered(client, data)
@@ -186,7 +199,18 @@ class ServerConnection(MessageConnection):
         if ready:
             self.pending -= ready
             if self.pending <= 0 and not scanner.in_copy:
+                self._count_answer(scanner.status)
                 client.on_server_answered(self, scanner.status, scanner.session_tags)
+
+    def _count_answer(self, status: int) -> None:
+        self.answered_at = now = time.monotonic()
+        self.query_time += now - self._busy_since
+        if status == IDLE:
+            took = now - self._xact_since
+            self.xact_count += 1
+            self.xact_time += took
+            self.xact_buckets[bisect_right(XACT_TIME_BOUNDS, took)] += 1
+            self._xact_since = 0.0
 
     def _hold_back(self, client: RelayClient, data: bytes, partial: int) -> None:
         """Send the whole messages of ``data``; keep the incomplete last one for later,
@@ -269,9 +293,13 @@ class ServerConnection(MessageConnection):
         for msg_type, payload in others:
             if msg_type == PARAMETER_STATUS:
                 self._note_parameter(payload, client)
-            elif msg_type == ERROR_RESPONSE and b"SFATAL\0" in payload:
-                self.broken = True  # the server is about to close this session
-                self.fatal_relayed = client is not None  # and its client was told so
+            elif msg_type == ERROR_RESPONSE:
+                self.errors += 1
+                if client is not None:
+                    client.error_count += 1
+                if b"SFATAL\0" in payload:
+                    self.broken = True  # the server is about to close this session
+                    self.fatal_relayed = client is not None  # and its client was told so
         others.clear()
 
     def _note_parameter(self, payload: bytes, client: RelayClient | None) -> None:
@@ -311,8 +339,23 @@ class ServerConnection(MessageConnection):
 
     def forward(self, data: bytes, sync_points: int) -> None:
         """Send client bytes; ``sync_points`` ReadyForQuery messages will answer them."""
+        if self.pending <= 0:
+            self._busy_since = now = time.monotonic()
+            if not self._xact_since:
+                self._xact_since = now
         self.pending += sync_points
+        self.bytes_sent += len(data)
         self.transport.write(data)
+
+    @property
+    def query_count(self) -> int:
+        """Commands completed (CommandComplete messages relayed)."""
+        return self._scanner.commands
+
+    def reset_counters(self) -> None:
+        self.xact_count = self.errors = self.bytes_sent = self.bytes_received = 0
+        self.xact_time = self.query_time = 0.0
+        self._scanner.commands = 0
 
     def detach(self) -> None:
         self.client = None

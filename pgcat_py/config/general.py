@@ -77,6 +77,9 @@ class General(Section):
     # Run at check-in when a client dirtied the session, instead of pgcat's cleanup
     # (RESET ALL / DEALLOCATE ALL, see cleanup_server_connections); "" = pgcat's cleanup.
     server_reset_query: str = ""
+    # Also listen on the Unix socket <dir>/.s.PGSQL.<port>, as PgBouncer does (the admin
+    # console included); unset = TCP only.
+    unix_socket_dir: str | None = None
     # Follow promotions without a config change: every role_check_interval ms, shards with
     # replicas ask each server pg_is_in_recovery() and the one that says no is the primary.
     follow_promotions: bool = True

@@ -61,6 +61,14 @@ def parse_config(
         # tomllib's messages carry "(at line L, column C)" and never a value.
         raise ConfigError(path, "", f"invalid TOML: {exc}") from None
     raw["path"] = path  # pgcat overwrites `path` with the file it loaded
+    return validate_raw(raw, path, environ=environ)
+
+
+def validate_raw(
+    raw: dict[str, Any], path: str, *, environ: Mapping[str, str] | None = None
+) -> LoadedConfig:
+    """Validates a parsed config table (TOML's, or a running config's with one key
+    changed by the admin console's SET)."""
     context = {"environ": os.environ if environ is None else environ}
     try:
         config = Config.model_validate(raw, context=context)

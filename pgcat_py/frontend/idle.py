@@ -95,6 +95,15 @@ def process_idle(session: ClientSession) -> None:
         if session.ctx.shutting_down and session.held is None:
             session.fatal_shutdown()
             return
+        cluster = session.cluster
+        assert cluster is not None
+        if cluster.retired and session.held is None:
+            cluster = session.rejoin_pool()
+            if cluster is None:
+                return
+        if cluster.paused and session.held is None:
+            session.wait_for_resume()
+            return
         if msg_type == QUERY:
             first_byte = buf[5] if end > 8 else 0x20
             if (((first_byte in _COMMAND_FIRST and buf[7] in _COMMAND_THIRD)
@@ -102,8 +111,6 @@ def process_idle(session: ClientSession) -> None:
                  or (session.holds_begins and _maybe_txn_control(buf, end)))
                     and _answer_locally(session, end)):
                 continue
-            cluster = session.cluster
-            assert cluster is not None
             fixed = cluster.fixed_route
             if fixed is not None and session.held is None and not session.overrides.any_set:
                 session.begin_transaction(fixed)  # the hot path: nothing to decide

@@ -25,6 +25,13 @@ from ..protocol.framing import (
 )
 
 PIN_LOCK, PIN_LISTEN, PIN_CURSOR, PIN_TEMP, PIN_PREPARE = 1, 2, 4, 8, 16
+_NAMES = ((PIN_LOCK, "advisory_lock"), (PIN_LISTEN, "listen"), (PIN_CURSOR, "cursor"),
+          (PIN_TEMP, "temp_table"), (PIN_PREPARE, "sql_prepare"))
+
+
+def pin_names(pins: int) -> list[str]:
+    """What holds a client on its server, for SHOW CLIENTS."""
+    return [name for bit, name in _NAMES if pins & bit]
 
 
 def updated_pins(pins: int, tags: int, session_lock: bool, last_sql: bytes) -> int:

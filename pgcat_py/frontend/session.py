@@ -107,6 +107,10 @@ class ClientSession(MessageConnection):
         self.holds_begins = False  # ... and is there a choice a BEGIN should wait for?
         # The server holds session state of this client's (transaction mode): keep it.
         self.pins = 0  # PIN_* bits of frontend/pins.py
+        # SHOW CLIENTS: batches answered, transactions ended, errors relayed.
+        self.query_count = self.xact_count = self.error_count = 0
+        self.connected_at = time.time()
+        self._paused_since = 0.0
         # Named statements in transaction mode (frontend/statements.py): the mapping, and
         # the slow path's state: rewriting every chunk, an incomplete statement message
         # waiting for its end, raw bytes still owed to a streamed message.
@@ -361,6 +365,49 @@ class ClientSession(MessageConnection):
     def fatal_shutdown(self) -> None:
         self.fatal(AdminShutdown())
 
+    def rejoin_pool(self) -> Cluster | None:
+        """A reload replaced this client's pool: take the new one for the next transaction
+        (pool mode stays as at login, as in pgcat). None when the pool is gone (the client
+        got the FATAL)."""
+        try:
+            cluster, _creds, _mode = self.ctx.find_pool(self.database, self.user)
+        except ProxyError as exc:
+            self.fatal(exc)
+            return None
+        self.cluster = cluster
+        self.routes_vary = cluster.router.varies
+        self.holds_begins = cluster.has_choice
+        return cluster
+
+    def waiting_for(self, now: float) -> float:
+        """Seconds this client has waited for a server (or for RESUME), 0 if it is not."""
+        if self.state is not State.CHECKOUT:
+            return 0.0
+        since = self._attempt.waiting_since() if self._attempt is not None else None
+        since = self._paused_since if since is None else since
+        return now - since if since else 0.0
+
+    @property
+    def peer(self) -> tuple[str, int]:
+        """The client's address and port ("unix", 0 over a Unix socket)."""
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            return str(peer[0]), int(peer[1])
+        return "unix", 0
+
+    def wait_for_resume(self) -> None:
+        """Admin PAUSE: the next transaction waits (as a waiting client) for RESUME."""
+        assert self.cluster is not None
+        self.state = State.CHECKOUT
+        self._paused_since = time.monotonic()
+        self.cluster.paused_clients.append(self._resumed)
+
+    def _resumed(self) -> None:
+        if self.is_closed or self.state is not State.CHECKOUT or self.server is not None:
+            return
+        self.state = State.IDLE
+        process_idle(self)
+
     # --- linked: the relay ----------------------------------------------------------
     def _link(self, server: ServerConnection, pool: ServerPool) -> None:
         self.server, self.server_pool = server, pool
@@ -386,6 +433,9 @@ class ClientSession(MessageConnection):
         transaction ``status`` and dirtying CommandComplete ``tags``. At 'I', in transaction
         mode, give it back, unless the client already sent part of its next batch or the
         session holds state that lives on that server connection."""
+        self.query_count += 1
+        if status == IDLE:
+            self.xact_count += 1
         if self._closing:  # the client said Terminate after this batch: it has its answer
             self.close()
             return

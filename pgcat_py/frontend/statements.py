@@ -180,7 +180,9 @@ def _ensure(statement: Statement, server: ServerStatements, out: list[bytes],
     names = server.names
     if statement.name in names:
         names.move_to_end(statement.name)
+        server.hits += 1
         return
+    server.misses += 1
     # Close first: after a reset we cannot be sure it is gone (Close of a missing name is
     # no error), and a Parse of a live name would be one.
     out.append(_close(statement.name))
@@ -197,6 +199,7 @@ def _remember(server: ServerStatements, name: bytes, out: list[bytes],
     names.move_to_end(name)
     while len(names) > server.capacity:  # least recently used out, closed on the server
         evicted, _ = names.popitem(last=False)
+        server.evictions += 1
         out.append(_close(evicted))
         notes.append((DROP_CLOSE, evicted))
 

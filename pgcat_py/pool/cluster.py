@@ -16,6 +16,7 @@ import itertools
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +73,10 @@ class CheckoutAttempt:
         self._current = None
         self._client.checkout_failed(_all_down(self._last_error))
 
+    def waiting_since(self) -> float | None:
+        """When the wait in the current pool's queue began (monotonic), if waiting."""
+        return self._current.waiters.get(self) if self._current is not None else None
+
     def cancel(self) -> None:
         if self._current is not None:
             self._current.cancel(self)
@@ -88,8 +93,10 @@ class CheckoutAttempt:
 
 
 def _all_down(last: ProxyError | None) -> ProxyError:
-    if last is None or isinstance(last, PoolTimeout):
+    if last is None:
         return PoolTimeout(ALL_SERVERS_DOWN)
+    if isinstance(last, PoolTimeout):
+        return last  # it says how long the client waited, and for which server
     return ProxyError(f"{ALL_SERVERS_DOWN}: {last.message}", sqlstate=last.sqlstate)
 
 
@@ -100,6 +107,9 @@ class Cluster:
                  router: Router | None = None) -> None:
         self.settings = settings
         self.shards = shards
+        self.retired = False  # a reload replaced it (see retire)
+        self.paused = False  # admin PAUSE: new transactions wait (see frontend/idle.py)
+        self.paused_clients: list[Callable[[], None]] = []  # called back at RESUME
         self.router = router or Router(RouterSettings(
             shards=len(shards), default_role=settings.default_role,
             default_shard=settings.default_shard))
@@ -262,6 +272,19 @@ class Cluster:
             else:
                 raise _all_down(last)
         return self.server_parameters
+
+    def resume(self) -> None:
+        """Admin RESUME: the transactions held since PAUSE start."""
+        self.paused = False
+        waiting, self.paused_clients = self.paused_clients, []
+        for resumed in waiting:
+            resumed()
+
+    def retire(self) -> None:
+        """A reload replaced this pool: its clients move on at their next transaction."""
+        self.retired = True
+        for pool in self.pools:
+            pool.retire()
 
     def close(self) -> None:
         for pool in self.pools:

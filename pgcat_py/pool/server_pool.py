@@ -28,8 +28,9 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..backend.server import ServerConnection, ServerTarget, open_server
+from ..backend.server import XACT_TIME_BOUNDS, ServerConnection, ServerTarget, open_server
 from ..protocol.errors import PoolTimeout, ProxyError, ServerError
+from .counters import Averages, Totals
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,12 @@ class ServerPool:
         self.ban_reason = ""  # the last one, for the admin console and logs
         self._ban_logged_at = 0.0
         self.errors_seen = 0  # errors at the last role check (see Cluster.follow_roles)
+        self.banned_at = 0.0  # wall clock of the last ban, for SHOW BANS
+        self.totals = Totals()  # of closed connections and of waits (pool/counters.py)
+        self.retired = False  # replaced by a reload: serves its waiters, then closes
+        self.averages = Averages()  # of the last AVERAGE_PERIOD (update_averages)
+        self.xact_buckets = [0] * (len(XACT_TIME_BOUNDS) + 1)  # filled by its connections
+        self._averaged = Totals()
 
     # --- counters (SHOW POOLS vocabulary) -------------------------------------------
     @property
@@ -119,6 +126,7 @@ class ServerPool:
         server = self._pop_idle()
         if server is not None:
             self.active.add(server)
+            self.totals.assignments += 1
         return server
 
     def request(self, waiter: Waiter) -> ServerConnection | None:
@@ -151,7 +159,7 @@ class ServerPool:
 
     def unban(self) -> None:
         if self.banned_until:
-            log.debug("server %s unbanned", self.target.name)
+            log.info("server %s unbanned", self.target.name)
         self.banned_until = 0.0
 
     def ban(self, reason: str, now: float | None = None, seconds: float | None = None) -> None:
@@ -162,6 +170,7 @@ class ServerPool:
             return
         now = time.monotonic() if now is None else now
         self.banned_until = now + (self.settings.ban_time if seconds is None else seconds)
+        self.banned_at = time.time()
         if self.ban_reason != reason or now - self._ban_logged_at > LOG_EVERY:
             log.warning("server %s banned for %.0f s: %s", self.target.name,
                         self.banned_until - now, reason)
@@ -247,7 +256,10 @@ class ServerPool:
             if now - started < s.connect_timeout:
                 break
             del self.waiters[waiter]
-            waiter.checkout_failed(self, PoolTimeout(ALL_SERVERS_DOWN))
+            self.totals.wait_time += now - started
+            waiter.checkout_failed(self, PoolTimeout(
+                f"{ALL_SERVERS_DOWN} (waited {now - started:.1f} s for a server of "
+                f"{self.target.name})"))
         if s.reserve_pool_size and self.size < s.pool_size + s.reserve_pool_size:
             overdue = sum(1 for started in self.waiters.values()
                           if now - started >= s.reserve_pool_timeout)
@@ -262,7 +274,9 @@ class ServerPool:
         """Hand ``server`` to the first waiter; False when nobody waits."""
         if not self.waiters:
             return False
-        waiter, _ = self.waiters.popitem(last=False)
+        waiter, started = self.waiters.popitem(last=False)
+        self.totals.wait_time += time.monotonic() - started
+        self.totals.assignments += 1
         self.active.add(server)
         waiter.server_ready(self, server)
         return True
@@ -326,7 +340,7 @@ class ServerPool:
         self.active.discard(server)
         now = time.monotonic()
         if (self.closed or server.broken or server.is_closed or not server.is_idle
-                or server.expected
+                or server.expected or (self.retired and not self.waiters)
                 or now - server.created_at >= self.settings.server_lifetime):
             self._discard(server)
             return
@@ -366,6 +380,7 @@ class ServerPool:
         self._discard(server)
 
     def _discard(self, server: ServerConnection) -> None:
+        self.totals.fold(server)
         self.active.discard(server)
         with contextlib.suppress(ValueError):
             self.idle.remove(server)
@@ -374,6 +389,7 @@ class ServerPool:
         self._refill_for_waiters()
 
     def _on_lost(self, server: ServerConnection) -> None:
+        self.totals.fold(server)
         if server in self.active:  # broke while in use: the server is in trouble
             self.ban("server connection lost")
         self.active.discard(server)
@@ -415,8 +431,25 @@ class ServerPool:
 
     def _adopt(self, server: ServerConnection) -> None:
         """A new connection of this pool's."""
+        server.xact_buckets = self.xact_buckets  # one histogram per address
         server.on_lost = self._on_lost
         server.statements.set_capacity(self.settings.prepared_statements_cache_size)
+
+    def counters(self) -> Totals:
+        """This address's counters: closed connections' and live ones'."""
+        return self.totals.with_live([*self.idle, *self.active])
+
+    def update_averages(self, seconds: float) -> None:
+        now = self.counters()
+        self.averages = Averages.between(now, self._averaged, seconds)
+        self._averaged = now
+
+    def retire(self) -> None:
+        """A reload replaced this pool: idle connections close now, busy ones serve the
+        clients already waiting here, then close at check-in."""
+        self.retired = True
+        for server in list(self.idle):
+            self._discard(server)
 
     def close(self) -> None:
         """Close idle connections now; busy ones are closed when checked in."""

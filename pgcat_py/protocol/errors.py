@@ -86,3 +86,13 @@ class PoolTimeout(ProxyError):
 
     sqlstate = SYSTEM_ERROR
     severity = "ERROR"
+
+
+class IdleInTransactionTimeout(ProxyError):
+    """idle_client_in_transaction_timeout (PostgreSQL's wording and code for the same)."""
+
+    sqlstate = "25P03"
+    severity = "FATAL"
+
+    def __init__(self) -> None:
+        super().__init__("terminating connection due to idle-in-transaction timeout")

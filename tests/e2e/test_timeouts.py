@@ -1,0 +1,48 @@
+"""Timeouts operators expect: idle_client_in_transaction_timeout (PostgreSQL's FATAL 25P03,
+the server back in the pool) and a checkout that waited too long saying how long."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from pgcat_py.localpg import Topology, free_port
+from tests.harness.proxy import ProxyProcess, proxy_config
+
+from .conftest import ProxyRunner, dsn
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def proxy(pg_topology: Topology, proxy_runner: ProxyRunner) -> ProxyProcess:
+    return proxy_runner(proxy_config(
+        pg_topology, port=free_port(), pool_size=1,
+        extra_general={"idle_client_in_transaction_timeout": 500, "connect_timeout": 300},
+        extra_pool={"default_role": "primary"}))
+
+
+def test_idle_in_transaction_past_the_timeout_ends_the_session(proxy: ProxyProcess) -> None:
+    with psycopg.connect(dsn(proxy)) as quick:
+        quick.execute("SELECT 1")
+        time.sleep(0.2)  # well within the timeout
+        quick.execute("SELECT 2")
+        quick.commit()
+    idle = psycopg.connect(dsn(proxy))
+    idle.execute("SELECT 1")
+    time.sleep(1.5)
+    with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+        idle.execute("SELECT 1")
+    idle.close()
+    with psycopg.connect(dsn(proxy), autocommit=True) as other:  # the one server is free
+        assert other.execute("SELECT 3").fetchone() == (3,)
+
+
+def test_a_checkout_that_waited_too_long_says_how_long(proxy: ProxyProcess) -> None:
+    with psycopg.connect(dsn(proxy)) as holder:
+        holder.execute("SELECT 1")  # holds the only server, inside a transaction
+        with psycopg.connect(dsn(proxy), autocommit=True) as waiter, \
+                pytest.raises(psycopg.Error, match=r"waited 0\.\d s for a server of app_"):
+            waiter.execute("SELECT 1")
