@@ -13,6 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from .frontend.states import State
 from .frontend.tls import client_tls
 from .pool.cluster import Cluster
 from .pool.counters import AVERAGE_PERIOD
+from .pool.server_pool import ServerPool
 from .protocol.errors import (
     INVALID_AUTHORIZATION,
     INVALID_CATALOG_NAME,
@@ -37,6 +39,10 @@ from .protocol.startup import CancelRequest
 from .reload import reload_config
 from .stats import RouteKey, Stats
 from .topology import PoolEntry, build_pools, credentials_for, socket_options
+from .workers.layout import SINGLE, Worker, from_env, worker_count
+from .workers.peers import Peers
+from .workers.requests import answer_peer
+from .workers.supervisor import run_supervisor
 
 log = logging.getLogger("pgcat_py")
 
@@ -49,9 +55,12 @@ CLIENT_LOGIN_TIMEOUT = 60.0  # seconds; PostgreSQL's authentication_timeout defa
 class App:
     """One proxy process; implements frontend.context.ProxyContext."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, worker: Worker = SINGLE) -> None:
         self.config = config
-        self.pools: dict[tuple[str, str], PoolEntry] = build_pools(config)
+        self.worker = worker
+        self.pools: dict[tuple[str, str], PoolEntry] = build_pools(config, worker)
+        self.peers = Peers(worker, self._peer_request) if worker.count > 1 else None
+        self.watch_bans()
         g = config.general
         self.admin = credentials_for(g.admin_username, g.admin_password, g.admin_auth_type)
         self.sessions: set[ClientSession] = set()
@@ -118,6 +127,10 @@ class App:
         return counts
 
     def cancel(self, process_id: int, secret_key: int) -> None:
+        owner = self.worker.owns(process_id)
+        if owner != self.worker.index and self.peers is not None:
+            self.peers.tell(owner, {"op": "cancel", "pid": process_id, "key": secret_key})
+            return
         session = self.by_key.get((process_id, secret_key))
         server = session.server if session is not None else None
         if server is None:
@@ -140,9 +153,12 @@ class App:
     async def start(self) -> None:
         g = self.config.general
         loop = asyncio.get_running_loop()
+        if self.peers is not None:
+            await self.peers.start()
         self._server = await loop.create_server(
             lambda: ClientSession(self), g.host, g.port, reuse_port=True, backlog=2048)
-        if g.unix_socket_dir:
+        first = self.worker.index == 0  # what cannot be shared: the Unix socket, the exporter
+        if g.unix_socket_dir and first:
             self._unix_server = await loop.create_unix_server(
                 lambda: ClientSession(self), unix_socket_path(g.unix_socket_dir, g.port),
                 backlog=2048)
@@ -151,10 +167,29 @@ class App:
             self._spawn(self._follow_promotions())
         if g.autoreload_s:
             self._spawn(self._autoreload(g.autoreload_s))
-        if g.prometheus_enabled:  # exporter.py; close() cancels serve_forever, closing it
+        if g.prometheus_enabled and first:  # exporter.py; close() cancels serve_forever
             self._spawn((await start_exporter(self, self._server)).serve_forever())
         self._spawn(self._end_idle_transactions())
-        log.info("pgcat-py listening on %s:%d", g.host, g.port)
+        log.info("pgcat-py listening on %s:%d%s", g.host, g.port,
+                 f" (worker {self.worker.index} of {self.worker.count})" if self.peers else "")
+
+    # --- workers (workers/) ---------------------------------------------------------
+    def watch_bans(self) -> None:
+        """A ban one worker sees applies in all: every pool tells the others."""
+        if self.peers is None:
+            return
+        for (pool_name, user), entry in self.pools.items():
+            for pool in entry.cluster.pools:
+                pool.on_banned = partial(self._announce_ban, pool_name, user)
+
+    def _announce_ban(self, pool_name: str, user: str, pool: ServerPool, reason: str,
+                      seconds: float) -> None:
+        assert self.peers is not None
+        self.peers.tell_all({"op": "ban", "pool": pool_name, "user": user,
+                             "name": pool.target.name, "reason": reason, "seconds": seconds})
+
+    async def _peer_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await answer_peer(self, request)
 
     async def _maintain(self) -> None:
         """Reaper: idle_timeout, server_lifetime, min_pool_size, for every pool; and the
@@ -272,6 +307,8 @@ class App:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self.peers is not None:
+            self.peers.close()
         if self._unix_server is not None:
             self._unix_server.close()
             g = self.config.general
@@ -335,9 +372,14 @@ def run(config_path: Path) -> int:
     import uvloop
 
     loaded = load_config(config_path)
-    for warning in loaded.warnings:
-        log.warning("%s", warning)
+    worker = from_env()
+    if worker.count == 1:  # not started by a supervisor: maybe be one
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
+        count = worker_count(loaded.config)
+        if count > 1:
+            return run_supervisor(config_path, count)
     raise_fd_limit(loaded.config)
-    return uvloop.run(App(loaded.config).serve_until_stopped())
+    return uvloop.run(App(loaded.config, worker).serve_until_stopped())
 
 

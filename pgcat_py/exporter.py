@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from .metrics import AppCollector
+from .workers.merge import merge_metrics
 
 if TYPE_CHECKING:
     from .app import App
@@ -180,7 +181,23 @@ class Exporter:
             return Response(400, b"bad request\n").encode()
         except TimeoutError:
             return Response(408, b"request timeout\n").encode()
-        return self.respond(request).encode(head_only=request.method == "HEAD")
+        head_only = request.method == "HEAD"
+        if (request.path == "/metrics" and request.method in ("GET", "HEAD")
+                and self.app.peers is not None):
+            return (await self._merged()).encode(head_only=head_only)
+        return self.respond(request).encode(head_only=head_only)
+
+    async def _merged(self) -> Response:
+        """Every worker's metrics, added up (workers/merge.py)."""
+        assert self.app.peers is not None
+        try:
+            mine = generate_latest(self.registry).decode()
+            theirs = await self.app.peers.ask_all({"op": "metrics"})
+            body = merge_metrics([mine, *(str(a.get("text", "")) for a in theirs)])
+        except Exception:  # a collector bug must cost a scrape, never the proxy
+            log.exception("metrics collection failed")
+            return Response(500, b"metrics collection failed\n")
+        return Response(200, body.encode(), CONTENT_TYPE_LATEST)
 
 
 async def read_head(reader: asyncio.StreamReader) -> bytes | None:

@@ -70,7 +70,7 @@ def apply_config(app: App, new: Config) -> ConfigDiff:
         log.info("config of %s: nothing changed", path)
         return change
     rebuilt = set(change.pools_added) | set(change.pools_changed)
-    fresh = build_pools(new)
+    fresh = build_pools(new, app.worker)
     pools = {key: app.pools[key] if key[0] not in rebuilt and key in app.pools else entry
              for key, entry in fresh.items()}
     for key, entry in app.pools.items():
@@ -81,6 +81,7 @@ def apply_config(app: App, new: Config) -> ConfigDiff:
                 app.stats.routes[cluster.fixed_route_key] += cluster.fixed_route_count
     app.pools = pools
     app.config = new
+    app.watch_bans()
     g = new.general
     app.admin = credentials_for(g.admin_username, g.admin_password, g.admin_auth_type)
     app.socket_options = socket_options(g)

@@ -20,6 +20,7 @@ from .pool.cluster import Cluster, ClusterSettings
 from .pool.server_pool import PoolSettings, ServerPool
 from .protocol.auth import ScramVerifier
 from .router import Router, RouterSettings
+from .workers.layout import SINGLE, Worker
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,10 @@ def build_router(pool: Pool, shards: int, pool_mode: str) -> Router:
         sharding_function=pool.sharding_function))
 
 
-def build_pools(config: Config) -> dict[tuple[str, str], PoolEntry]:
-    """A PoolEntry per (pool name, username). ConfigError if server_tls_ca_file does not
-    load (every server connection shares one SSL context)."""
+def build_pools(config: Config, worker: Worker = SINGLE) -> dict[tuple[str, str], PoolEntry]:
+    """A PoolEntry per (pool name, username), sized to ``worker``'s share of each pool
+    (workers/layout.py; at least one connection, so that every worker can serve).
+    ConfigError if server_tls_ca_file does not load (one SSL context for all servers)."""
     entries: dict[tuple[str, str], PoolEntry] = {}
     general = config.general
     server_tls = server_ssl_context(config)
@@ -80,9 +82,11 @@ def build_pools(config: Config) -> dict[tuple[str, str], PoolEntry]:
         for user in pool.user_list:
             eff = config.effective(pool_name, user)
             settings = PoolSettings(
-                pool_size=eff.pool_size, min_pool_size=eff.min_pool_size,
+                pool_size=max(1, worker.share(eff.pool_size)),
+                min_pool_size=worker.share(eff.min_pool_size),
                 connect_timeout=eff.connect_timeout_s, idle_timeout=eff.idle_timeout_s,
-                server_lifetime=eff.server_lifetime_s, reserve_pool_size=eff.reserve_pool_size,
+                server_lifetime=eff.server_lifetime_s,
+                reserve_pool_size=worker.share(eff.reserve_pool_size),
                 reserve_pool_timeout=eff.reserve_pool_timeout_s,
                 round_robin=general.server_round_robin,
                 server_reset_query=eff.server_reset_query,

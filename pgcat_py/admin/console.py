@@ -7,6 +7,7 @@ commands that change things from admin/control.py.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from ..protocol import backend as be
 from ..protocol.errors import ProtocolViolation
 from ..protocol.framing import QUERY, TERMINATE
 from ..protocol.frontend import Query, decode_frontend
+from ..workers.merge import merge_rows
 from . import control, views
 from .result import result_set
 
@@ -47,6 +49,38 @@ async def serve_admin(app: App, session: ClientSession) -> None:
 
 
 async def handle(app: App, sql: str) -> bytes:
+    """The answer to one admin query; with several workers, over all of them: views are
+    added up (workers/merge.py), commands that change things run in every worker."""
+    words = sql.strip().rstrip(";").split()
+    verb = words[0].upper() if words else ""
+    if verb == "SHOW" and len(words) == 2 and words[1].upper() in SHOW_VIEWS:
+        name = words[1].upper()
+        columns, rows = SHOW_VIEWS[name](app)
+        if app.peers is not None:
+            answers = await app.peers.ask_all({"op": "view", "name": name})
+            rows = merge_rows(name, columns, [rows, *(a.get("rows", []) for a in answers)])
+        return result_set(columns, rows, "SHOW")
+    if app.peers is None or verb not in BROADCAST:
+        return await _run(app, sql)
+    mine, theirs = await asyncio.gather(
+        _run(app, sql), app.peers.ask_all({"op": "admin", "sql": sql}, timeout=None))
+    errors = [a["error"] for a in theirs if a.get("error")]
+    if errors and not mine.startswith(b"E"):
+        return control.error(f"{verb} failed in another worker: {errors[0]}")
+    return mine
+
+
+async def run_local(app: App, sql: str) -> str | None:
+    """Another worker's admin command, run in this one; the error text, if any."""
+    answer = await _run(app, sql)
+    if not answer.startswith(b"E"):
+        return None
+    error = be.decode_backend(answer[0], answer[5:1 + int.from_bytes(answer[1:5])])
+    return error.text if isinstance(error, be.NoticeOrError) else "failed"
+
+
+async def _run(app: App, sql: str) -> bytes:
+    """One admin query, in this worker only."""
     words = sql.strip().rstrip(";").split()
     if not words:
         return control.error("Unsupported query against the admin database")
@@ -65,6 +99,11 @@ async def handle(app: App, sql: str) -> bytes:
     if command is None:
         return control.error("Unsupported query against the admin database")
     return command(app, args, sql)
+
+
+# Commands that change things: with several workers, every worker runs them.
+BROADCAST = frozenset({"PAUSE", "RESUME", "KILL", "RELOAD", "SET", "SHUTDOWN", "BAN",
+                       "UNBAN"})
 
 
 SHOW_VIEWS: dict[str, Callable[[App], views.View]] = {

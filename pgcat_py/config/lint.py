@@ -28,7 +28,6 @@ NOT_YET_SUPPORTED: frozenset[str] = frozenset(
         "general.auth_query_password",
         "general.dns_cache_enabled",
         "general.dns_max_ttl",
-        "general.worker_threads",
         "general.validate_config",
         "pools.*.log_client_parameter_status_changes",
         "plugins",

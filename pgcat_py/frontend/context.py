@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from ..conn import SocketOptions
     from ..pool.cluster import Cluster
     from ..stats import Stats
+    from ..workers.layout import Worker
     from .auth import Credentials
     from .session import ClientSession
     from .tls import ClientTls
@@ -23,6 +24,7 @@ class ProxyContext(Protocol):
     client_tls: ClientTls | None  # built once at startup; None: SSLRequest gets 'N'
     socket_options: SocketOptions
     stats: Stats
+    worker: Worker  # this process's place among the workers (its cancel keys name it)
 
     def client_connected(self, session: ClientSession) -> None: ...
     def client_disconnected(self, session: ClientSession) -> None: ...

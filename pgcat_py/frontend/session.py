@@ -73,7 +73,8 @@ class ClientSession(MessageConnection):
         super().__init__(max_message=PQ_LARGE_MESSAGE_LIMIT)  # for the admin console's reads
         self.ctx = ctx
         self.state = State.LOGIN
-        self.process_id = secrets.randbits(31)
+        worker = ctx.worker  # the process id says which worker holds the client
+        self.process_id = secrets.randbits(31) // worker.count * worker.count + worker.index
         self.secret_key = secrets.randbits(31)
         self.database = ""
         self.user = ""

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -89,6 +89,7 @@ class ServerPool:
         self._ban_logged_at = 0.0
         self.errors_seen = 0  # errors at the last role check (see Cluster.follow_roles)
         self.banned_at = 0.0  # wall clock of the last ban, for SHOW BANS
+        self.on_banned: Callable[[ServerPool, str, float], None] | None = None
         self.totals = Totals()  # of closed connections and of waits (pool/counters.py)
         self.retired = False  # replaced by a reload: serves its waiters, then closes
         self.averages = Averages()  # of the last AVERAGE_PERIOD (update_averages)
@@ -162,9 +163,11 @@ class ServerPool:
             log.info("server %s unbanned", self.target.name)
         self.banned_until = 0.0
 
-    def ban(self, reason: str, now: float | None = None, seconds: float | None = None) -> None:
+    def ban(self, reason: str, now: float | None = None, seconds: float | None = None,
+            announce: bool = True) -> None:
         """Take a replica out of rotation for ban_time (a primary is never banned, as in
-        pgcat); its waiters fail over to the next candidate at once."""
+        pgcat); its waiters fail over to the next candidate at once. ``announce``: tell
+        the other workers (on_banned), unless the ban came from one of them."""
         self.errors += 1
         if self.role != "replica":
             return
@@ -172,10 +175,13 @@ class ServerPool:
         self.banned_until = now + (self.settings.ban_time if seconds is None else seconds)
         self.banned_at = time.time()
         if self.ban_reason != reason or now - self._ban_logged_at > LOG_EVERY:
-            log.warning("server %s banned for %.0f s: %s", self.target.name,
-                        self.banned_until - now, reason)
+            log.warning("server %s banned%s for %.0f s: %s", self.target.name,
+                        "" if announce else " by another worker", self.banned_until - now,
+                        reason)
             self._ban_logged_at = now
         self.ban_reason = reason
+        if announce and self.on_banned is not None:
+            self.on_banned(self, reason, self.banned_until - now)
         while self.waiters:
             waiter, _ = self.waiters.popitem(last=False)
             waiter.checkout_failed(self, ServerError(f"server {self.target.name} is banned: "

@@ -98,7 +98,7 @@ def test_not_yet_supported_key_at_default_is_silent(toml: Callable[..., str]) ->
 
 def test_not_yet_supported_key_set_is_warned_with_its_path(toml: Callable[..., str]) -> None:
     text = toml(
-        general="dns_cache_enabled = true\nworker_threads = 5",
+        general="dns_cache_enabled = true\ndns_max_ttl = 60",
         pool="query_parser_enabled = true\ncheckout_failure_limit = 0",
         user="statement_timeout = 100",
         shard='database = "db"\nservers = [["h", 1, "primary"]]\nmirrors = [["m", 1, 0]]',
@@ -107,7 +107,7 @@ def test_not_yet_supported_key_set_is_warned_with_its_path(toml: Callable[..., s
     assert all(w.kind == "not_yet_supported" for w in warnings)
     assert [w.key_path for w in warnings] == [
         "general.dns_cache_enabled",
-        "general.worker_threads",
+        "general.dns_max_ttl",
         "pools.app.checkout_failure_limit",  # an explicit 0 is not "disabled" in pgcat
         "pools.app.shards.0.mirrors",
         "pools.app.users.0.statement_timeout",
