@@ -26,13 +26,46 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def setup_logging(level: str, fmt: str) -> None:
+# pgcat's levels (Rust's, any case) and Python's names, to logging's numbers.
+LEVELS = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+          "warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL,
+          "off": logging.CRITICAL + 10}
+logging.addLevelName(5, "TRACE")
+
+
+def log_level(name: str) -> int:
+    """A level by pgcat's or Python's name (ValueError for others)."""
+    try:
+        return LEVELS[name.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown log level {name!r} (one of: {', '.join(LEVELS)})") from None
+
+
+def rust_log_level(value: str) -> int | None:
+    """The level RUST_LOG gives pgcat: a bare level, or a `pgcat=level` directive."""
+    for directive in value.split(","):
+        target, _, level = directive.strip().rpartition("=")
+        if target in ("", "pgcat") and level.strip().lower() in LEVELS:
+            return LEVELS[level.strip().lower()]
+    return None
+
+
+def setup_logging(level: str, fmt: str, rust_log: str | None = None) -> None:
+    """Logging as pgcat's flags ask: the more verbose of --log-level and RUST_LOG; text,
+    structured (JSON lines; `json` is ours) or debug (text with the source line)."""
+    number = log_level(level)
+    from_rust = rust_log_level(rust_log) if rust_log else None
+    if from_rust is not None:
+        number = min(number, from_rust)
     handler = logging.StreamHandler(sys.stderr)
     if fmt in ("json", "structured"):
         handler.setFormatter(JsonFormatter())
+    elif fmt == "debug":
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s %(filename)s:%(lineno)d: %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.basicConfig(level=number, handlers=[handler], force=True)
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
@@ -43,8 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="validate the config and exit (fails on unknown keys)")
     p.add_argument("-l", "--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
-    p.add_argument("-F", "--log-format", default=os.environ.get("LOG_FORMAT", "text"),
-                   choices=["text", "json", "structured", "debug"])
+    p.add_argument("-F", "--log-format", default=os.environ.get("LOG_FORMAT", "text").lower(),
+                   type=str.lower, choices=["text", "json", "structured", "debug"])
+    p.add_argument("-n", "--no-color", action="store_true",
+                   default=bool(os.environ.get("NO_COLOR")),
+                   help="accepted for pgcat's scripts (pgcat-py never colours its logs)")
     p.add_argument("--demo-dir", default="demo-data", help="where `demo` keeps its servers")
     p.add_argument("--port", type=int, default=6432, help="listen port for `demo`")
     return p
@@ -67,8 +103,14 @@ def check(path: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_level, args.log_format)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        setup_logging(args.log_level, args.log_format, os.environ.get("RUST_LOG"))
+    except ValueError as exc:
+        parser.error(str(exc))
+    # Worker processes (workers/supervisor.py) read these as their defaults.
+    os.environ["LOG_LEVEL"], os.environ["LOG_FORMAT"] = args.log_level, args.log_format
     if args.config == "demo" and not Path("demo").is_file():
         from .demo import run_demo
 
