@@ -71,6 +71,14 @@ def build_router(pool: Pool, shards: int, pool_mode: str) -> Router:
         sharding_function=pool.sharding_function))
 
 
+def user_settings(statement_timeout: int) -> tuple[tuple[str, str], ...]:
+    """A user's statement_timeout (ms) as PostgreSQL's own setting on its sessions: pgcat
+    times reads on the pooler side, then bans the server and drops the client (#622); here
+    PostgreSQL cancels the statement (57014) and the session goes on, as the issue's
+    proposed fix (#910) does. A client's own SET or startup value wins."""
+    return (("statement_timeout", str(statement_timeout)),) if statement_timeout else ()
+
+
 def build_pools(config: Config, worker: Worker = SINGLE) -> dict[tuple[str, str], PoolEntry]:
     """A PoolEntry per (pool name, username), sized to ``worker``'s share of each pool
     (workers/layout.py; at least one connection, so that every worker can serve).
@@ -113,7 +121,8 @@ def build_pools(config: Config, worker: Worker = SINGLE) -> dict[tuple[str, str]
             cluster = Cluster(ClusterSettings(pool_name, user.username, eff.pool_mode,
                                               pool.load_balancing_mode, pool.default_role,
                                               pool.default_shard,
-                                              pool.replica_to_primary_failover_enabled),
+                                              pool.replica_to_primary_failover_enabled,
+                                              user_settings(eff.statement_timeout)),
                               shards, build_router(pool, len(shards), eff.pool_mode))
             creds = credentials_for(user.username, user.password, user.auth_type)
             entries[(pool_name, user.username)] = PoolEntry(cluster, creds, eff.pool_mode)

@@ -40,7 +40,6 @@ NOT_YET_SUPPORTED: frozenset[str] = frozenset(
         "pools.*.db_activity_ttl",
         "pools.*.table_mutation_cache_ms_ttl",
         "pools.*.checkout_failure_limit",
-        "pools.*.users.*.statement_timeout",
         "pools.*.shards.*.mirrors",
     }
 )

@@ -83,8 +83,11 @@ async def login(session: ClientSession) -> bool:
                          sqlstate=TOO_MANY_CONNECTIONS, severity="FATAL")
     session.params = client_settings(startup)
     session.startup_params = dict(session.params)
-    session.params_changed()
     cluster, creds, pool_mode = ctx.find_pool(startup.database, startup.user)
+    for name, value in cluster.settings.user_settings:  # the user's, unless the client's
+        session.params.setdefault(name, value)
+        session.startup_params.setdefault(name, value)
+    session.params_changed()
     await authenticate(session, creds)
     session.cluster = cluster
     session.transaction_mode = pool_mode == "transaction"

@@ -41,6 +41,9 @@ class ClusterSettings:
     default_role: str = "any"
     default_shard: str = "shard_0"
     replica_to_primary_failover: bool = True
+    # Settings every client of this (pool, user) starts with unless it asks otherwise, as
+    # PostgreSQL's per-role ALTER ROLE ... SET (the user's statement_timeout).
+    user_settings: tuple[tuple[str, str], ...] = ()
 
 
 class CheckoutClient(Protocol):

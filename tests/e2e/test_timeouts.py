@@ -46,3 +46,24 @@ def test_a_checkout_that_waited_too_long_says_how_long(proxy: ProxyProcess) -> N
         with psycopg.connect(dsn(proxy), autocommit=True) as waiter, \
                 pytest.raises(psycopg.Error, match=r"waited 0\.\d s for a server of app_"):
             waiter.execute("SELECT 1")
+
+
+def test_a_users_statement_timeout_is_postgresqls_own(pg_topology: Topology,
+                                                      proxy_runner: ProxyRunner) -> None:
+    """pgcat times statements on the pooler side, then bans the server and drops the client
+    (#622); here the user's statement_timeout is PostgreSQL's: 57014, the session goes on."""
+    proxy = proxy_runner(proxy_config(
+        pg_topology, port=free_port(), pool_size=2,
+        users=({"username": "app", "password": "app", "statement_timeout": 200},),
+        extra_pool={"default_role": "primary"}))
+    with psycopg.connect(dsn(proxy), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("SELECT pg_sleep(2)")
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("200ms",)
+        conn.execute("SET statement_timeout = 0")  # the client's own wins
+        assert conn.execute("SELECT pg_sleep(0.4), 1").fetchone() == ("", 1)
+        conn.execute("RESET statement_timeout")  # back to the user's, as for ALTER ROLE SET
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("200ms",)
+    with psycopg.connect(dsn(proxy, options="'-c statement_timeout=0'"),
+                         autocommit=True) as own:
+        assert own.execute("SELECT pg_sleep(0.4), 2").fetchone() == ("", 2)

@@ -110,7 +110,6 @@ def test_not_yet_supported_key_set_is_warned_with_its_path(toml: Callable[..., s
         "general.dns_max_ttl",
         "pools.app.checkout_failure_limit",  # an explicit 0 is not "disabled" in pgcat
         "pools.app.shards.0.mirrors",
-        "pools.app.users.0.statement_timeout",
     ]
     assert "not support it yet" in warnings[0].message
 
