@@ -122,7 +122,10 @@ def build_pools(config: Config, worker: Worker = SINGLE) -> dict[tuple[str, str]
                                               pool.load_balancing_mode, pool.default_role,
                                               pool.default_shard,
                                               pool.replica_to_primary_failover_enabled,
-                                              user_settings(eff.statement_timeout)),
+                                              user_settings(eff.statement_timeout),
+                                              # pgcat's documented meaning: 0 disables (its
+                                              # code closes at the first failure then)
+                                              pool.checkout_failure_limit or 0),
                               shards, build_router(pool, len(shards), eff.pool_mode))
             creds = credentials_for(user.username, user.password, user.auth_type)
             entries[(pool_name, user.username)] = PoolEntry(cluster, creds, eff.pool_mode)

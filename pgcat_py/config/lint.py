@@ -39,7 +39,6 @@ NOT_YET_SUPPORTED: frozenset[str] = frozenset(
         "pools.*.db_activity_init_delay",
         "pools.*.db_activity_ttl",
         "pools.*.table_mutation_cache_ms_ttl",
-        "pools.*.checkout_failure_limit",
         "pools.*.shards.*.mirrors",
     }
 )

@@ -302,10 +302,21 @@ class ClientSession(MessageConnection):
         self._syncing = (pool, server)
         self._task = asyncio.get_running_loop().create_task(self._sync_then_link(pool, server))
 
+    checkout_failures = 0  # per client, only once one happened (checkout_failure_limit)
+
     def checkout_failed(self, exc: ProxyError) -> None:
         self._attempt = None
-        if not self.is_closed:
-            self._refuse(exc)
+        if self.is_closed:
+            return
+        limit = self.cluster.settings.checkout_failure_limit if self.cluster else 0
+        if limit:
+            self.checkout_failures += 1
+            if self.checkout_failures >= limit:
+                self.fatal(ProxyError(
+                    f"checkout failure limit reached ({self.checkout_failures} / {limit}): "
+                    f"{exc.message}", sqlstate=exc.sqlstate, severity="FATAL"))
+                return
+        self._refuse(exc)
 
     async def _sync_then_link(self, pool: ServerPool, server: ServerConnection) -> None:
         """Apply this client's settings on a server that has other ones, then relay.

@@ -44,6 +44,7 @@ class ClusterSettings:
     # Settings every client of this (pool, user) starts with unless it asks otherwise, as
     # PostgreSQL's per-role ALTER ROLE ... SET (the user's statement_timeout).
     user_settings: tuple[tuple[str, str], ...] = ()
+    checkout_failure_limit: int = 0  # failed checkouts before a client is closed; 0: never
 
 
 class CheckoutClient(Protocol):

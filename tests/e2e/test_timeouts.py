@@ -67,3 +67,19 @@ def test_a_users_statement_timeout_is_postgresqls_own(pg_topology: Topology,
     with psycopg.connect(dsn(proxy, options="'-c statement_timeout=0'"),
                          autocommit=True) as own:
         assert own.execute("SELECT pg_sleep(0.4), 2").fetchone() == ("", 2)
+
+
+def test_checkout_failure_limit_closes_a_client_after_n_failures(
+        pg_topology: Topology, proxy_runner: ProxyRunner) -> None:
+    proxy = proxy_runner(proxy_config(
+        pg_topology, port=free_port(), pool_size=1,
+        extra_general={"connect_timeout": 200},
+        extra_pool={"default_role": "primary", "checkout_failure_limit": 2}))
+    with psycopg.connect(dsn(proxy)) as holder:
+        holder.execute("SELECT 1")  # holds the only server
+        with psycopg.connect(dsn(proxy), autocommit=True) as client:
+            with pytest.raises(psycopg.Error, match="AllServersDown"):
+                client.execute("SELECT 1")  # the first failure: an error, still connected
+            with pytest.raises(psycopg.OperationalError, match=r"limit reached \(2 / 2\)"):
+                client.execute("SELECT 1")
+            assert client.closed or client.broken

@@ -99,7 +99,7 @@ def test_not_yet_supported_key_at_default_is_silent(toml: Callable[..., str]) ->
 def test_not_yet_supported_key_set_is_warned_with_its_path(toml: Callable[..., str]) -> None:
     text = toml(
         general="dns_cache_enabled = true\ndns_max_ttl = 60",
-        pool="query_parser_enabled = true\ncheckout_failure_limit = 0",
+        pool="query_parser_enabled = true\ndb_activity_ttl = 100",
         user="statement_timeout = 100",
         shard='database = "db"\nservers = [["h", 1, "primary"]]\nmirrors = [["m", 1, 0]]',
     )
@@ -108,7 +108,7 @@ def test_not_yet_supported_key_set_is_warned_with_its_path(toml: Callable[..., s
     assert [w.key_path for w in warnings] == [
         "general.dns_cache_enabled",
         "general.dns_max_ttl",
-        "pools.app.checkout_failure_limit",  # an explicit 0 is not "disabled" in pgcat
+        "pools.app.db_activity_ttl",
         "pools.app.shards.0.mirrors",
     ]
     assert "not support it yet" in warnings[0].message
