@@ -143,17 +143,27 @@ def test_the_dashboard_shows_what_operators_asked_for() -> None:
     assert any("le" in g for g in groupings["pgcat_xact_time_seconds_bucket"])
 
 
-@pytest.fixture
-def scraped(pg_topology: Topology, proxy_runner: ProxyRunner
+def children(pid: int) -> list[str]:
+    """The processes `pid` started (Linux's /proc/PID/task/PID/children)."""
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
+
+@pytest.fixture(params=[1, 2], ids=["one-process", "two-workers"])
+def scraped(request: pytest.FixtureRequest, pg_topology: Topology, proxy_runner: ProxyRunner
             ) -> dict[str, list[set[str]]]:
-    """{sample name: [label names of each sample]} from a real scrape after some traffic."""
+    """{sample name: [label names of each sample]} from a real scrape after some traffic,
+    from one process and from two workers (whose figures the exporter merges)."""
     port = exporter_port()
-    text = proxy_config(pg_topology, port=free_port(), pool_size=2,
+    workers: int = request.param
+    text = proxy_config(pg_topology, port=free_port(), pool_size=10,
                         extra_general={"enable_prometheus_exporter": True,
-                                       "prometheus_exporter_port": port},
+                                       "prometheus_exporter_port": port,
+                                       "worker_threads": workers},
                         extra_pool={"query_parser_enabled": True,
                                     "query_parser_read_write_splitting": True})
     running = proxy_runner(text)
+    assert wait_for(lambda: len(children(running.pid)) == (workers if workers > 1 else 0)), \
+        running.log_tail()
     with psycopg.connect(dsn(running), autocommit=True) as conn:
         for i in range(5):
             assert conn.execute("SELECT %s::int", (i,)).fetchone() == (i,)  # replica
