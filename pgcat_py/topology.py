@@ -125,7 +125,8 @@ def build_pools(config: Config, worker: Worker = SINGLE) -> dict[tuple[str, str]
                                               user_settings(eff.statement_timeout),
                                               # pgcat's documented meaning: 0 disables (its
                                               # code closes at the first failure then)
-                                              pool.checkout_failure_limit or 0),
+                                              pool.checkout_failure_limit or 0,
+                                              pool.log_client_parameter_status_changes),
                               shards, build_router(pool, len(shards), eff.pool_mode))
             creds = credentials_for(user.username, user.password, user.auth_type)
             entries[(pool_name, user.username)] = PoolEntry(cluster, creds, eff.pool_mode)

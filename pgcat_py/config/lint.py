@@ -29,7 +29,6 @@ NOT_YET_SUPPORTED: frozenset[str] = frozenset(
         "general.dns_cache_enabled",
         "general.dns_max_ttl",
         "general.validate_config",
-        "pools.*.log_client_parameter_status_changes",
         "plugins",
         "pools.*.plugins",
         "pools.*.auth_query",

@@ -528,6 +528,9 @@ class ClientSession(MessageConnection):
 
     def on_parameter_status(self, name: str, value: str) -> None:
         if self.params.get(name) != value:
+            if self.cluster is not None and self.cluster.settings.log_parameter_changes:
+                log.info("client %s: %s changed from %r to %r", self.process_id, name,
+                         self.params.get(name, ""), value)
             self.params[name] = value
             self.params_changed()
 

@@ -45,6 +45,7 @@ class ClusterSettings:
     # PostgreSQL's per-role ALTER ROLE ... SET (the user's statement_timeout).
     user_settings: tuple[tuple[str, str], ...] = ()
     checkout_failure_limit: int = 0  # failed checkouts before a client is closed; 0: never
+    log_parameter_changes: bool = False  # log_client_parameter_status_changes
 
 
 class CheckoutClient(Protocol):
