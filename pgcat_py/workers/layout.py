@@ -56,11 +56,24 @@ def from_env() -> Worker:
     return Worker(int(index), int(count), os.environ.get(ENV_RUNTIME, ""))
 
 
-def usable_cpus() -> int:
+CPU_MAX = "/sys/fs/cgroup/cpu.max"  # cgroup v2: "<quota> <period>" or "max <period>"
+
+
+def usable_cpus(cpu_max: str = CPU_MAX) -> int:
+    """CPUs this process may use: its affinity, and in a container its CPU limit (a
+    Kubernetes limits.cpu of 2 shows as a quota of 2 periods; rounded up)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        with open(cpu_max) as handle:
+            quota, period = handle.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit to read
+    return cpus
 
 
 MIN_SHARE = 5  # connections per worker of the smallest pool, at least
