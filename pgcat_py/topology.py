@@ -71,6 +71,12 @@ def build_router(pool: Pool, shards: int, pool_mode: str) -> Router:
         sharding_function=pool.sharding_function))
 
 
+def prewarm_queries(config: Config, pool_name: str) -> tuple[str, ...]:
+    plugins = config.plugins_for(pool_name)
+    prewarmer = plugins.prewarmer if plugins is not None else None
+    return tuple(prewarmer.queries) if prewarmer is not None and prewarmer.enabled else ()
+
+
 def user_settings(statement_timeout: int) -> tuple[tuple[str, str], ...]:
     """A user's statement_timeout (ms) as PostgreSQL's own setting on its sessions: pgcat
     times reads on the pooler side, then bans the server and drops the client (#622); here
@@ -102,7 +108,8 @@ def build_pools(config: Config, worker: Worker = SINGLE) -> dict[tuple[str, str]
                 healthcheck_delay=general.healthcheck_delay_s,
                 healthcheck_timeout=general.healthcheck_timeout_s,
                 ban_time=float(max(general.ban_time, 0)),
-                prepared_statements_cache_size=pool.prepared_statements_cache_size)
+                prepared_statements_cache_size=pool.prepared_statements_cache_size,
+                prewarm=prewarm_queries(config, pool_name))
             shards: list[list[ServerPool]] = []
             for index, shard in enumerate(pool.shard_list):
                 replicas = 0

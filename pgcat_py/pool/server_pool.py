@@ -59,6 +59,7 @@ class PoolSettings:
     healthcheck_timeout: float = 1.0
     ban_time: float = 60.0
     prepared_statements_cache_size: int = 0  # per server connection; 0: our default
+    prewarm: tuple[str, ...] = ()  # run on every new connection (prewarmer plugin)
 
 
 class Waiter(Protocol):
@@ -295,8 +296,7 @@ class ServerPool:
 
     async def _open_for(self, waiter: Waiter) -> None:
         try:
-            server = await open_server(self.target, self.settings.connect_timeout,
-                                       self.settings.application_name)
+            server = await self._connect()
         except ProxyError as exc:
             self.opening -= 1
             if self.waiters.pop(waiter, None) is not None:
@@ -306,6 +306,23 @@ class ServerPool:
         self.opening -= 1
         self._adopt(server)
         self._put_back(server)
+
+    async def _connect(self) -> ServerConnection:
+        """A new connection, prewarmed (pgcat's prewarmer plugin: its queries run on every
+        new connection before a client gets it; a failure fails the connection)."""
+        s = self.settings
+        server = await open_server(self.target, s.connect_timeout, s.application_name)
+        for sql in s.prewarm:
+            try:
+                async with asyncio.timeout(s.connect_timeout):
+                    errors = await server.simple_query(sql)
+                problem = errors[0].text if errors else ""
+            except (TimeoutError, ProxyError) as exc:
+                problem = str(exc) or "timed out"
+            if problem:
+                server.terminate()
+                raise ServerError(f"prewarm query on {self.target.name} failed: {problem}")
+        return server
 
     # --- control-plane checkout ------------------------------------------------------
     async def checkout(self) -> ServerConnection:
@@ -425,7 +442,7 @@ class ServerPool:
         while not self.closed and self.size < s.min_pool_size:
             self.opening += 1
             try:
-                server = await open_server(self.target, s.connect_timeout, s.application_name)
+                server = await self._connect()
             except ProxyError as exc:
                 log.warning("could not open min_pool_size connection to %s: %s",
                             self.target.name, exc)

@@ -23,3 +23,27 @@ def test_log_client_parameter_status_changes(pg_topology: Topology,
         conn.execute("SET application_name = 'renamed'")
     assert wait_for(lambda: "application_name changed from '' to 'renamed'"
                     in proxy.log_text()), proxy.log_tail()
+
+
+def test_the_prewarmer_plugin_runs_its_queries_on_every_new_server_connection(
+        pg_topology: Topology, proxy_runner: ProxyRunner) -> None:
+    text = proxy_config(pg_topology, port=free_port(), pool_size=2,
+                        extra_pool={"default_role": "primary"})
+    text += ('\n[plugins.prewarmer]\nenabled = true\n'
+             'queries = ["SET application_name = \'prewarmed\'", '
+             '"SELECT set_config(\'pgcatpy.warm\', \'yes\', false)"]\n')
+    proxy = proxy_runner(text)
+    with psycopg.connect(dsn(proxy), autocommit=True) as conn:
+        row = conn.execute("SELECT current_setting('pgcatpy.warm', true)").fetchone()
+        assert row == ("yes",)
+
+
+def test_a_failing_prewarm_query_fails_the_connection(pg_topology: Topology,
+                                                      proxy_runner: ProxyRunner) -> None:
+    text = proxy_config(pg_topology, port=free_port(), pool_size=1,
+                        extra_pool={"default_role": "primary"})
+    text += '\n[plugins.prewarmer]\nenabled = true\nqueries = ["SELECT 1/0"]\n'
+    proxy = proxy_runner(text)
+    with pytest.raises(psycopg.OperationalError,
+                       match="prewarm query on app_shard_0_primary failed: division by zero"):
+        psycopg.connect(dsn(proxy))  # the login needs a server: none can be made ready
