@@ -114,15 +114,20 @@ def build_pools(config: Config, worker: Worker = SINGLE) -> dict[tuple[str, str]
             for index, shard in enumerate(pool.shard_list):
                 replicas = 0
                 servers: list[ServerPool] = []
-                for address in shard.servers:
+                for position, address in enumerate(shard.servers):
                     if address.role == "mirror":
                         continue
                     name = address_name(pool_name, index, address.role, replicas)
                     replicas += address.role == "replica"
+                    mirrors = tuple(
+                        ServerTarget(m.host, m.port, shard.database, eff.server_username,
+                                     eff.server_password, "mirror", f"{name}_mirror_{k}",
+                                     socket_options(general), server_tls)
+                        for k, m in enumerate(shard.mirrors or ()) if m.server_index == position)
                     target = ServerTarget(address.host, address.port, shard.database,
                                           eff.server_username, eff.server_password,
                                           address.role, name, socket_options(general),
-                                          server_tls)
+                                          server_tls, mirrors)
                     servers.append(ServerPool(target, settings))
                 shards.append(servers)
             cluster = Cluster(ClusterSettings(pool_name, user.username, eff.pool_mode,

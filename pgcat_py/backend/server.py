@@ -40,6 +40,7 @@ from ..protocol.framing import (
 from ..protocol.frontend import PasswordMessage, Query
 from ..protocol.startup import SSLRequest, StartupMessage
 from . import params as P
+from .mirror import Mirror
 from .prepared import Expectation, ExpectedReplies, ServerStatements, StatementRegistry
 from .stale_plan import is_stale_plan_reply, prepared_again
 
@@ -83,6 +84,7 @@ class ServerTarget:
     name: str = ""  # address name for logs and the admin console
     socket_options: SocketOptions = DEFAULT_SOCKET_OPTIONS
     tls: ssl.SSLContext | None = None  # server_tls: ask for TLS first (config/tls.py)
+    mirrors: tuple[ServerTarget, ...] = ()  # each gets a copy of what clients send here
 
 
 class ServerConnection(MessageConnection):
@@ -123,6 +125,7 @@ class ServerConnection(MessageConnection):
         # The batch just sent, when it may be sent again after a stale plan error
         # (backend/stale_plan.py), with the registry of the statement it binds.
         self.retry: tuple[bytes, StatementRegistry] | None = None
+        self.mirrors: list[Mirror] = []  # backend/mirror.py, set by the pool
         # Counters (SHOW SERVERS, SHOW STATS): times in seconds, from the first bytes sent
         # after an answer (or outside a transaction) to the answer.
         self.xact_count = self.errors = self.bytes_sent = self.bytes_received = 0
@@ -139,6 +142,8 @@ class ServerConnection(MessageConnection):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self.broken = True
+        for mirror in self.mirrors:
+            mirror.close()
         client, self.client = self.client, None
         if client is not None:
             client.on_server_lost(self)
@@ -162,6 +167,8 @@ class ServerConnection(MessageConnection):
     def terminate(self) -> None:
         """Say goodbye (Terminate) and close; the connection is never reused."""
         self.broken = True
+        for mirror in self.mirrors:
+            mirror.close()
         if not self.is_closed:
             self.transport.write(b"X\x00\x00\x00\x04")
             self.close()
@@ -345,6 +352,9 @@ class ServerConnection(MessageConnection):
         self.pending += sync_points
         self.bytes_sent += len(data)
         self.transport.write(data)
+        if self.mirrors:
+            for mirror in self.mirrors:
+                mirror.send(data)
 
     @property
     def query_count(self) -> int:

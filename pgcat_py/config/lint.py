@@ -38,7 +38,6 @@ NOT_YET_SUPPORTED: frozenset[str] = frozenset(
         "pools.*.db_activity_init_delay",
         "pools.*.db_activity_ttl",
         "pools.*.table_mutation_cache_ms_ttl",
-        "pools.*.shards.*.mirrors",
     }
 )
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..backend.mirror import Mirror
 from ..backend.server import XACT_TIME_BOUNDS, ServerConnection, ServerTarget, open_server
 from ..protocol.errors import PoolTimeout, ProxyError, ServerError
 from .counters import Averages, Totals
@@ -454,6 +455,8 @@ class ServerPool:
 
     def _adopt(self, server: ServerConnection) -> None:
         """A new connection of this pool's."""
+        server.mirrors = [Mirror(target, self.settings.connect_timeout)
+                          for target in self.target.mirrors]
         server.xact_buckets = self.xact_buckets  # one histogram per address
         server.on_lost = self._on_lost
         server.statements.set_capacity(self.settings.prepared_statements_cache_size)

@@ -47,3 +47,35 @@ def test_a_failing_prewarm_query_fails_the_connection(pg_topology: Topology,
     with pytest.raises(psycopg.OperationalError,
                        match="prewarm query on app_shard_0_primary failed: division by zero"):
         psycopg.connect(dsn(proxy))  # the login needs a server: none can be made ready
+
+
+def _mirrored_config(topology: Topology, mirror_port: int) -> str:
+    text = proxy_config(topology, port=free_port(), pool_size=2,
+                        extra_pool={"default_role": "primary"})
+    return text.replace('[pools.app.shards.0]\n',
+                        f'[pools.app.shards.0]\nmirrors = [["127.0.0.1", {mirror_port}, 0]]\n')
+
+
+def test_mirrors_get_a_copy_of_every_statement(pg_topology: Topology,
+                                               proxy_runner: ProxyRunner) -> None:
+    mirror = pg_topology.shards[0]
+    for node in (pg_topology.primary, mirror):
+        with psycopg.connect(node.superuser_dsn("app"), autocommit=True) as su:
+            su.execute("DROP TABLE IF EXISTS mirrored; CREATE TABLE mirrored (n int);"
+                       "GRANT ALL ON mirrored TO app")
+    proxy = proxy_runner(_mirrored_config(pg_topology, mirror.port))
+    with psycopg.connect(dsn(proxy), autocommit=True) as conn:
+        for n in range(5):
+            conn.execute("INSERT INTO mirrored VALUES (%s)", (n,))
+    with psycopg.connect(mirror.superuser_dsn("app"), autocommit=True) as su:
+        assert wait_for(lambda: su.execute("SELECT count(*) FROM mirrored").fetchone() == (5,))
+        assert su.execute("SELECT sum(n) FROM mirrored").fetchone() == (10,)
+
+
+def test_a_dead_mirror_never_slows_or_fails_the_client(pg_topology: Topology,
+                                                       proxy_runner: ProxyRunner) -> None:
+    proxy = proxy_runner(_mirrored_config(pg_topology, free_port()))  # nobody listens there
+    with psycopg.connect(dsn(proxy), autocommit=True) as conn:
+        for n in range(300):
+            assert conn.execute("SELECT %s::int", (n,)).fetchone() == (n,)
+    assert "mirror app_shard_0_primary_mirror_0 unreachable" in proxy.log_text()

@@ -109,7 +109,6 @@ def test_not_yet_supported_key_set_is_warned_with_its_path(toml: Callable[..., s
         "general.dns_cache_enabled",
         "general.dns_max_ttl",
         "pools.app.db_activity_ttl",
-        "pools.app.shards.0.mirrors",
     ]
     assert "not support it yet" in warnings[0].message
 
