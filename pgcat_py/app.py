@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .admin.console import serve_admin
+from .backend.server import open_server
 from .config import Config, ConfigError, load_config
 from .config.diff import ConfigDiff
 from .exporter import start_exporter
@@ -170,6 +171,8 @@ class App:
         if g.prometheus_enabled and first:  # exporter.py; close() cancels serve_forever
             self._spawn((await start_exporter(self, self._server)).serve_forever())
         self._spawn(self._end_idle_transactions())
+        if g.validate_config and first:
+            self._spawn(self._validate_servers())
         log.info("pgcat-py listening on %s:%d%s", g.host, g.port,
                  f" (worker {self.worker.index} of {self.worker.count})" if self.peers else "")
 
@@ -223,6 +226,25 @@ class App:
                     await cluster.follow_roles()
                 except Exception:  # one cluster's surprise must not stop the others
                     log.exception("role check of %s failed", cluster.settings.pool_name)
+
+    async def _validate_servers(self) -> None:
+        """validate_config: log in to every server once at startup and say which cannot be
+        reached, and why. pgcat refuses to start then (#823: one server down at deploy time
+        keeps the whole pooler down); here the proxy serves what it can, and bans the rest
+        when clients need them."""
+        targets = {(p.target.host, p.target.port, p.target.database, p.target.user): p
+                   for entry in self.pools.values() for p in entry.cluster.pools}
+        timeout = self.config.general.connect_timeout / 1000
+
+        async def check(pool: ServerPool) -> None:
+            try:
+                server = await open_server(pool.target, timeout)
+            except ProxyError as exc:
+                log.warning("validate_config: %s", exc.message)
+                return
+            server.terminate()
+
+        await asyncio.gather(*(check(pool) for pool in targets.values()))
 
     async def _end_idle_transactions(self) -> None:
         """idle_client_in_transaction_timeout: a client that holds a server inside a

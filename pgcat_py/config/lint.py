@@ -28,7 +28,6 @@ NOT_YET_SUPPORTED: frozenset[str] = frozenset(
         "general.auth_query_password",
         "general.dns_cache_enabled",
         "general.dns_max_ttl",
-        "general.validate_config",
         "plugins",
         "pools.*.plugins",
         "pools.*.auth_query",

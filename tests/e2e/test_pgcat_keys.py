@@ -79,3 +79,17 @@ def test_a_dead_mirror_never_slows_or_fails_the_client(pg_topology: Topology,
         for n in range(300):
             assert conn.execute("SELECT %s::int", (n,)).fetchone() == (n,)
     assert "mirror app_shard_0_primary_mirror_0 unreachable" in proxy.log_text()
+
+
+def test_validate_config_names_unreachable_servers_and_serves_the_rest(
+        pg_topology: Topology, proxy_runner: ProxyRunner) -> None:
+    dead = free_port()
+    text = proxy_config(pg_topology, port=free_port(), pool_size=2,
+                        extra_general={"validate_config": True},
+                        extra_pool={"default_role": "primary"})
+    proxy = proxy_runner(text.replace(f'"127.0.0.1", {pg_topology.replicas[0].port}, "replica"',
+                                      f'"127.0.0.1", {dead}, "replica"'))
+    assert wait_for(lambda: "validate_config: could not connect to server "
+                    "app_shard_0_replica_0" in proxy.log_text()), proxy.log_tail()
+    with psycopg.connect(dsn(proxy), autocommit=True) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
