@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from parser import ParserSettings
 
+from .backend.dns import DnsCache
 from .backend.server import ServerTarget
 from .config import Config, General
 from .config.pool import Pool
@@ -92,6 +93,7 @@ def build_pools(config: Config, worker: Worker = SINGLE) -> dict[tuple[str, str]
     entries: dict[tuple[str, str], PoolEntry] = {}
     general = config.general
     server_tls = server_ssl_context(config)
+    dns = DnsCache(float(general.dns_max_ttl)) if general.dns_cache_enabled else None
     for pool_name, pool in config.pools.items():
         for user in pool.user_list:
             eff = config.effective(pool_name, user)
@@ -122,12 +124,12 @@ def build_pools(config: Config, worker: Worker = SINGLE) -> dict[tuple[str, str]
                     mirrors = tuple(
                         ServerTarget(m.host, m.port, shard.database, eff.server_username,
                                      eff.server_password, "mirror", f"{name}_mirror_{k}",
-                                     socket_options(general), server_tls)
+                                     socket_options(general), server_tls, (), dns)
                         for k, m in enumerate(shard.mirrors or ()) if m.server_index == position)
                     target = ServerTarget(address.host, address.port, shard.database,
                                           eff.server_username, eff.server_password,
                                           address.role, name, socket_options(general),
-                                          server_tls, mirrors)
+                                          server_tls, mirrors, dns)
                     servers.append(ServerPool(target, settings))
                 shards.append(servers)
             cluster = Cluster(ClusterSettings(pool_name, user.username, eff.pool_mode,

@@ -40,6 +40,7 @@ from ..protocol.framing import (
 from ..protocol.frontend import PasswordMessage, Query
 from ..protocol.startup import SSLRequest, StartupMessage
 from . import params as P
+from .dns import DnsCache
 from .mirror import Mirror
 from .prepared import Expectation, ExpectedReplies, ServerStatements, StatementRegistry
 from .stale_plan import is_stale_plan_reply, prepared_again
@@ -85,6 +86,7 @@ class ServerTarget:
     socket_options: SocketOptions = DEFAULT_SOCKET_OPTIONS
     tls: ssl.SSLContext | None = None  # server_tls: ask for TLS first (config/tls.py)
     mirrors: tuple[ServerTarget, ...] = ()  # each gets a copy of what clients send here
+    dns: DnsCache | None = None  # dns_cache_enabled (backend/dns.py)
 
 
 class ServerConnection(MessageConnection):
@@ -126,6 +128,7 @@ class ServerConnection(MessageConnection):
         # (backend/stale_plan.py), with the registry of the statement it binds.
         self.retry: tuple[bytes, StatementRegistry] | None = None
         self.mirrors: list[Mirror] = []  # backend/mirror.py, set by the pool
+        self.address = target.host  # what it connected to (an address, with the DNS cache)
         # Counters (SHOW SERVERS, SHOW STATS): times in seconds, from the first bytes sent
         # after an answer (or outside a transaction) to the answer.
         self.xact_count = self.errors = self.bytes_sent = self.bytes_received = 0
@@ -568,8 +571,12 @@ async def open_server(target: ServerTarget, timeout: float,
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
+            host = target.host
+            if target.dns is not None:  # dns_cache_enabled: the cached address
+                host = (await target.dns.addresses(target.host, target.port))[0]
             _, conn = await loop.create_connection(
-                lambda: ServerConnection(target), target.host, target.port)
+                lambda: ServerConnection(target), host, target.port)
+            conn.address = host
             try:
                 if target.tls is not None:
                     await conn.request_tls(target.tls)

@@ -26,8 +26,6 @@ NOT_YET_SUPPORTED: frozenset[str] = frozenset(
         "general.auth_query",
         "general.auth_query_user",
         "general.auth_query_password",
-        "general.dns_cache_enabled",
-        "general.dns_max_ttl",
         "plugins",
         "pools.*.plugins",
         "pools.*.auth_query",

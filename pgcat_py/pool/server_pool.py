@@ -308,6 +308,19 @@ class ServerPool:
         self._adopt(server)
         self._put_back(server)
 
+    async def _moved_addresses(self) -> frozenset[str]:
+        """With the DNS cache: addresses of idle connections that the host name no longer
+        resolves to (the cache refreshes every dns_max_ttl)."""
+        dns = self.target.dns
+        if dns is None or not self.idle:
+            return frozenset()
+        try:
+            now = await dns.addresses(self.target.host, self.target.port)
+        except OSError as exc:
+            log.warning("DNS: cannot resolve %s: %s", self.target.host, exc)
+            return frozenset()
+        return frozenset(s.address for s in self.idle if s.address not in now)
+
     async def _connect(self) -> ServerConnection:
         """A new connection, prewarmed (pgcat's prewarmer plugin: its queries run on every
         new connection before a client gets it; a failure fails the connection)."""
@@ -435,7 +448,11 @@ class ServerPool:
     async def maintain(self, now: float) -> None:
         """Close idle connections past idle_timeout / server_lifetime; keep min_pool_size."""
         s = self.settings
+        moved = await self._moved_addresses()
         for server in list(self.idle):
+            if server.address in moved:
+                self._discard(server)  # its host name points elsewhere now
+                continue
             expired = now - server.created_at >= s.server_lifetime
             too_idle = now - server.last_used >= s.idle_timeout and self.size > s.min_pool_size
             if expired or too_idle or not server.is_usable:

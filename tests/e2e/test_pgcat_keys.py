@@ -93,3 +93,15 @@ def test_validate_config_names_unreachable_servers_and_serves_the_rest(
                     "app_shard_0_replica_0" in proxy.log_text()), proxy.log_tail()
     with psycopg.connect(dsn(proxy), autocommit=True) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_dns_cache_connects_by_name(pg_topology: Topology,
+                                        proxy_runner: ProxyRunner) -> None:
+    text = proxy_config(pg_topology, port=free_port(), pool_size=2,
+                        extra_general={"dns_cache_enabled": True, "dns_max_ttl": 1},
+                        extra_pool={"default_role": "primary"})
+    proxy = proxy_runner(text.replace(f'"127.0.0.1", {pg_topology.primary.port}, "primary"',
+                                      f'"localhost", {pg_topology.primary.port}, "primary"'))
+    for _ in range(3):
+        with psycopg.connect(dsn(proxy), autocommit=True) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
