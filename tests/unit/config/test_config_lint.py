@@ -98,7 +98,7 @@ def test_not_yet_supported_key_at_default_is_silent(toml: Callable[..., str]) ->
 
 def test_not_yet_supported_key_set_is_warned_with_its_path(toml: Callable[..., str]) -> None:
     text = toml(
-        general="dns_cache_enabled = true\ndns_max_ttl = 60",
+        general="auth_query = 'SELECT usename, passwd FROM pg_shadow WHERE usename = $1'",
         pool="query_parser_enabled = true\ndb_activity_ttl = 100",
         user="statement_timeout = 100",
         shard='database = "db"\nservers = [["h", 1, "primary"]]\nmirrors = [["m", 1, 0]]',
@@ -106,8 +106,7 @@ def test_not_yet_supported_key_set_is_warned_with_its_path(toml: Callable[..., s
     warnings = parse_config(text).warnings
     assert all(w.kind == "not_yet_supported" for w in warnings)
     assert [w.key_path for w in warnings] == [
-        "general.dns_cache_enabled",
-        "general.dns_max_ttl",
+        "general.auth_query",
         "pools.app.db_activity_ttl",
     ]
     assert "not support it yet" in warnings[0].message
