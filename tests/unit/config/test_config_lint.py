@@ -98,7 +98,8 @@ def test_not_yet_supported_key_at_default_is_silent(toml: Callable[..., str]) ->
 
 def test_not_yet_supported_key_set_is_warned_with_its_path(toml: Callable[..., str]) -> None:
     text = toml(
-        general="auth_query = 'SELECT usename, passwd FROM pg_shadow WHERE usename = $1'",
+        general="auth_query = 'SELECT usename, passwd FROM pg_shadow WHERE usename = $1'\n"
+                "auth_query_user = 'u'\nauth_query_password = 'p'",
         pool="query_parser_enabled = true\ndb_activity_ttl = 100",
         user="statement_timeout = 100",
         shard='database = "db"\nservers = [["h", 1, "primary"]]\nmirrors = [["m", 1, 0]]',
@@ -107,6 +108,8 @@ def test_not_yet_supported_key_set_is_warned_with_its_path(toml: Callable[..., s
     assert all(w.kind == "not_yet_supported" for w in warnings)
     assert [w.key_path for w in warnings] == [
         "general.auth_query",
+        "general.auth_query_password",
+        "general.auth_query_user",
         "pools.app.db_activity_ttl",
     ]
     assert "not support it yet" in warnings[0].message
