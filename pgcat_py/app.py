@@ -28,6 +28,7 @@ from .frontend.states import State
 from .frontend.tls import client_tls
 from .pool.cluster import Cluster
 from .pool.counters import AVERAGE_PERIOD
+from .pool.lag import measure as measure_lag
 from .pool.server_pool import ServerPool
 from .protocol.errors import (
     INVALID_AUTHORIZATION,
@@ -166,6 +167,7 @@ class App:
         self._spawn(self._maintain())
         if g.follow_promotions:
             self._spawn(self._follow_promotions())
+        self._spawn(self._measure_lag())
         if g.autoreload_s:
             self._spawn(self._autoreload(g.autoreload_s))
         if g.prometheus_enabled and first:  # exporter.py; close() cancels serve_forever
@@ -264,6 +266,17 @@ class App:
                     log.info("client %s: idle in transaction for %.1f s, closed",
                              session.process_id, now - server.answered_at)
                     session.fatal(IdleInTransactionTimeout())
+
+    async def _measure_lag(self) -> None:
+        """Every lag_check_interval, replicas' lag for the pools that route by it."""
+        while True:
+            await asyncio.sleep(self.config.general.lag_check_interval / 1000)
+            for entry in list(self.pools.values()):
+                if entry.cluster.watches_lag:
+                    try:
+                        await measure_lag(entry.cluster)
+                    except Exception:  # one pool's surprise must not stop the others
+                        log.exception("lag check of %s failed", entry.cluster.settings.pool_name)
 
     def reload(self) -> ConfigDiff:
         """Apply pgcat.toml again (reload.py); raises ConfigError, changing nothing, when

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from parser import ParserSettings
 
+from .activity import ActivitySettings, DbActivity
 from .backend.dns import DnsCache
 from .backend.server import ServerTarget
 from .config import Config, General
@@ -17,6 +18,7 @@ from .config.pool import Pool
 from .config.tls import server_ssl_context
 from .conn import SocketOptions
 from .frontend.auth import Credentials
+from .plugins import PoolPlugins, build_plugins
 from .pool.cluster import Cluster, ClusterSettings
 from .pool.server_pool import PoolSettings, ServerPool
 from .protocol.auth import ScramVerifier
@@ -56,8 +58,10 @@ def credentials_for(username: str, password: str | None, auth_type: str) -> Cred
     return Credentials(username, password, auth_type, scram)
 
 
-def build_router(pool: Pool, shards: int, pool_mode: str) -> Router:
-    """The routing decisions of a pool, from its pgcat keys."""
+def build_router(pool: Pool, shards: int, pool_mode: str, *, plugins: PoolPlugins | None = None,
+                 activity: DbActivity | None = None) -> Router:
+    """The routing decisions of a pool, from its pgcat keys; ``plugins`` and ``activity``
+    are shared by the pool's users (see pool_activity)."""
     parser = ParserSettings.build(
         query_parser_max_length=pool.query_parser_max_length,
         automatic_sharding_key=pool.automatic_sharding_key,
@@ -69,7 +73,15 @@ def build_router(pool: Pool, shards: int, pool_mode: str) -> Router:
         read_write_splitting=pool.query_parser_read_write_splitting,
         primary_reads_enabled=pool.primary_reads_enabled,
         session_mode=pool_mode == "session", parser=parser,
-        sharding_function=pool.sharding_function))
+        sharding_function=pool.sharding_function), plugins=plugins, activity=activity)
+
+
+def pool_activity(pool: Pool) -> DbActivity | None:
+    """db_activity_based_routing's tracker, one per pool (pgcat has one per process)."""
+    if not pool.db_activity_based_routing:
+        return None
+    return DbActivity(ActivitySettings(pool.db_activity_init_delay, pool.db_activity_ttl,
+                                       pool.table_mutation_cache_ms_ttl))
 
 
 def prewarm_queries(config: Config, pool_name: str) -> tuple[str, ...]:
@@ -95,6 +107,7 @@ def build_pools(config: Config, worker: Worker = SINGLE) -> dict[tuple[str, str]
     server_tls = server_ssl_context(config)
     dns = DnsCache(float(general.dns_max_ttl)) if general.dns_cache_enabled else None
     for pool_name, pool in config.pools.items():
+        plugins, activity = build_plugins(config, pool_name), pool_activity(pool)
         for user in pool.user_list:
             eff = config.effective(pool_name, user)
             settings = PoolSettings(
@@ -140,8 +153,12 @@ def build_pools(config: Config, worker: Worker = SINGLE) -> dict[tuple[str, str]
                                               # pgcat's documented meaning: 0 disables (its
                                               # code closes at the first failure then)
                                               pool.checkout_failure_limit or 0,
-                                              pool.log_client_parameter_status_changes),
-                              shards, build_router(pool, len(shards), eff.pool_mode))
+                                              pool.log_client_parameter_status_changes,
+                                              pool.ban_replica_lag,
+                                              pool.ban_replica_lag_bytes,
+                                              pool.read_your_writes),
+                              shards, build_router(pool, len(shards), eff.pool_mode,
+                                                   plugins=plugins, activity=activity))
             creds = credentials_for(user.username, user.password, user.auth_type)
             entries[(pool_name, user.username)] = PoolEntry(cluster, creds, eff.pool_mode)
     return entries

@@ -84,6 +84,9 @@ class General(Section):
     # replicas ask each server pg_is_in_recovery() and the one that says no is the primary.
     follow_promotions: bool = True
     role_check_interval: Annotated[int, Field(ge=100, le=2**32 - 1)] = 1_000  # ms
+    # How often replicas' replay position is compared with their primary's (ms): for
+    # ban_replica_lag, ban_replica_lag_bytes and read_your_writes.
+    lag_check_interval: Annotated[int, Field(ge=10, le=2**32 - 1)] = 250
     # "prefer": clients choose (pgcat's only behaviour); "require": a StartupMessage that did
     # not come over TLS is refused with 28000 (needs tls_certificate).
     tls_mode: TlsMode = "prefer"

@@ -142,6 +142,9 @@ class Pool(Section):
     db_activity_ttl: U64 = 900  # s
     table_mutation_cache_ms_ttl: U64 = 50  # ms
     plugins: Plugins | None = None  # unset = the global [plugins]
+    # Ours: a Python module whose route(statement) may move or refuse statements
+    # (pgcat_py/plugins/hook.py); needs query_parser_enabled.
+    plugin_module: str | None = None
     shards: dict[str, Shard]
     users: dict[str, User]
 
@@ -151,6 +154,13 @@ class Pool(Section):
     server_reset_query: str | None = None
     # Ours: reads go to the primary when no replica of the shard can serve them.
     replica_to_primary_failover_enabled: bool = True
+    # Ours (PgDog's names): a replica this far behind its primary takes no reads until it
+    # catches up; 0 = no limit. Measured every general.lag_check_interval.
+    ban_replica_lag: U64 = 0  # ms
+    ban_replica_lag_bytes: U64 = 0  # bytes of WAL
+    # Ours: after a client's transaction on the primary, its reads go only to replicas that
+    # have replayed what the primary had written by then (else to the primary).
+    read_your_writes: bool = False
 
     @field_validator("automatic_sharding_key")
     @classmethod

@@ -278,7 +278,7 @@ class ClientSession(MessageConnection):
                           route.role, route.reason)
             self.ctx.stats.count_route(cluster.route_key(route))
         try:
-            self._attempt = cluster.checkout(self, route.shard, route.role)
+            self._attempt = cluster.checkout(self, route.shard, route.role, self.fresh_since)
         except ProxyError as exc:
             self.checkout_failed(exc)
 
@@ -303,6 +303,7 @@ class ClientSession(MessageConnection):
         self._task = asyncio.get_running_loop().create_task(self._sync_then_link(pool, server))
 
     checkout_failures = 0  # per client, only once one happened (checkout_failure_limit)
+    fresh_since = 0.0  # read_your_writes: when this client last used a primary
 
     def checkout_failed(self, exc: ProxyError) -> None:
         self._attempt = None
@@ -471,6 +472,8 @@ class ClientSession(MessageConnection):
             server.resume_reading()
         if scanner.named_parse and not self.transaction_mode:
             self._note_named_parse(server)
+        if pool.role == PRIMARY and pool.read_your_writes:
+            self.fresh_since = time.monotonic()  # its next reads must see this transaction
         pool.release(server)
         if self.ctx.shutting_down:
             self.fatal(AdminShutdown())

@@ -16,6 +16,8 @@ import itertools
 import logging
 import random
 import time
+from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,6 +30,7 @@ from ..stats import RouteKey, reason_kind
 from .server_pool import ALL_SERVERS_DOWN, LOG_EVERY, ServerPool
 
 log = logging.getLogger(__name__)
+LSN_HISTORY = 256  # primary positions kept per shard for read_your_writes
 
 ROLES = ("primary", "replica", "any")
 
@@ -46,6 +49,9 @@ class ClusterSettings:
     user_settings: tuple[tuple[str, str], ...] = ()
     checkout_failure_limit: int = 0  # failed checkouts before a client is closed; 0: never
     log_parameter_changes: bool = False  # log_client_parameter_status_changes
+    ban_replica_lag: int = 0  # ms; with the two below, see pool/lag.py
+    ban_replica_lag_bytes: int = 0
+    read_your_writes: bool = False
 
 
 class CheckoutClient(Protocol):
@@ -135,6 +141,19 @@ class Cluster:
         self._unban_all_logged_at = 0.0
         self._by_role: dict[tuple[int, str], list[ServerPool]] = {}
         self.rebuild_roles()
+        for pool in self.pools:
+            pool.read_your_writes = settings.read_your_writes
+        # Per shard: when the primary's WAL position was read, and what it was, the last
+        # LSN_HISTORY times (pool/lag.py), oldest first.
+        self.primary_lsn: list[deque[tuple[float, int]]] = [
+            deque(maxlen=LSN_HISTORY) for _ in shards]
+
+    @property
+    def watches_lag(self) -> bool:
+        """Whether pool/lag.py must measure this pool's replicas."""
+        s = self.settings
+        return bool(s.ban_replica_lag or s.ban_replica_lag_bytes or s.read_your_writes) and \
+            any(p.role == REPLICA for p in self.pools)
 
     def route_key(self, route: Route) -> RouteKey:
         """The stats key of a route (routes are interned by the router: one dict hit)."""
@@ -170,23 +189,42 @@ class Cluster:
         return [i for i, shard in enumerate(self.shards)
                 if any(not p.is_banned(now) for p in shard)]
 
-    def candidates(self, shard: int, role: str) -> list[ServerPool]:
-        """The pools to try, in order, for ``role`` on ``shard``."""
+    def candidates(self, shard: int, role: str, fresh_since: float = 0.0) -> list[ServerPool]:
+        """The pools to try, in order, for ``role`` on ``shard``. ``fresh_since``: the
+        client used the primary then (read_your_writes): only replicas known to have
+        replayed what it wrote qualify."""
         pools = self._by_role.get((shard, role))
         if pools is None:
             raise ProxyError(
                 f"could not get connection from the pool - InvalidShardId({shard})",
                 sqlstate="58000")
-        usable = [p for p in pools if not p.banned_until]  # the common case: no bans
+        # The common case: no bans, no lagging replica.
+        usable = [p for p in pools if not p.banned_until and not p.lagging]
         if len(usable) < len(pools):
             now = time.monotonic()
-            usable = [p for p in pools if not p.is_banned(now)]
-            if not usable and pools:
-                usable = self._unban_all(pools, role, shard, now)
+            current = [p for p in pools if not p.lagging]
+            usable = [p for p in current if not p.is_banned(now)]
+            if not usable and current:
+                usable = self._unban_all(current, role, shard, now)
+        if fresh_since and role != PRIMARY:
+            usable = self._caught_up(usable, shard, fresh_since)
         self._order(usable)
-        if role == REPLICA and self.settings.replica_to_primary_failover:
+        if role == REPLICA and (self.settings.replica_to_primary_failover or not usable):
             usable += self._by_role[(shard, PRIMARY)]
         return usable
+
+    def _caught_up(self, pools: list[ServerPool], shard: int,
+                   since: float) -> list[ServerPool]:
+        """Of ``pools``, the primary and the replicas that replayed the primary's position
+        as measured after ``since`` (none before such a measurement)."""
+        # The first position read after ``since`` covers everything the client wrote (an
+        # older client's falls back on the oldest kept: later, so still enough).
+        history = self.primary_lsn[shard]
+        index = bisect_left(history, (since, -1))
+        if index == len(history):
+            return [p for p in pools if p.role == PRIMARY]
+        needed = history[index][1]
+        return [p for p in pools if p.role == PRIMARY or p.replay_lsn >= needed]
 
     def _unban_all(self, pools: list[ServerPool], role: str, shard: int,
                    now: float) -> list[ServerPool]:
@@ -214,15 +252,17 @@ class Cluster:
         if mode == "loc":
             pools.sort(key=lambda p: p.sv_active)  # stable: ties keep the random order
 
-    def checkout(self, client: CheckoutClient, shard: int, role: str) -> CheckoutAttempt | None:
+    def checkout(self, client: CheckoutClient, shard: int, role: str,
+                 fresh_since: float = 0.0) -> CheckoutAttempt | None:
         """Serve ``client`` now (returns None) or start an attempt that calls back later."""
         pools = self._by_role.get((shard, role))
-        if pools is not None and len(pools) == 1 and not pools[0].banned_until:
+        if pools is not None and len(pools) == 1 and not pools[0].banned_until \
+                and not pools[0].lagging and not fresh_since:
             server = pools[0].take_idle()  # the common case: no shuffle, no copy
             if server is not None:
                 client.server_ready(pools[0], server)
                 return None
-        candidates = self.candidates(shard, role)
+        candidates = self.candidates(shard, role, fresh_since)
         if len(candidates) > 1:
             server = candidates[0].take_idle()
             if server is not None:

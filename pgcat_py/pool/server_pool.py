@@ -94,6 +94,12 @@ class ServerPool:
         self.on_banned: Callable[[ServerPool, str, float], None] | None = None
         self.totals = Totals()  # of closed connections and of waits (pool/counters.py)
         self.retired = False  # replaced by a reload: serves its waiters, then closes
+        # Replication (pool/lag.py): how far this replica has replayed, how far behind.
+        self.replay_lsn = 0
+        self.lag_bytes = 0
+        self.lag_ms = 0
+        self.lagging = False  # past ban_replica_lag(_bytes): no reads until it catches up
+        self.read_your_writes = False  # its cluster's setting, read at each check-in
         self.averages = Averages()  # of the last AVERAGE_PERIOD (update_averages)
         self.xact_buckets = [0] * (len(XACT_TIME_BOUNDS) + 1)  # filled by its connections
         self._averaged = Totals()
@@ -191,9 +197,17 @@ class ServerPool:
 
     async def observed_role(self, open_if_needed: bool) -> str | None:
         """"primary" or "replica" as the server says now (pg_is_in_recovery()), or None when
-        it cannot be asked. Asks on an idle pooled connection (its idle time untouched, so
-        idle_timeout still applies); with none idle, opens one through the pool (within
-        pool_size) only if ``open_if_needed``: no connection is ever kept just for this."""
+        it cannot be asked."""
+        value = await self.ask("SELECT pg_is_in_recovery()", open_if_needed)
+        if value is None:
+            return None
+        return "replica" if value == "t" else "primary"
+
+    async def ask(self, sql: str, open_if_needed: bool) -> str | None:
+        """The first value ``sql`` returns, or None when it cannot be asked. Asks on an idle
+        pooled connection (its idle time untouched, so idle_timeout still applies); with
+        none idle, opens one through the pool (within pool_size) only if
+        ``open_if_needed``: no connection is ever kept just for this."""
         s = self.settings
         server = self.take_idle() if self.idle else None
         last_used = server.last_used if server is not None else 0.0
@@ -204,7 +218,7 @@ class ServerPool:
                     last_used = time.monotonic()
                 if server is None:
                     return None
-                value = await server.query_value("SELECT pg_is_in_recovery()")
+                value = await server.query_value(sql)
         except (TimeoutError, ProxyError):
             if server is not None:
                 self.discard(server)
@@ -212,7 +226,7 @@ class ServerPool:
         server.last_used = last_used
         self.checkin(server)
         server.last_used = last_used
-        return "replica" if value == "t" else "primary"
+        return value
 
     def _pop_idle(self) -> ServerConnection | None:
         now = time.monotonic()
