@@ -31,6 +31,17 @@ class Totals:
 
     def fold(self, server: ServerConnection) -> None:
         """Add a closing connection's counts (and zero them: folding twice adds nothing)."""
+        self._add(server)
+        server.reset_counters()
+
+    def with_live(self, servers: Iterable[ServerConnection]) -> Totals:
+        """These totals plus the live connections' counts, as a new Totals."""
+        total = replace(self)
+        for server in servers:
+            total._add(server)
+        return total
+
+    def _add(self, server: ServerConnection) -> None:
         self.xact_count += server.xact_count
         self.query_count += server.query_count
         self.bytes_received += server.bytes_received
@@ -38,20 +49,6 @@ class Totals:
         self.xact_time += server.xact_time
         self.query_time += server.query_time
         self.errors += server.errors
-        server.reset_counters()
-
-    def with_live(self, servers: Iterable[ServerConnection]) -> Totals:
-        """These totals plus the live connections' counts, as a new Totals."""
-        total = replace(self)
-        for server in servers:
-            total.xact_count += server.xact_count
-            total.query_count += server.query_count
-            total.bytes_received += server.bytes_received
-            total.bytes_sent += server.bytes_sent
-            total.xact_time += server.xact_time
-            total.query_time += server.query_time
-            total.errors += server.errors
-        return total
 
     def minus(self, earlier: Totals) -> Totals:
         return Totals(*(getattr(self, f.name) - getattr(earlier, f.name) for f in fields(self)))
