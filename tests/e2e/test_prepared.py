@@ -251,3 +251,17 @@ def test_a_stale_plan_after_ddl_is_prepared_again_and_retried(
         holders[0].rollback()
         for conn in holders:
             conn.close()
+
+
+def test_execute_of_a_missing_portal_is_postgres_34000_and_the_session_goes_on(
+        proxy: ProxyProcess) -> None:
+    with RawClient.connect(proxy.host, proxy.port) as client:
+        client.login("app", "app", "app")
+        client.send(fe.Execute("nowhere").encode() + fe.Sync().encode())
+        messages = client.read_until(b"Z")
+        error = error_of(messages)
+        assert error is not None and error.sqlstate == "34000", describe(messages)
+        client.send(fe.Describe("P", "nowhere").encode() + fe.Sync().encode())
+        error = error_of(client.read_until(b"Z"))
+        assert error is not None and error.sqlstate == "34000"
+        assert rows_of(client.query("SELECT 'still here'")) == [("still here",)]
