@@ -12,15 +12,22 @@ custom commands) and the pool's keys into a Route, following pgcat's meanings
 - shard: SET SHARD / SET SHARDING KEY; else a shard_id / sharding_key comment; else the
   automatic_sharding_key values found by the parser (literals, or Bind parameters); else
   default_shard (shard_N, random, random_healthy, or our `fail`).
-Nothing inferred from one statement carries over to the next transaction.
+- db_activity_based_routing (activity.py, a tracker per pool): a read the parser sent to a
+  replica goes to the primary while the pool initializes, or when it reads a table written
+  within table_mutation_cache_ms_ttl.
+Nothing inferred from one statement carries over to the next transaction (except the
+tables db_activity_based_routing remembers). A pool's plugins (plugins/) run in the idle
+path around this decision; the router only carries them.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from parser import (
     Classification,
@@ -32,7 +39,11 @@ from parser import (
 )
 from sharding import KeyValue, ShardingError, ShardingFunction, ShardMap, coerce_param
 
+from .activity import DbActivity
 from .protocol.errors import FEATURE_NOT_SUPPORTED, SYSTEM_ERROR, ProxyError
+
+if TYPE_CHECKING:
+    from .plugins import PoolPlugins
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +104,8 @@ BindParams = Sequence[tuple[bytes | None, int]]
 class Router:
     """The routing decisions of one pool; see the module docstring."""
 
-    def __init__(self, settings: RouterSettings) -> None:
+    def __init__(self, settings: RouterSettings, *, plugins: PoolPlugins | None = None,
+                 activity: DbActivity | None = None) -> None:
         self.settings = settings
         self.shard_map = ShardMap(settings.shards,
                                   ShardingFunction.parse(settings.sharding_function))
@@ -107,7 +119,12 @@ class Router:
         # by exact text, so a statement seen before (a Parse's text, an ORM's query) costs
         # one dict hit instead of the lexer and the shape cache.
         self._by_text: dict[str, Route] = {}
-        self._text_only = (settings.shards == 1 and not self._hints
+        # The pool's plugins (plugins/) and db_activity_based_routing's tracker (shared by
+        # the pool's users; only with read/write splitting, as in pgcat): None when off.
+        self.plugins = plugins
+        self.activity = activity if self.splits_reads else None
+        self.clock: Callable[[], float] = time.monotonic  # activity's clock (tests set it)
+        self._text_only = (settings.shards == 1 and not self._hints and self.activity is None
                            and not settings.default_shard.startswith(("random", "fail")))
         self._interned: dict[tuple[int, str, str], Route] = {}
 
@@ -124,7 +141,7 @@ class Router:
     def varies(self) -> bool:
         """Can two transactions of a client without overrides go to different places?"""
         s = self.settings
-        return (self.splits_reads or self._hints
+        return (self.splits_reads or self._hints or self.plugins is not None
                 or (s.shards > 1 and not s.default_shard.startswith("shard_")))
 
     def fixed_route(self) -> Route:
@@ -154,6 +171,8 @@ class Router:
         classification = self._classify(sql, overrides)
         role, why = self._role(classification, overrides, read_only_txn)
         shard, where = self._shard(sql, classification, overrides, bind)
+        if self.activity is not None and classification is not None:
+            role, why = self._by_activity(classification, overrides, role, why, shard)
         key = (shard, role, f"{why}; {where}" if where else why)
         route = self._interned.get(key)
         if route is None:
@@ -161,6 +180,35 @@ class Router:
                 self._interned.clear()
             route = self._interned[key] = Route(*key)
         return route
+
+    def _by_activity(self, c: Classification, overrides: Overrides, role: str, why: str,
+                     shard: int) -> tuple[str, str]:
+        """db_activity_based_routing (activity.py): a write remembers its tables; a read
+        the parser sent to a replica goes to the primary while the pool initializes or
+        when it reads a table written within table_mutation_cache_ms_ttl."""
+        activity = self.activity
+        assert activity is not None
+        now = self.clock()
+        if c.is_write:
+            activity.note_write(now, shard, c.tables)
+            return role, why
+        if role == PRIMARY or overrides.role is not None:
+            activity.is_initializing(now)  # a query of the pool all the same
+            return role, why
+        reason = activity.primary_reason(now, shard, c.tables)
+        return (role, why) if reason is None else (PRIMARY, reason)
+
+    def note_writes(self, texts: Sequence[str | None], shard: int) -> None:
+        """db_activity_based_routing: the writes among statements pipelined behind the
+        one that routed the transaction (they run on its server, ``shard``)."""
+        if self.activity is None or self.parser is None:
+            return
+        now = self.clock()
+        for text in texts:
+            if text is not None:
+                c = self.parser.classify(text)
+                if c.is_write:
+                    self.activity.note_write(now, shard, c.tables)
 
     def classify(self, sql: str) -> Classification | None:
         return self.parser.classify(sql) if self.parser is not None else None
@@ -172,7 +220,7 @@ class Router:
     def _classify(self, sql: str | None, overrides: Overrides) -> Classification | None:
         if sql is None or self.parser is None:
             return None
-        if not (self._auto_keys or self._parser_on(overrides)):
+        if not (self._auto_keys or self.activity is not None or self._parser_on(overrides)):
             return None
         return self.parser.classify(sql)
 

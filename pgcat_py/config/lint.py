@@ -26,15 +26,9 @@ NOT_YET_SUPPORTED: frozenset[str] = frozenset(
         "general.auth_query",
         "general.auth_query_user",
         "general.auth_query_password",
-        "plugins",
-        "pools.*.plugins",
         "pools.*.auth_query",
         "pools.*.auth_query_user",
         "pools.*.auth_query_password",
-        "pools.*.db_activity_based_routing",
-        "pools.*.db_activity_init_delay",
-        "pools.*.db_activity_ttl",
-        "pools.*.table_mutation_cache_ms_ttl",
     }
 )
 

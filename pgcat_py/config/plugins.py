@@ -7,7 +7,7 @@ placeholders, filled in per connection, so these models do not resolve environme
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class PluginSection(BaseModel):
@@ -43,6 +43,18 @@ class InterceptQuery(PluginSection):
     # `schema` would shadow a BaseModel attribute; the TOML key is still `schema`.
     columns: list[list[str]] = Field(alias="schema")
     result: list[list[str]]
+
+    @model_validator(mode="after")
+    def _rows_fit_schema(self) -> InterceptQuery:
+        # pgcat would send these as they are and the client would fail on the reply.
+        for index, column in enumerate(self.columns):
+            if len(column) != 2:
+                raise ValueError(f"schema.{index}: expected [name, type], got {column!r}")
+        for index, row in enumerate(self.result):
+            if len(row) != len(self.columns):
+                raise ValueError(f"result.{index}: {len(row)} values for "
+                                 f"{len(self.columns)} columns of schema")
+        return self
 
 
 class Intercept(PluginSection):

@@ -96,6 +96,8 @@ def _pool_rules(path: Path, pool: Pool) -> Iterator[Problem]:
         )
     if pool.plugins is not None and not pool.query_parser_enabled:
         yield _problem((*path, "plugins"), "pool plugins require query_parser_enabled = true")
+    if pool.plugin_module is not None and not pool.query_parser_enabled:
+        yield _problem((*path, "plugin_module"), "requires query_parser_enabled = true")
     index = pool.default_shard_index
     if index is not None and index >= len(pool.shards):
         yield _problem(

@@ -115,12 +115,17 @@ def process_idle(session: ClientSession) -> None:
             if fixed is not None and session.held is None and not session.overrides.any_set:
                 session.begin_transaction(fixed)  # the hot path: nothing to decide
             else:
+                sql = _query_text(buf, end)
+                plugins = cluster.router.plugins
+                if plugins is not None and plugins.answer_query(session, sql, end):
+                    continue  # intercepted: answered here
                 # Input pipelined behind it (not looked at) rides to the same server.
                 more: list[str | None] | None = [None] if len(buf) > end else None
-                start_transaction(session, _query_text(buf, end), more=more)
+                start_transaction(session, sql, more=more)
             return
         if msg_type in _EXTENDED and session.routes_vary:
-            _start_extended(session)
+            if _start_extended(session):
+                continue  # intercepted: answered here
             return
         start_transaction(session, None)
         return
@@ -247,14 +252,20 @@ def start_transaction(session: ClientSession, sql: str | None,
     if held is not None and held.failed:
         session.refuse_in_failed_transaction()
         return
+    cluster = session.cluster
+    assert cluster is not None
+    router = cluster.router
     try:
         route = _route(session, sql, bind)
+        if router.plugins is not None:  # table_access and plugin_module may refuse or move
+            route = router.plugins.check(session, router, sql, more, route)
     except RouteError as exc:
         session.checkout_failed(exc)
         return
-    if more and route.role != PRIMARY and session.cluster is not None:
-        router = session.cluster.router
-        if any(text is None or router.is_write(text) for text in more):
+    if more:
+        if router.activity is not None:
+            router.note_writes(more, route.shard)
+        if route.role != PRIMARY and any(text is None or router.is_write(text) for text in more):
             route = Route(route.shard, PRIMARY, "write pipelined behind a read")
     session.begin_transaction(route)
 
@@ -272,20 +283,25 @@ def _route(session: ClientSession, sql: str | None,
     return cluster.router.route(sql, session.overrides, read_only_txn=read_only, bind=bind)
 
 
-def _start_extended(session: ClientSession) -> None:
-    """Wait for the batch's Sync or Flush, then route by its Parse and Bind."""
+def _start_extended(session: ClientSession) -> bool:
+    """Wait for the batch's Sync or Flush, then route by its Parse and Bind. True when a
+    plugin answered the batch here (the caller looks at what follows it)."""
     buf = session._rbuf
     try:
         end = _batch_end(buf)
     except ProtocolViolation as exc:
         session.fatal(exc)
-        return
+        return False
     if end is None:
         if len(buf) > MAX_IDLE_BUFFER:
             start_transaction(session, None)  # too big to look at: the primary
         else:
             session.resume_reading()
-        return
+        return False
+    cluster = session.cluster
+    assert cluster is not None
+    if cluster.router.plugins is not None and cluster.router.plugins.answer_batch(session, end):
+        return True
     try:
         sql, bind, more = _statement_of(session, buf, end)
     except (ProtocolViolation, ValueError):  # malformed, or not UTF-8: the server will say
@@ -293,6 +309,7 @@ def _start_extended(session: ClientSession) -> None:
     if len(buf) > end:
         more.append(None)  # input pipelined behind this batch: not looked at
     start_transaction(session, sql, bind, more)
+    return False
 
 
 def _batch_end(buf: bytearray) -> int | None:

@@ -110,15 +110,14 @@ def test_not_yet_supported_key_set_is_warned_with_its_path(toml: Callable[..., s
         "general.auth_query",
         "general.auth_query_password",
         "general.auth_query_user",
-        "pools.app.db_activity_ttl",
     ]
     assert "not support it yet" in warnings[0].message
 
 
-def test_plugins_are_not_yet_supported(toml: Callable[..., str]) -> None:
-    text = toml(pool="query_parser_enabled = true", extra="[plugins.query_logger]\nenabled = true")
-    paths = [w.key_path for w in parse_config(text).warnings]
-    assert "plugins" in paths
+def test_plugins_and_db_activity_routing_are_supported(toml: Callable[..., str]) -> None:
+    text = toml(pool="query_parser_enabled = true\ndb_activity_based_routing = true",
+                extra="[plugins.query_logger]\nenabled = true")
+    assert parse_config(text).warnings == []
 
 
 def test_not_yet_supported_warning_never_shows_a_secret(toml: Callable[..., str]) -> None:
