@@ -19,6 +19,8 @@ from typing import Any
 
 from .admin.console import serve_admin
 from .backend.server import open_server
+from .catalog import REFRESH as CATALOG_REFRESH
+from .catalog import learn_write_functions
 from .config import Config, ConfigError, load_config
 from .config.diff import ConfigDiff
 from .exporter import start_exporter
@@ -68,7 +70,7 @@ class App:
         self.sessions: set[ClientSession] = set()
         self.by_key: dict[tuple[int, int], ClientSession] = {}
         self.shutting_down = False
-        self.client_login_timeout = CLIENT_LOGIN_TIMEOUT
+        self.client_login_timeout = g.client_login_timeout_s  # config/general.py
         self.client_tls = client_tls(config)  # ConfigError if a TLS file does not load
         self.socket_options = socket_options(g)
         self.started_at = time.time()
@@ -168,6 +170,7 @@ class App:
         if g.follow_promotions:
             self._spawn(self._follow_promotions())
         self._spawn(self._measure_lag())
+        self._spawn(self._learn_write_functions())
         if g.autoreload_s:
             self._spawn(self._autoreload(g.autoreload_s))
         if g.prometheus_enabled and first:  # exporter.py; close() cancels serve_forever
@@ -266,6 +269,17 @@ class App:
                     log.info("client %s: idle in transaction for %.1f s, closed",
                              session.process_id, now - server.answered_at)
                     session.fatal(IdleInTransactionTimeout())
+
+    async def _learn_write_functions(self) -> None:
+        """catalog.py: VOLATILE functions go to the primary; looked up again every REFRESH."""
+        while True:
+            for entry in list(self.pools.values()):
+                try:
+                    await learn_write_functions(entry.cluster)
+                except Exception:  # one pool's surprise must not stop the others
+                    log.exception("learning write functions of %s failed",
+                                  entry.cluster.settings.pool_name)
+            await asyncio.sleep(CATALOG_REFRESH)
 
     async def _measure_lag(self) -> None:
         """Every lag_check_interval, replicas' lag for the pools that route by it."""

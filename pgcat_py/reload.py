@@ -85,6 +85,7 @@ def apply_config(app: App, new: Config) -> ConfigDiff:
     g = new.general
     app.admin = credentials_for(g.admin_username, g.admin_password, g.admin_auth_type)
     app.socket_options = socket_options(g)
+    app.client_login_timeout = g.client_login_timeout_s  # for logins that start from now
     log.info("config reloaded from %s: %s changed", path, ", ".join(change.changed_keys))
     if change.restart_required:
         log.warning("reload of %s: %s only change at a restart", path,

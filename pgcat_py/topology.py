@@ -66,7 +66,7 @@ def build_router(pool: Pool, shards: int, pool_mode: str, *, plugins: PoolPlugin
         query_parser_max_length=pool.query_parser_max_length,
         automatic_sharding_key=pool.automatic_sharding_key,
         shard_id_regex=pool.shard_id_regex, sharding_key_regex=pool.sharding_key_regex,
-        regex_search_limit=pool.regex_search_limit)
+        regex_search_limit=pool.regex_search_limit, write_functions=pool.write_functions)
     return Router(RouterSettings(
         shards=shards, default_role=pool.default_role, default_shard=pool.default_shard,
         query_parser_enabled=pool.query_parser_enabled,

@@ -29,6 +29,8 @@ from pgcat_py.config.types import (
 DEFAULT_MAX_CLIENT_CONN = 10_000
 # PgBouncer's reserve_pool_timeout default is 5 s; we keep pgcat's habit of milliseconds.
 DEFAULT_RESERVE_POOL_TIMEOUT_MS = 5_000
+# PgBouncer's client_login_timeout and PostgreSQL's authentication_timeout are both 60 s.
+DEFAULT_CLIENT_LOGIN_TIMEOUT_MS = 60_000
 
 
 class General(Section):
@@ -93,6 +95,11 @@ class General(Section):
     # PEM CA certificates that server certificates must chain to when
     # verify_server_certificate is on; unset = the system store.
     server_tls_ca_file: str | None = None
+    # A client that has not finished its login (startup packet, TLS, authentication) this
+    # many ms after connecting gets FATAL 08006 and is closed (PgBouncer's
+    # client_login_timeout); until then it takes a max_client_conn slot.
+    client_login_timeout: Annotated[int, Field(ge=1, le=2**32 - 1)] = (
+        DEFAULT_CLIENT_LOGIN_TIMEOUT_MS)
 
     @property
     def prometheus_enabled(self) -> bool:
@@ -144,6 +151,10 @@ class General(Section):
     @property
     def reserve_pool_timeout_s(self) -> float:
         return ms_to_seconds(self.reserve_pool_timeout)
+
+    @property
+    def client_login_timeout_s(self) -> float:
+        return ms_to_seconds(self.client_login_timeout)
 
     @property
     def autoreload_s(self) -> float | None:

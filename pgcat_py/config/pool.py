@@ -161,6 +161,9 @@ class Pool(Section):
     # Ours: after a client's transaction on the primary, its reads go only to replicas that
     # have replayed what the primary had written by then (else to the primary).
     read_your_writes: bool = False
+    # Ours: functions whose calls make a SELECT a write (to the primary), besides nextval &
+    # co. and the VOLATILE ones learned from pg_proc; a trailing * matches a prefix.
+    write_functions: list[str] = Field(default_factory=list)
 
     @field_validator("automatic_sharding_key")
     @classmethod

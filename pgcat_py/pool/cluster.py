@@ -19,7 +19,7 @@ import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ..backend.prepared import StatementRegistry
@@ -125,6 +125,8 @@ class Cluster:
             shards=len(shards), default_role=settings.default_role,
             default_shard=settings.default_shard))
         self.router.healthy_shards = self.healthy_shards
+        self._configured_functions = self.router.settings.parser.write_functions
+        self._learned_functions: frozenset[str] = frozenset()
         # ParameterStatus set shown to clients at login: (Name, value) by lower-case name,
         # learned from the first server connection (pgcat's "original server parameters").
         self.server_parameters: dict[str, tuple[str, str]] = {}
@@ -183,6 +185,20 @@ class Cluster:
     def has_choice(self) -> bool:
         """More than one server to choose from: a route can matter."""
         return len(self.shards) > 1 or len(self.shards[0]) > 1
+
+    def set_learned_write_functions(self, names: frozenset[str]) -> bool:
+        """Route calls to these functions (learned from the catalog, catalog.py) to the
+        primary, besides the configured write_functions; False when nothing changed."""
+        if names == self._learned_functions:
+            return False
+        self._learned_functions = names
+        old = self.router
+        parser = old.settings.parser
+        settings = replace(old.settings, parser=replace(
+            parser, write_functions=self._configured_functions | names))
+        self.router = Router(settings, plugins=old.plugins, activity=old.activity)
+        self.router.healthy_shards = self.healthy_shards
+        return True
 
     def healthy_shards(self) -> list[int]:
         now = time.monotonic()

@@ -97,7 +97,9 @@ EXTENSION_DEFAULTS: dict[str, Any] = {
     "reserve_pool_size": 0,
     "reserve_pool_timeout": 5000,
     "server_reset_query": "",
+    "client_login_timeout": 60000,
 }
+GENERAL_ONLY_EXTENSIONS = frozenset({"max_client_conn", "client_login_timeout"})
 
 
 @pytest.mark.parametrize(("key", "default"), GENERAL_CODE_DEFAULTS.items())
@@ -127,7 +129,7 @@ def test_extension_key_absent_takes_documented_default(
 ) -> None:
     config = parse_config(toml()).config
     assert getattr(config.general, key) == default
-    if key != "max_client_conn":  # the others can be overridden per pool
+    if key not in GENERAL_ONLY_EXTENSIONS:  # the others can be overridden per pool
         assert getattr(config.pools["app"], key) is None
 
 
