@@ -33,6 +33,7 @@ from ..protocol.framing import (
 from ..protocol.frontend import Bind, decode_frontend
 from ..router import PRIMARY, Route, RouteError, read_only_transaction
 from .commands import custom_command, run_command
+from .explain import explain_route
 from .linked import deallocate_reply
 from .states import State
 
@@ -133,8 +134,8 @@ def process_idle(session: ClientSession) -> None:
 
 _EXTENDED = frozenset(b"PBDEC")
 # SET / SHOW (pgcat's custom commands) by their first and third letters; SELECT has an L.
-_COMMAND_FIRST = frozenset(b"SsDd")  # SET / SHOW, and DEALLOCATE
-_COMMAND_THIRD = frozenset(b"TtOoAa")
+_COMMAND_FIRST = frozenset(b"SsDdEe")  # SET / SHOW, DEALLOCATE, EXPLAIN (ROUTE)
+_COMMAND_THIRD = frozenset(b"TtOoAaPp")
 
 
 def ready_for_query(session: ClientSession) -> bytes:
@@ -161,6 +162,14 @@ def _answer_locally(session: ClientSession, end: int) -> bool:
         session.consume(end)
         session.write(answer)
         return True
+    if buf[5] in b"Ee":
+        sql = _query_text(buf, end)
+        reply = explain_route(session, sql, status) if sql is not None else None
+        if reply is not None:
+            session.consume(end)
+            session.write(reply)
+            return True
+        return False
     if session._rewriting and buf[5] in b"Dd":
         reply = deallocate_reply(session, buf, 5, end, status)
         if reply is not None:
