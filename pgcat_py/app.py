@@ -109,6 +109,9 @@ class App:
 
     def find_pool(self, database: str, user: str) -> tuple[Cluster, Credentials, str]:
         entry = self.pools.get((database, user))
+        if entry is not None and entry.cluster.disabled:
+            raise ProxyError(f'database "{database}" does not allow connections (DISABLE)',
+                             sqlstate="55000", severity="FATAL")
         if entry is not None:
             return entry.cluster, entry.credentials, entry.pool_mode
         message = f'No pool configured for database: "{database}", user: "{user}"'

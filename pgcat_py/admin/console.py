@@ -103,7 +103,7 @@ async def _run(app: App, sql: str) -> bytes:
 
 # Commands that change things: with several workers, every worker runs them.
 BROADCAST = frozenset({"PAUSE", "RESUME", "KILL", "RELOAD", "SET", "SHUTDOWN", "BAN",
-                       "UNBAN"})
+                       "UNBAN", "DISABLE", "ENABLE", "RECONNECT"})
 
 
 SHOW_VIEWS: dict[str, Callable[[App], views.View]] = {
@@ -120,6 +120,8 @@ SHOW_VIEWS: dict[str, Callable[[App], views.View]] = {
     "CONFIG": views.config,
     "BANS": views.bans,
     "ROUTES": views.routes,
+    "TOTALS": views.totals,
+    "STATE": views.state,
 }
 
 COMMANDS: dict[str, Callable[[App, list[str], str], bytes]] = {
@@ -130,12 +132,16 @@ COMMANDS: dict[str, Callable[[App, list[str], str], bytes]] = {
     "RELOAD": lambda app, args, sql: control.reload(app),
     "SET": lambda app, args, sql: control.set_command(app, sql),
     "SHUTDOWN": lambda app, args, sql: control.shutdown(app),
+    "DISABLE": lambda app, args, sql: control.disable(app, args, True),
+    "ENABLE": lambda app, args, sql: control.disable(app, args, False),
+    "RECONNECT": lambda app, args, sql: control.reconnect(app, args),
 }
 
 
 def show_help() -> bytes:
     lines = ["SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|LISTS|BANS|ROUTES",
-             "SHOW STATS|STATS_TOTALS|STATS_AVERAGES", "SET key = arg", "RELOAD",
+             "SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|STATE", "SET key = arg", "RELOAD",
+             "DISABLE <db>", "ENABLE <db>", "RECONNECT [<db>]",
              "PAUSE [<db>[,<user>]]", "RESUME [<db>[,<user>]]", "KILL <db>[,<user>]",
              "BAN <host> <seconds>", "UNBAN <host>", "SHUTDOWN"]
     return (be.notice_response("Console usage", detail="\n\t".join(lines))

@@ -125,6 +125,33 @@ def kill(app: App, args: list[str]) -> bytes:
     return be.CommandComplete("KILL").encode()
 
 
+def disable(app: App, args: list[str], disabled: bool) -> bytes:
+    """DISABLE db: new client logins to it are refused (ENABLE undoes it); clients already
+    connected go on (PgBouncer's)."""
+    verb = "DISABLE" if disabled else "ENABLE"
+    if len(args) != 1:
+        return error(f"usage: {verb} <db>")
+    clusters = _clusters(app, args)
+    if isinstance(clusters, bytes):
+        return clusters
+    for cluster in clusters:
+        cluster.disabled = disabled
+    log.info("%sd new logins to %s", verb.lower(), args[0])
+    return be.CommandComplete(verb).encode()
+
+
+def reconnect(app: App, args: list[str]) -> bytes:
+    """RECONNECT [db]: every server connection open now is closed once released (idle ones
+    at once) and replaced by a new one as needed (PgBouncer's)."""
+    clusters = _clusters(app, args)
+    if isinstance(clusters, bytes):
+        return clusters
+    for cluster in clusters:
+        for pool in cluster.pools:
+            pool.reconnect()
+    return be.CommandComplete("RECONNECT").encode()
+
+
 def reload(app: App) -> bytes:
     try:
         app.reload()

@@ -222,3 +222,19 @@ def _shown(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def totals(app: App) -> View:
+    """PgBouncer's SHOW TOTALS: SHOW STATS summed over every address, as name/value rows."""
+    columns, rows = stats(app)
+    names = [name for name, oid in columns if oid == INT8_OID]
+    sums = [sum(int(str(row[3 + i])) for row in rows) for i in range(len(names))]
+    return _text("name") + _ints("value"), [[n, v] for n, v in zip(names, sums, strict=True)]
+
+
+def state(app: App) -> View:
+    """PgBouncer's SHOW STATE."""
+    paused = bool(app.pools) and all(e.cluster.paused for e in app.pools.values())
+    return _text("key", "value"), [["active", "no" if paused else "yes"],
+                                   ["paused", "yes" if paused else "no"],
+                                   ["suspended", "no"]]

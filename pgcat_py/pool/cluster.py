@@ -120,6 +120,7 @@ class Cluster:
         self.shards = shards
         self.retired = False  # a reload replaced it (see retire)
         self.paused = False  # admin PAUSE: new transactions wait (see frontend/idle.py)
+        self.disabled = False  # admin DISABLE: new logins refused
         self.paused_clients: list[Callable[[], None]] = []  # called back at RESUME
         self.router = router or Router(RouterSettings(
             shards=len(shards), default_role=settings.default_role,

@@ -94,6 +94,7 @@ class ServerPool:
         self.on_banned: Callable[[ServerPool, str, float], None] | None = None
         self.totals = Totals()  # of closed connections and of waits (pool/counters.py)
         self.retired = False  # replaced by a reload: serves its waiters, then closes
+        self.reconnect_before = 0.0  # admin RECONNECT: older connections close at check-in
         # Replication (pool/lag.py): how far this replica has replayed, how far behind.
         self.replay_lsn = 0
         self.lag_bytes = 0
@@ -392,6 +393,7 @@ class ServerPool:
         now = time.monotonic()
         if (self.closed or server.broken or server.is_closed or not server.is_idle
                 or server.expected or (self.retired and not self.waiters)
+                or server.created_at < self.reconnect_before
                 or now - server.created_at >= self.settings.server_lifetime):
             self._discard(server)
             return
@@ -500,6 +502,12 @@ class ServerPool:
         now = self.counters()
         self.averages = Averages.between(now, self._averaged, seconds)
         self._averaged = now
+
+    def reconnect(self) -> None:
+        """Admin RECONNECT: connections opened before now close when released."""
+        self.reconnect_before = time.monotonic()
+        for server in list(self.idle):
+            self._discard(server)
 
     def retire(self) -> None:
         """A reload replaced this pool: idle connections close now, busy ones serve the

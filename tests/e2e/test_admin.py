@@ -276,3 +276,21 @@ def test_admin_console_and_clients_over_the_unix_socket(
         assert not (Path(directory) / f".s.PGSQL.{proxy.port}").exists()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_pgbouncer_commands_totals_state_disable_enable_reconnect(
+        proxy: ProxyProcess, console: psycopg.Connection[Any]) -> None:
+    with psycopg.connect(dsn(proxy), autocommit=True) as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()
+        totals = {row["name"]: row["value"] for row in show(console, "TOTALS")}
+        assert totals["total_xact_count"] >= 1 and "avg_query_time" in totals
+        assert {row["key"]: row["value"] for row in show(console, "STATE")}["paused"] == "no"
+        console.execute("RECONNECT app")
+        assert conn.execute("SELECT pg_backend_pid()").fetchone() != pid  # a new server
+        console.execute("DISABLE app")
+        with pytest.raises(psycopg.OperationalError, match="does not allow connections"):
+            psycopg.connect(dsn(proxy))
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # connected clients go on
+        console.execute("ENABLE app")
+    with psycopg.connect(dsn(proxy), autocommit=True) as conn:
+        assert conn.execute("SELECT 2").fetchone() == (2,)
