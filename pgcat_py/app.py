@@ -36,12 +36,12 @@ from .protocol.errors import (
     INVALID_AUTHORIZATION,
     INVALID_CATALOG_NAME,
     AdminShutdown,
-    IdleInTransactionTimeout,
     ProxyError,
 )
 from .protocol.startup import CancelRequest
 from .reload import reload_config
 from .stats import RouteKey, Stats
+from .sweep import ClientSweep
 from .topology import PoolEntry, build_pools, credentials_for, socket_options
 from .workers.layout import SINGLE, Worker, from_env, worker_count
 from .workers.peers import Peers
@@ -53,7 +53,6 @@ log = logging.getLogger("pgcat_py")
 IDLE = ord("I")
 ADMIN_DATABASES = frozenset({"pgcat", "pgbouncer"})
 MAINTENANCE_INTERVAL = 1.0  # seconds between pool reaper passes
-CLIENT_LOGIN_TIMEOUT = 60.0  # seconds; PostgreSQL's authentication_timeout default
 
 
 class App:
@@ -97,9 +96,9 @@ class App:
         if self.config.general.log_client_connections:
             log.info("client connected: database=%s user=%s", session.database, session.user)
 
-    def too_many_clients(self) -> bool:
+    def too_many_clients(self, headroom: int = 0) -> bool:
         # Every client connection counts, the one logging in included (as in PgBouncer).
-        return len(self.sessions) > self.config.general.max_client_conn
+        return len(self.sessions) > self.config.general.max_client_conn + headroom
 
     def is_admin_database(self, database: str) -> bool:
         return database in ADMIN_DATABASES
@@ -178,7 +177,7 @@ class App:
             self._spawn(self._autoreload(g.autoreload_s))
         if g.prometheus_enabled and first:  # exporter.py; close() cancels serve_forever
             self._spawn((await start_exporter(self, self._server)).serve_forever())
-        self._spawn(self._end_idle_transactions())
+        self._spawn(self._sweep_clients())
         if g.validate_config and first:
             self._spawn(self._validate_servers())
         log.info("pgcat-py listening on %s:%d%s", g.host, g.port,
@@ -254,24 +253,12 @@ class App:
 
         await asyncio.gather(*(check(pool) for pool in targets.values()))
 
-    async def _end_idle_transactions(self) -> None:
-        """idle_client_in_transaction_timeout: a client that holds a server inside a
-        transaction and sends nothing for that long gets PostgreSQL's own FATAL 25P03 (its
-        transaction is rolled back, the server goes back to the pool). Read each time, so
-        a reload or SET applies; a sweep, so the relay pays nothing per message."""
+    async def _sweep_clients(self) -> None:
+        """sweep.py: idle_client_in_transaction_timeout and client_stall_timeout."""
+        sweep = ClientSweep(self)
         while True:
-            timeout = self.config.general.idle_client_in_transaction_timeout_s
-            await asyncio.sleep(min(timeout / 4, 0.5) if timeout else 1.0)
-            if not timeout:
-                continue
-            now = time.monotonic()
-            for session in list(self.sessions):
-                server = session.server
-                if (server is not None and server.pending <= 0 and server.status != IDLE
-                        and server.answered_at and now - server.answered_at > timeout):
-                    log.info("client %s: idle in transaction for %.1f s, closed",
-                             session.process_id, now - server.answered_at)
-                    session.fatal(IdleInTransactionTimeout())
+            await asyncio.sleep(sweep.interval())
+            sweep.run_once()
 
     async def _learn_write_functions(self) -> None:
         """catalog.py: VOLATILE functions go to the primary; looked up again every REFRESH."""

@@ -100,6 +100,10 @@ class General(Section):
     # client_login_timeout); until then it takes a max_client_conn slot.
     client_login_timeout: Annotated[int, Field(ge=1, le=2**32 - 1)] = (
         DEFAULT_CLIENT_LOGIN_TIMEOUT_MS)
+    # A client holding a server that stops in the middle of a message it sends, or stops
+    # reading a result, with no progress for this many ms, is closed with its server
+    # (sweep.py; PgBouncer's query_timeout plays this role); 0 = never.
+    client_stall_timeout: U64 = 60_000
 
     @property
     def prometheus_enabled(self) -> bool:
@@ -151,6 +155,10 @@ class General(Section):
     @property
     def reserve_pool_timeout_s(self) -> float:
         return ms_to_seconds(self.reserve_pool_timeout)
+
+    @property
+    def client_stall_timeout_s(self) -> float:
+        return ms_to_seconds(self.client_stall_timeout)
 
     @property
     def client_login_timeout_s(self) -> float:

@@ -98,8 +98,10 @@ EXTENSION_DEFAULTS: dict[str, Any] = {
     "reserve_pool_timeout": 5000,
     "server_reset_query": "",
     "client_login_timeout": 60000,
+    "client_stall_timeout": 60000,
 }
-GENERAL_ONLY_EXTENSIONS = frozenset({"max_client_conn", "client_login_timeout"})
+GENERAL_ONLY_EXTENSIONS = frozenset({"max_client_conn", "client_login_timeout",
+                                     "client_stall_timeout"})
 
 
 @pytest.mark.parametrize(("key", "default"), GENERAL_CODE_DEFAULTS.items())
