@@ -291,6 +291,30 @@ def test_hook_that_cannot_be_imported_stops_the_proxy(topology: Topology,
         start_proxy(text, tmp_path / "bad")
 
 
+def test_reload_loads_a_hook_and_refuses_one_that_cannot_load(topology: Topology,
+                                                              tmp_path: Path) -> None:
+    workdir = tmp_path / "reload"
+    proxy = start_proxy(config(topology, {**PARSER, "default_role": "primary"}), workdir)
+    try:
+        text = proxy.config_path.read_text()
+        with_hook = text.replace("query_parser_enabled = true",
+                                 'query_parser_enabled = true\nplugin_module = "{}"')
+        proxy.config_path.write_text(with_hook.format("no_such_policy_module"))
+        with psycopg.connect(dsn(proxy, user="admin", password="admin", dbname="pgcat"),
+                             autocommit=True) as admin:
+            with pytest.raises(psycopg.Error, match=r"pools\.app\.plugin_module"):
+                admin.execute("RELOAD")
+            with connect(proxy) as conn:
+                conn.execute("DELETE FROM orders")  # no hook: the old config runs
+            shutil.copy(EXAMPLE_HOOK, workdir / EXAMPLE_HOOK.name)
+            proxy.config_path.write_text(with_hook.format(EXAMPLE_HOOK.stem))
+            admin.execute("RELOAD")
+        with connect(proxy) as conn, pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM orders")
+    finally:
+        proxy.stop()
+
+
 # --- db_activity_based_routing ---------------------------------------------------------------
 ACTIVITY: dict[str, TomlValue] = {**SPLIT, "db_activity_based_routing": True,
                                   "db_activity_init_delay": 300,
