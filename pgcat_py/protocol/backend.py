@@ -259,7 +259,7 @@ def decode_backend(msg_type: int, payload: bytes) -> BackendMessage:
     elif t == "V":
         msg = FunctionCallResponse(r.nullable_bytes())
     elif t == "v":
-        msg = NegotiateProtocolVersion(r.int32(), tuple(r.cstring() for _ in range(r.int32())))
+        msg = NegotiateProtocolVersion(r.int32(), tuple(r.cstring() for _ in range(r.uint32())))
     elif t in BARE_TYPES:
         msg = Bare(t)
     elif t == "d":

@@ -343,6 +343,8 @@ class BackendScanner:
                     self.partial = n - pos
                     return ready
                 if kind == _RFQ:
+                    if length != 5:  # the status byte below would be another message's
+                        raise ProtocolViolation(f"server sent ReadyForQuery of length {length}")
                     ready += 1
                     self.status = data[pos + HEADER_SIZE]
                     self.in_copy = False
