@@ -3,7 +3,7 @@
 Run: .venv/bin/python benchmarks/pgbench_bench.py [--quick] [--duration S] [--rounds N]
                                                   [--clients 16,64]
                                                   [--protocols simple,extended,prepared]
-                                                  [--no-routed] [--keep]
+                                                  [--no-routed] [--compiled] [--keep]
 
 Builds a throwaway PostgreSQL primary and a streaming replica under /tmp (pgcat_py.localpg),
 made plain (no shared_preload_libraries: the topology's pg_stat_statements would slow the
@@ -33,6 +33,11 @@ with as many clients: preparing once should beat parsing in every transaction. (
 statement per transaction, is what lets -M prepared run with fewer threads than clients
 through a transaction pooler: see pgbench().)
 
+`--compiled` runs both pgcat-py with the relay compiled with mypyc (pgcat-py --compiled; see
+pgcat_py.compiled) and stops if that build does not match the sources. Which relay each
+pgcat-py runs is printed at the start and recorded in the results, read from the process's
+mapped libraries.
+
 Results are printed per cell and written to benchmarks/results/pgbench-<timestamp>.json.
 Everything started here is stopped on exit, Ctrl-C and SIGTERM included.
 """
@@ -58,6 +63,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from pgcat_py.compiled import COMPILED_KIND, build_problem, relay_kind_of
 from pgcat_py.localpg import (
     APP_PASSWORD,
     APP_USER,
@@ -143,6 +149,7 @@ class Settings:
     warmup: int
     keep: bool
     routed: bool  # measure the routed pgcat-py too (and build the replica it needs)
+    compiled: bool = False  # pgcat-py with the relay compiled with mypyc
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -159,6 +166,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--routed", action=argparse.BooleanOptionalAction, default=True,
                    help="also measure pgcat-py with read/write splitting over primary + replica "
                         "(default: yes)")
+    p.add_argument("--compiled", action="store_true",
+                   help="run pgcat-py with the relay compiled with mypyc (build/compiled)")
     p.add_argument("--keep", action="store_true", help="keep the /tmp base directory")
     args = p.parse_args(argv)
     quick = bool(args.quick)
@@ -173,6 +182,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         warmup=2 if quick else 5,
         keep=bool(args.keep),
         routed=bool(args.routed),
+        compiled=bool(args.compiled),
     )
 
 
@@ -243,8 +253,9 @@ def _which_pgbouncer() -> str | None:
     return shutil.which("pgbouncer", path=path)
 
 
-def pgbouncer_ini(home: Path, port: int, server_port: int) -> str:
-    """reference/environment.md §5, on our ports."""
+def pgbouncer_ini(home: Path, port: int, server_port: int, extra: str = "") -> str:
+    """reference/environment.md §5, on our ports; `extra` lines end [pgbouncer] (a key set
+    twice takes the later value)."""
     return f"""\
 [databases]
 * = host={HOST} port={server_port}
@@ -269,17 +280,21 @@ logfile = {home}/pgbouncer.log
 pidfile = {home}/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
-"""
+{extra}"""
 
 
-def start_pgbouncer(binary: str, base: Path, server_port: int) -> tuple[int, int, Path]:
-    """Start PgBouncer as postgres in BASE/pgbouncer; return (port, pid, home)."""
+def start_pgbouncer(binary: str, base: Path, server_port: int, *, userlist: str | None = None,
+                    extra_ini: str = "") -> tuple[int, int, Path]:
+    """Start PgBouncer as postgres in BASE/pgbouncer; return (port, pid, home). `userlist`
+    replaces the auth file's text (default: the app user's plain-text password)."""
     home = base / "pgbouncer"
     home.mkdir()
     give_to_server_user(home)
     port = free_port()
-    write_server_file(home / "userlist.txt", f'"{APP_USER}" "{APP_PASSWORD}"\n')
-    write_server_file(home / "pgbouncer.ini", pgbouncer_ini(home, port, server_port))
+    if userlist is None:
+        userlist = f'"{APP_USER}" "{APP_PASSWORD}"\n'
+    write_server_file(home / "userlist.txt", userlist)
+    write_server_file(home / "pgbouncer.ini", pgbouncer_ini(home, port, server_port, extra_ini))
     argv = as_server_user([binary, "-d", str(home / "pgbouncer.ini")])
     run_command(argv, what="starting pgbouncer", log=home / "pgbouncer.log")
     pidfile = home / "pgbouncer.pid"
@@ -342,8 +357,10 @@ primary_reads_enabled = true
 """
 
 
-def pgcat_config(port: int, pool: str, servers: list[tuple[int, str]]) -> str:
-    """One pool `bench` (transaction mode) over `servers`, (port, role) pairs on HOST."""
+def pgcat_config(port: int, pool: str, servers: list[tuple[int, str]], general: str = "",
+                 user: str = "") -> str:
+    """One pool `bench` (transaction mode) over `servers`, (port, role) pairs on HOST;
+    `general` and `user` are more TOML lines for [general] and for the pool's user."""
     server_list = ", ".join(f'["{HOST}", {port_}, "{role}"]' for port_, role in servers)
     return f"""\
 [general]
@@ -351,7 +368,7 @@ host = "{HOST}"
 port = {port}
 admin_username = "admin"
 admin_password = "admin"
-
+{general}
 [pools.{DATABASE}]
 pool_mode = "transaction"
 {pool}
@@ -359,21 +376,24 @@ pool_mode = "transaction"
 username = "{APP_USER}"
 password = "{APP_PASSWORD}"
 pool_size = {POOL_SIZE}
-
+{user}
 [pools.{DATABASE}.shards.0]
 database = "{DATABASE}"
 servers = [{server_list}]
 """
 
 
-def start_pgcat(base: Path, name: str, pool: str,
-                servers: list[tuple[int, str]]) -> tuple[int, subprocess.Popen[bytes], Path]:
-    """Run `python -m pgcat_py BASE/NAME.toml` from this checkout; return (port, process, log)."""
+def start_pgcat(base: Path, name: str, pool: str, servers: list[tuple[int, str]],
+                general: str = "", user: str = "", compiled: bool = False
+                ) -> tuple[int, subprocess.Popen[bytes], Path]:
+    """Run `python -m pgcat_py BASE/NAME.toml` from this checkout; return (port, process, log).
+    `general` and `user`: see pgcat_config; `compiled`: with --compiled."""
     port = free_port()
     config = base / f"{name}.toml"
-    config.write_text(pgcat_config(port, pool, servers))
+    config.write_text(pgcat_config(port, pool, servers, general, user))
     log = base / "log" / f"{name}.log"
     argv = [sys.executable, "-m", "pgcat_py", str(config), "--log-level", "warning"]
+    argv += ["--compiled"] if compiled else []
     with log.open("wb") as out:
         # own session: a terminal's Ctrl-C must not start a graceful shutdown mid-run
         process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
@@ -908,6 +928,8 @@ def main(argv: list[str] | None = None) -> int:
         meta["shared_preload_libraries"] = preload
         print(server_note(preload), flush=True)
         bench = start_targets(settings, bouncer_binary, topology, started)
+        meta["relay"] = {target: relay_kind_of(pid) for target, pid in bench.pids.items()
+                         if target.startswith("pgcat-py")}
         runs = run_rounds(bench, settings)
         meta["load_after"] = os.getloadavg()
         cells = summarize(runs, bench.targets)
@@ -938,9 +960,14 @@ def start_targets(settings: Settings, bouncer_binary: str, topology: Topology,
         replicas = [(node.port, "replica") for node in topology.replicas]
         pgcats[ROUTED] = (ROUTED_POOL, [(primary.port, "primary"), *replicas])
     for target, (pool, servers) in pgcats.items():
-        port, process, _ = start_pgcat(topology.base, target, pool, servers)
+        port, process, _ = start_pgcat(topology.base, target, pool, servers,
+                                       compiled=settings.compiled)
         started.pgcats.append(process)
         ports[target], pids[target] = port, process.pid
+        relay = relay_kind_of(process.pid)
+        print(f"{target} relay: {relay}", flush=True)
+        if settings.compiled and relay != COMPILED_KIND:
+            raise BenchError(f"--compiled, but {target} runs {relay}: {build_problem()}")
     print(", ".join(f"{target} on :{ports[target]} (pid {pid})" for target, pid in pids.items()),
           flush=True)
     postmasters = [postmaster_pid(node.datadir) for node in [primary, *topology.replicas]]

@@ -8,28 +8,38 @@ the hot path (`.venv/bin/python benchmarks/relay_cycle_bench.py`). `--routed` ru
 exchange through a pool with the parser and read/write splitting on, over a primary and a
 replica, with a new literal in every query (as pgbench -S sends them), so each transaction
 pays for the router (the lexer, the shape cache, the choice between two servers).
+`--compiled` runs the relay compiled with mypyc (pgcat_py.compiled; it stops if the build does
+not match the sources); the first line printed says which relay ran. `-n` sets the number of
+transactions: with valgrind, the instructions of two runs with different `-n`, subtracted,
+are the relay's per transaction without start-up (see README, Performance).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pgcat_py.backend.server import ServerConnection, ServerTarget
-from pgcat_py.conn import SocketOptions
-from pgcat_py.frontend.session import ClientSession
-from pgcat_py.frontend.states import State
-from pgcat_py.pool.cluster import Cluster, ClusterSettings
-from pgcat_py.pool.server_pool import PoolSettings, ServerPool
-from pgcat_py.protocol import backend as be
+from pgcat_py.compiled import build_problem, relay_kind, use_compiled
 from pgcat_py.protocol.frontend import Query
-from pgcat_py.router import Router, RouterSettings
-from pgcat_py.stats import Stats
+from pgcat_py.workers.layout import SINGLE
 
+if TYPE_CHECKING:
+    from pgcat_py.backend.server import ServerConnection
+    from pgcat_py.conn import SocketOptions
+    from pgcat_py.frontend.session import ClientSession
+    from pgcat_py.stats import Stats
+
+# The relay's modules are imported in the functions below, after --compiled chose the build.
 QUERY = Query("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;").encode()
-RESPONSE = (be.RowDescription((be.Field("abalance", 23),)).encode()
+
+
+def response() -> bytes:
+    from pgcat_py.protocol import backend as be
+
+    return (be.RowDescription((be.Field("abalance", 23),)).encode()
             + be.DataRow((b"0",)).encode() + be.CommandComplete("SELECT 1").encode()
             + be.READY_IDLE)
 
@@ -56,14 +66,25 @@ class NullTransport:
 class Ctx:
     shutting_down = False
     client_login_timeout = 60.0
-    socket_options = SocketOptions()
-    stats = Stats()
+    worker = SINGLE
+
+    def __init__(self, socket_options: SocketOptions, stats: Stats) -> None:
+        self.socket_options, self.stats = socket_options, stats
 
     def client_connected(self, session: ClientSession) -> None:
         pass
 
 
 def build(routed: bool) -> tuple[ClientSession, list[ServerConnection]]:
+    from pgcat_py.backend.server import ServerConnection, ServerTarget
+    from pgcat_py.conn import SocketOptions
+    from pgcat_py.frontend.session import ClientSession
+    from pgcat_py.frontend.states import State
+    from pgcat_py.pool.cluster import Cluster, ClusterSettings
+    from pgcat_py.pool.server_pool import PoolSettings, ServerPool
+    from pgcat_py.router import Router, RouterSettings
+    from pgcat_py.stats import Stats
+
     servers, pools = [], []
     for role in ("primary", "replica") if routed else ("primary",):
         target = ServerTarget("127.0.0.1", 5432, "bench", "app", "app", role)
@@ -76,7 +97,7 @@ def build(routed: bool) -> tuple[ClientSession, list[ServerConnection]]:
     router = Router(RouterSettings(default_role="primary", query_parser_enabled=routed,
                                    read_write_splitting=routed, primary_reads_enabled=routed))
     cluster = Cluster(ClusterSettings("bench", "app", default_role="primary"), [pools], router)
-    client = ClientSession(Ctx())  # type: ignore[arg-type]
+    client = ClientSession(Ctx(SocketOptions(), Stats()))  # type: ignore[arg-type]
     client.transport = NullTransport()  # type: ignore[assignment]
     client.cluster = cluster
     client.routes_vary = router.varies
@@ -93,22 +114,32 @@ def queries(routed: bool, n: int) -> list[bytes]:
 
 
 async def main(routed: bool, n: int = 200_000) -> None:
+    from pgcat_py.frontend.states import State
+
     client, _servers = build(routed)
-    work = queries(routed, n)
+    work, answer = queries(routed, n), response()
     for query in work[:1000]:  # warm-up
         client.data_received(query)
         server = client.server
         assert server is not None
-        server.data_received(RESPONSE)
+        server.data_received(answer)
     assert client.server is None and client.state is State.IDLE, "did not release"
     started = time.perf_counter()
     for query in work:
         client.data_received(query)
-        client.server.data_received(RESPONSE)  # type: ignore[union-attr]
+        client.server.data_received(answer)  # type: ignore[attr-defined]
     elapsed = time.perf_counter() - started
     kind = "routed" if routed else "unrouted"
     print(f"{elapsed / n * 1e6:.2f} us of Python per pooled transaction, {kind} ({n} transactions)")
 
 
 if __name__ == "__main__":
-    asyncio.run(main("--routed" in sys.argv[1:]))
+    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cli.add_argument("--routed", action="store_true", help="parser and read/write splitting on")
+    cli.add_argument("--compiled", action="store_true", help="the relay compiled with mypyc")
+    cli.add_argument("-n", type=int, default=200_000, help="transactions (default 200000)")
+    args = cli.parse_args()
+    if args.compiled and not use_compiled():
+        sys.exit(f"--compiled: {build_problem()} (python -m pgcat_py.compiled_build)")
+    print(f"relay: {relay_kind()}")
+    asyncio.run(main(args.routed, args.n))

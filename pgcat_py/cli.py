@@ -1,4 +1,5 @@
-"""Command line: `pgcat-py [CONFIG]`, `pgcat-py --check CONFIG`, `pgcat-py demo`.
+"""Command line: `pgcat-py [CONFIG]`, `pgcat-py --check CONFIG`, `pgcat-py demo`,
+`pgcat-py convert pgbouncer.ini [-o pgcat.toml]`.
 
 Exit codes follow pgcat: 78 (EX_CONFIG) for a config that cannot be used.
 """
@@ -12,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from .compiled import ENV_COMPILED, use_compiled
 from .config import EX_CONFIG, ConfigError, check_tls_files, load_config
 
 
@@ -83,13 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accepted for pgcat's scripts (pgcat-py never colours its logs)")
     p.add_argument("--demo-dir", default="demo-data", help="where `demo` keeps its servers")
     p.add_argument("--port", type=int, default=6432, help="listen port for `demo`")
+    p.add_argument("--compiled", action="store_true",
+                   default=os.environ.get(ENV_COMPILED, "") not in ("", "0"),
+                   help="run the relay compiled with mypyc (build/compiled, built by "
+                        "scripts/setup) if that build matches the sources, else pure Python "
+                        "with a warning (env PGCAT_PY_COMPILED=1)")
     return p
 
 
 def check(path: str) -> int:
+    from .plugins import check_plugin_modules  # the parser and sqlglot: only when needed
+
     try:
         loaded = load_config(path)
         check_tls_files(loaded.config)  # the proxy loads them at startup: so does --check
+        check_plugin_modules(loaded.config)  # and imports plugin_module hooks
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -103,6 +113,11 @@ def check(path: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["convert"]:  # pgcat-py convert pgbouncer.ini [-o pgcat.toml]
+        from .convert import main as convert_main
+
+        return convert_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -111,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     # Worker processes (workers/supervisor.py) read these as their defaults.
     os.environ["LOG_LEVEL"], os.environ["LOG_FORMAT"] = args.log_level, args.log_format
+    if args.compiled:  # before the relay modules are first imported
+        os.environ[ENV_COMPILED] = "1"  # and so in the worker processes
+        use_compiled()
     if args.config == "demo" and not Path("demo").is_file():
         from .demo import run_demo
 
