@@ -7,6 +7,7 @@ would see from PostgreSQL itself.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from ..backend import params as P
@@ -33,6 +34,18 @@ from .tls import SSL_REFUSED, answer_ssl_request, encryption_request_again, tls_
 
 if TYPE_CHECKING:
     from .session import ClientSession
+
+# One dict per distinct set of startup settings, shared by the clients that started with it
+# (RESET reads a client's startup_params; nothing writes them): an idle client then holds
+# no copy of its own. Bounded, since clients choose the values (an application_name each):
+# when full it starts over; the clients keep the dicts they have.
+_STARTUP_SETTINGS: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+STARTUP_SETTINGS_SHARED = 256
+# The welcome's ParameterStatus messages, encoded, by the values they show: the clients of a
+# pool mostly see the same ones, and encoding a dozen messages was a tenth of a login's
+# Python in a burst. Bounded likewise.
+_PARAMETER_STATUS: dict[tuple[tuple[str, tuple[str, str]], ...], bytes] = {}
+PARAMETER_STATUS_CACHED = 64
 
 
 async def read_startup(session: ClientSession) -> StartupMessage | CancelRequest:
@@ -73,7 +86,8 @@ async def login(session: ClientSession) -> bool:
     if isinstance(startup, CancelRequest):
         ctx.cancel(startup.process_id, startup.secret_key)
         return False
-    session.database, session.user = startup.database, startup.user
+    # Interned: every client of a pool then shares the two strings instead of holding its own.
+    session.database, session.user = sys.intern(startup.database), sys.intern(startup.user)
     if ctx.is_admin_database(startup.database):
         return await _admin_login(session, startup)
     if ctx.shutting_down:
@@ -82,19 +96,22 @@ async def login(session: ClientSession) -> bool:
         raise ProxyError("sorry, too many clients already",
                          sqlstate=TOO_MANY_CONNECTIONS, severity="FATAL")
     session.params = client_settings(startup)
-    session.startup_params = dict(session.params)
     cluster, creds, pool_mode = ctx.find_pool(startup.database, startup.user)
     for name, value in cluster.settings.user_settings:  # the user's, unless the client's
         session.params.setdefault(name, value)
-        session.startup_params.setdefault(name, value)
+    session.startup_params = shared_startup_settings(session.params)
     session.params_changed()
-    await authenticate(session, creds)
+    sasl_final = await authenticate(session, creds)
     session.cluster = cluster
     session.transaction_mode = pool_mode == "transaction"
     session.routes_vary = cluster.router.varies
     session.holds_begins = cluster.has_choice
-    server_params = await cluster.learn_server_parameters()
-    _welcome(session, startup, server_params)
+    try:
+        server_params = await cluster.learn_server_parameters()
+    except BaseException:
+        session.write(sasl_final)  # the exchange ends before the error, as it always did
+        raise
+    _welcome(session, startup, server_params, sasl_final)
     ctx.client_logged_in(session)
     return True
 
@@ -104,7 +121,7 @@ async def _admin_login(session: ClientSession, startup: StartupMessage) -> bool:
     if creds is None:
         raise ProxyError(f'No pool configured for database: "{startup.database}", '
                          f'user: "{startup.user}"', sqlstate="28000", severity="FATAL")
-    await authenticate(session, creds)
+    sasl_final = await authenticate(session, creds)
     session.state = State.ADMIN
     admin_params = {"application_name": ("application_name", ""),
                     "client_encoding": ("client_encoding", "UTF8"),
@@ -113,8 +130,19 @@ async def _admin_login(session: ClientSession, startup: StartupMessage) -> bool:
                     "datestyle": ("DateStyle", "ISO, MDY"),
                     "timezone": ("TimeZone", "Etc/UTC"),
                     "standard_conforming_strings": ("standard_conforming_strings", "on")}
-    _welcome(session, startup, admin_params)
+    _welcome(session, startup, admin_params, sasl_final)
     return True
+
+
+def shared_startup_settings(settings: dict[str, str]) -> dict[str, str]:
+    """A copy of ``settings`` that other clients with the same settings share: read only."""
+    key = tuple(settings.items())
+    shared = _STARTUP_SETTINGS.get(key)
+    if shared is None:
+        if len(_STARTUP_SETTINGS) >= STARTUP_SETTINGS_SHARED:
+            _STARTUP_SETTINGS.clear()
+        shared = _STARTUP_SETTINGS[key] = dict(settings)
+    return shared
 
 
 def client_settings(startup: StartupMessage) -> dict[str, str]:
@@ -135,8 +163,9 @@ def client_settings(startup: StartupMessage) -> dict[str, str]:
 
 
 def _welcome(session: ClientSession, startup: StartupMessage,
-             server_params: dict[str, tuple[str, str]]) -> None:
-    """AuthenticationOk, ParameterStatus*, BackendKeyData, ReadyForQuery in one write."""
+             server_params: dict[str, tuple[str, str]], sasl_final: bytes) -> None:
+    """``sasl_final`` (see authenticate), AuthenticationOk, ParameterStatus*,
+    BackendKeyData, ReadyForQuery in one write."""
     out = [be.AUTH_OK_MESSAGE]
     unrecognized = tuple(k for k in startup.params if k.startswith("_pq_."))
     if startup.minor_version or unrecognized:
@@ -147,7 +176,19 @@ def _welcome(session: ClientSession, startup: StartupMessage,
             shown[key] = (shown[key][0], value)
         elif key in P.TRACKED:
             shown[key] = (key, value)
-    out += [be.ParameterStatus(name, value).encode() for name, value in shown.values()]
+    out.append(_parameter_status(shown))
     out.append(be.BackendKeyData(session.process_id, session.secret_key).encode())
     out.append(be.READY_IDLE)
-    session.write(b"".join(out))
+    session.write(sasl_final + b"".join(out))
+
+
+def _parameter_status(shown: dict[str, tuple[str, str]]) -> bytes:
+    """ParameterStatus for each (name, value) of ``shown``, in one piece (cached)."""
+    key = tuple(shown.items())
+    block = _PARAMETER_STATUS.get(key)
+    if block is None:
+        if len(_PARAMETER_STATUS) >= PARAMETER_STATUS_CACHED:
+            _PARAMETER_STATUS.clear()
+        block = _PARAMETER_STATUS[key] = b"".join(
+            be.ParameterStatus(name, value).encode() for name, value in shown.values())
+    return block

@@ -52,8 +52,17 @@ class ClientStatements:
     """A client's named statements, and its last unnamed Parse (replayed when a Bind of
     the unnamed statement starts a transaction on another server: pgx's describe_exec)."""
 
-    named: dict[bytes, Statement] = field(default_factory=dict)  # client name (NUL incl.)
     unnamed_parse: bytes = b""
+    _named: dict[bytes, Statement] | None = field(default=None, repr=False)
+
+    @property
+    def named(self) -> dict[bytes, Statement]:
+        """Client name (NUL included) -> statement. Made on first use: most clients never
+        name a statement, and an empty dict per idle client is 64 bytes."""
+        named = self._named
+        if named is None:
+            named = self._named = {}
+        return named
 
 
 def rewrite(data: bytes, client: ClientStatements, registry: StatementRegistry,
