@@ -142,6 +142,7 @@ def run_e2e(minutes: float, seed: int | None, workdir: Path) -> int:
                     observer = Observer.connect(proxy, topology)
                     replayer = Replayer(proxy.host, proxy.port, PASSWORDS)
                     warm_at = sessions
+                    observer.settle(1)  # a new proxy's pools look up their catalog first
             if sessions - warm_at == 200:
                 observer.warm_rss = rss(proxy.pid)
             if time.monotonic() > next_report:
