@@ -23,6 +23,7 @@ from ..protocol.errors import (
     CONNECTION_FAILURE,
     IN_FAILED_TRANSACTION,
     INTERNAL_ERROR,
+    TOO_MANY_CONNECTIONS,
     AdminShutdown,
     ProtocolViolation,
     ProxyError,
@@ -39,7 +40,7 @@ from ..protocol.framing import (
     FrontendScanner,
     first_message,
 )
-from ..router import PRIMARY, Overrides, Route, Router
+from ..router import PRIMARY, Overrides, Route, RouteError, Router
 from .idle import MAX_IDLE_BUFFER, HeldTransaction, process_idle, ready_for_query
 from .linked import (
     linked_command,
@@ -64,10 +65,23 @@ IDLE = ord("I")  # ReadyForQuery status outside a transaction block
 _STATEMENT_MESSAGES = frozenset(b"PBDC")  # they may name a statement: rewritten whole
 # Seconds the SQL that brings a server's settings in line with a client's may take.
 SYNC_TIMEOUT = 10.0
+ADMIN_HEADROOM = 5  # connections past max_client_conn accepted, for admin logins
 
 
 class ClientSession(MessageConnection):
     """One client; see the module docstring."""
+
+    # Every attribute, declared: an instance __dict__ holding this many costs an idle client
+    # ~1.6 KB (CPython shares dict keys only up to 30 attributes). Add new ones here.
+    __slots__ = (
+        "_attempt", "_closing", "_fbuf", "_last_sql", "_paused_since", "_raw_rest", "_read_route",
+        "_rewriting", "_set_text", "_skip_until_sync", "_syncing", "_task", "_unnamed_ready",
+        "_write_paused", "checkout_failures", "cluster", "connected_at", "ctx", "database",
+        "error_count", "fresh_since", "held", "held_in_batch", "holds_begins", "overrides",
+        "params", "params_key", "pins", "prepared", "process_id", "query_count", "route",
+        "routes_vary", "scanner", "secret_key", "server", "server_pool", "startup_params", "state",
+        "statements", "transaction_mode", "user", "xact_count",
+    )
 
     def __init__(self, ctx: ProxyContext) -> None:
         super().__init__(max_message=PQ_LARGE_MESSAGE_LIMIT)  # for the admin console's reads
@@ -123,12 +137,22 @@ class ClientSession(MessageConnection):
         self._set_text: bytes | None = None  # SET text awaiting the server's confirmation
         self._read_route = False  # this transaction's server was chosen for a read
         self._last_sql = b""
+        self.checkout_failures = 0  # failed checkouts so far (checkout_failure_limit)
+        self.fresh_since = 0.0  # read_your_writes: when this client last used a primary
 
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         tune_socket(transport, self.ctx.socket_options)
         self.ctx.client_connected(self)
+        if self.ctx.too_many_clients(ADMIN_HEADROOM):
+            # Refused at accept, as PgBouncer does: a flood of connections that never log
+            # in must not hold fds and sessions until client_login_timeout. A few slots
+            # past max_client_conn stay open for the admin console (logins check the
+            # exact limit for everyone else).
+            self.fatal(ProxyError("no more connections allowed (max_client_conn)",
+                                  sqlstate=TOO_MANY_CONNECTIONS, severity="FATAL"))
+            return
         self._task = asyncio.get_running_loop().create_task(self._login_then_serve())
 
     def data_received(self, data: bytes) -> None:
@@ -302,15 +326,12 @@ class ClientSession(MessageConnection):
         self._syncing = (pool, server)
         self._task = asyncio.get_running_loop().create_task(self._sync_then_link(pool, server))
 
-    checkout_failures = 0  # per client, only once one happened (checkout_failure_limit)
-    fresh_since = 0.0  # read_your_writes: when this client last used a primary
-
     def checkout_failed(self, exc: ProxyError) -> None:
         self._attempt = None
         if self.is_closed:
             return
         limit = self.cluster.settings.checkout_failure_limit if self.cluster else 0
-        if limit:
+        if limit and not isinstance(exc, RouteError):  # a refusal is no failed checkout
             self.checkout_failures += 1
             if self.checkout_failures >= limit:
                 self.fatal(ProxyError(
@@ -466,6 +487,7 @@ class ClientSession(MessageConnection):
         assert pool is not None
         self.server = self.server_pool = None
         self.state = State.IDLE
+        self._last_sql = b""  # an idle client keeps no chunk (it may be 256 KB of INSERT)
         if self._reading_paused:
             self.resume_reading()
         if server._reading_paused:
