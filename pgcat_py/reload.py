@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Config, ConfigError, load_config
 from .config.diff import ConfigDiff, diff
+from .config.general import General
 from .config.loader import validate_raw
+from .config.pool import Pool, User
 from .topology import build_pools, credentials_for, socket_options
 
 if TYPE_CHECKING:
@@ -45,8 +47,16 @@ def set_key(app: App, key_path: str, value: str) -> ConfigDiff:
         table = table[part]
     if not isinstance(table, dict) or isinstance(table.get(parts[-1]), dict):
         raise ConfigError(app.config.path, key_path, "not a single value")
+    if parts[-1] not in table and parts[-1] not in _KNOWN_KEYS:
+        raise ConfigError(app.config.path, key_path, "no such key")
     table[parts[-1]] = _toml_value(value)
     return apply_config(app, validate_raw(raw, app.config.path).config)
+
+
+# Keys a SET may add (unset ones are absent from the running config's dump).
+_KNOWN_KEYS = frozenset(
+    field.alias or name
+    for model in (General, Pool, User) for name, field in model.model_fields.items())
 
 
 def _toml_value(text: str) -> object:

@@ -43,7 +43,7 @@ from . import params as P
 from .dns import DnsCache
 from .mirror import Mirror
 from .prepared import Expectation, ExpectedReplies, ServerStatements, StatementRegistry
-from .stale_plan import is_stale_plan_reply, prepared_again
+from .stale_plan import is_stale_plan_error, is_stale_plan_reply, prepared_again
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -127,6 +127,7 @@ class ServerConnection(MessageConnection):
         # The batch just sent, when it may be sent again after a stale plan error
         # (backend/stale_plan.py), with the registry of the statement it binds.
         self.retry: tuple[bytes, StatementRegistry] | None = None
+        self._stale_error = b""  # a stale plan error that came without its ReadyForQuery
         self.mirrors: list[Mirror] = []  # backend/mirror.py, set by the pool
         self.address = target.host  # what it connected to (an address, with the DNS cache)
         # Counters (SHOW SERVERS, SHOW STATS): times in seconds, from the first bytes sent
@@ -182,8 +183,10 @@ class ServerConnection(MessageConnection):
         if client is None:
             super().data_received(data)
             return
-        if self.retry is not None and self._sent_again(data):
-            return
+        if self.retry is not None:
+            data = self._sent_again(data)
+            if not data:
+                return
         self.bytes_received += len(data)
         scanner = self._scanner
         if self.expected:
@@ -234,21 +237,27 @@ class ServerConnection(MessageConnection):
             client.transport.write(data[:cut])
         self._held = data[cut:]
 
-    def _sent_again(self, data: bytes) -> bool:
+    def _sent_again(self, data: bytes) -> bytes:
         """The first reply to a batch that may be retried: on a stale plan error, prepare
-        the statement again and resend the batch; the error is never relayed."""
+        the statement again and resend the batch; the error is never relayed. Returns what
+        is left to relay (nothing when the reply was taken here)."""
         batch, registry = self.retry  # type: ignore[misc]
         self.retry = None
+        if self._stale_error:  # the error came alone: this should be its ReadyForQuery
+            data, self._stale_error = self._stale_error + data, b""
+        elif not self._held and self.pending == 1 and is_stale_plan_error(data):
+            self._stale_error, self.retry = data, (batch, registry)
+            return b""  # wait for the ReadyForQuery before deciding
         if self._held or self.pending != 1 or not is_stale_plan_reply(data):
-            return False
+            return data
         again = prepared_again(batch, registry)
         if again is None:
-            return False
+            return data
         log.info("server %s: prepared a statement again after a change of its result type",
                  self.target.name)
         self.expected.push_front(again[1])
         self.transport.write(again[0])
-        return True
+        return b""
 
     # --- the slow path: replies the client never asked for are dropped -------------------
     def expect(self, notes: list[Expectation]) -> None:
@@ -372,6 +381,7 @@ class ServerConnection(MessageConnection):
     def detach(self) -> None:
         self.client = None
         self.retry = None
+        self._stale_error = b""
         self.last_used = time.monotonic()
 
     @property

@@ -45,6 +45,15 @@ def retryable(batch: bytes) -> bool:
     return described
 
 
+def is_stale_plan_error(data: bytes) -> bool:
+    """``data`` is exactly the stale-plan ErrorResponse, its ReadyForQuery still to come."""
+    if len(data) < 6 or data[0] != ord("E"):
+        return False
+    error = data[5:]
+    return (len(data) == 1 + int.from_bytes(data[1:5]) and _STALE_PLAN_CODE in error
+            and _STALE_PLAN_ROUTINE in error)
+
+
 def is_stale_plan_reply(data: bytes) -> bool:
     """``data`` is exactly the stale-plan ErrorResponse and a ReadyForQuery 'I'."""
     if len(data) < 11 or data[0] != ord("E"):

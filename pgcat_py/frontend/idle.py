@@ -162,6 +162,8 @@ def _answer_locally(session: ClientSession, end: int) -> bool:
         session.consume(end)
         session.write(answer)
         return True
+    if end <= 6:  # an empty Query: PostgreSQL's own answer (no local command is that short)
+        return False
     if buf[5] in b"Ee":
         sql = _query_text(buf, end)
         reply = explain_route(session, sql, status) if sql is not None else None

@@ -175,6 +175,8 @@ def test_set_pool_size_applies_without_a_restart(proxy: ProxyProcess,
     with pytest.raises(psycopg.Error, match=r"pools\.app\.users\.0\.pool_size"):
         console.execute("SET pools.app.users.0.pool_size = 0")
     console.execute("SET client_encoding = 'UTF8'")  # what drivers send: acknowledged
+    with pytest.raises(psycopg.Error, match="no such key"):
+        console.execute("SET SHARD TO '0'")  # a client command, not a config key
     config = {row["key"]: row for row in show(console, "CONFIG")}
     assert config["pools.app.users.0.pool_size"]["value"] == "3"
     assert config["admin_password"]["value"] == "********"

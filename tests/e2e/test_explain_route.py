@@ -35,3 +35,18 @@ def test_explain_route(pg_topology: Topology, proxy_runner: ProxyRunner) -> None
         assert conn.execute("SELECT count(*) FROM explained").fetchone() == (0,)  # never ran
         plan = conn.execute("EXPLAIN SELECT 1").fetchall()
         assert plan and "Result" in plan[0][0]  # PostgreSQL's own EXPLAIN
+
+
+def test_an_empty_query_gets_postgresqls_answer(pg_topology: Topology,
+                                                proxy_runner: ProxyRunner) -> None:
+    """A Query with no text at all (found by the fuzzer: it used to crash the session)."""
+    from tests.harness.rawclient import RawClient, describe
+
+    proxy = proxy_runner(proxy_config(pg_topology, port=free_port(), pool_size=2,
+                                      extra_pool={"default_role": "primary"}))
+    with RawClient.connect(proxy.host, proxy.port) as client:
+        client.login("app", "app", "app")
+        client.send(b"Q\0\0\0\x04")
+        messages = client.read_until(b"Z")
+        assert messages[-1][0] == ord("Z"), describe(messages)
+        assert client.query("SELECT 1")[-1][0] == ord("Z")
