@@ -173,7 +173,11 @@ def scraped(request: pytest.FixtureRequest, pg_topology: Topology, proxy_runner:
 
     def read_all() -> bool:
         samples.clear()
-        for family in scrape(port).values():
+        try:
+            families = scrape(port)
+        except OSError:  # worker 0's exporter may come up after the port already serves
+            return False
+        for family in families.values():
             for name, labels, _ in family:
                 samples.setdefault(name, []).append(set(labels))
         return "pgcat_routes_total" in samples
