@@ -150,11 +150,11 @@ def test_promoted_replica_is_followed_as_the_primary(
     topo = create_topology(pg_base, replicas=1, shards=0)
     with psycopg.connect(topo.primary.dsn(), autocommit=True) as direct:
         direct.execute("CREATE TABLE promoted (id int)")
-    topo.wait_for_replicas()
     proxy = start(proxy_runner, topo)
     old, new = topo.primary, topo.replicas[0]
     with connect(proxy) as conn:
         conn.execute("INSERT INTO promoted VALUES (0)")
+    topo.wait_for_replicas()  # row 0 must be on the replica before it is promoted
     promote = [str(topo.pg_bin / "pg_ctl"), "-D", str(new.datadir), "-w", "promote"]
     subprocess.run(as_server_user(promote), check=True, capture_output=True)
     kill(topo, old)
