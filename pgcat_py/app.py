@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
 from collections.abc import Coroutine
 from functools import partial
@@ -161,8 +162,11 @@ class App:
         loop = asyncio.get_running_loop()
         if self.peers is not None:
             await self.peers.start()
+        # SO_REUSEPORT only among our own workers: a second pgcat-py started by mistake on
+        # the same port must fail to bind, not silently take half the connections.
         self._server = await loop.create_server(
-            lambda: ClientSession(self), g.host, g.port, reuse_port=True, backlog=2048)
+            lambda: ClientSession(self), g.host, g.port,
+            reuse_port=self.peers is not None, backlog=2048)
         first = self.worker.index == 0  # what cannot be shared: the Unix socket, the exporter
         if g.unix_socket_dir and first:
             self._unix_server = await loop.create_unix_server(
@@ -406,6 +410,15 @@ def raise_fd_limit(config: Config) -> None:
                     "(%d); raise it (ulimit -n, LimitNOFILE)", target, wanted)
 
 
+def refuse_taken_port(host: str, port: int) -> None:
+    """OSError when something listens on the port already, another pgcat-py included.
+
+    Workers bind with SO_REUSEPORT, which a second supervisor's workers would share
+    silently; a plain bind first fails on any port already taken, with or without it.
+    """
+    socket.create_server((host, port)).close()
+
+
 def run(config_path: Path) -> int:
     """Load the config and serve until stopped; the process exit code."""
     import uvloop
@@ -417,6 +430,7 @@ def run(config_path: Path) -> int:
             log.warning("%s", warning)
         count = worker_count(loaded.config)
         if count > 1:
+            refuse_taken_port(loaded.config.general.host, loaded.config.general.port)
             return run_supervisor(config_path, count)
     raise_fd_limit(loaded.config)
     return uvloop.run(App(loaded.config, worker).serve_until_stopped())
