@@ -109,6 +109,9 @@ class ServerConnection(MessageConnection):
         self.dirt = 0
         self.created_at = time.monotonic()
         self.last_used = self.created_at
+        # When a control-plane question (ServerPool.ask) last got an answer on it: proof of
+        # health that, unlike last_used, leaves its idle time (idle_timeout) running.
+        self.last_answered = self.created_at
         self.client: RelayClient | None = None
         self._scanner = BackendScanner()
         self._held = b""  # the start of an incomplete message, not yet sent to the client

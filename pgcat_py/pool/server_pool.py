@@ -85,6 +85,9 @@ class ServerPool:
         self.closed = False
         self.errors = 0
         self.checking = 0  # idle connections being health-checked
+        # One control-plane question at a time (role, lag, catalog checks start together):
+        # the second finds the first's connection idle instead of opening another.
+        self._asking = asyncio.Lock()
         self.role = target.role
         self.banned_until = 0.0  # monotonic; 0: not banned
         self.ban_reason = ""  # the last one, for the admin console and logs
@@ -209,6 +212,10 @@ class ServerPool:
         pooled connection (its idle time untouched, so idle_timeout still applies); with
         none idle, opens one through the pool (within pool_size) only if
         ``open_if_needed``: no connection is ever kept just for this."""
+        async with self._asking:
+            return await self._ask(sql, open_if_needed)
+
+    async def _ask(self, sql: str, open_if_needed: bool) -> str | None:
         s = self.settings
         server = self.take_idle() if self.idle else None
         last_used = server.last_used if server is not None else 0.0
@@ -224,9 +231,8 @@ class ServerPool:
             if server is not None:
                 self.discard(server)
             return None
-        server.last_used = last_used
         self.checkin(server)
-        server.last_used = last_used
+        server.last_used, server.last_answered = last_used, time.monotonic()
         return value
 
     def _pop_idle(self) -> ServerConnection | None:
@@ -238,7 +244,7 @@ class ServerPool:
             # Bytes from an idle server were never asked for (a FATAL before it closes, say):
             # such a session cannot be trusted with a client.
             if server.is_usable and not server.has_unread and now - server.created_at < lifetime:
-                if server.last_used > stale:
+                if server.last_used > stale or server.last_answered > stale:
                     return server
                 self._start_health_check(server)
                 continue

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -106,3 +107,29 @@ def test_read_your_writes(pg_topology: Topology, proxy_runner: ProxyRunner) -> N
     finally:
         writer.close()
         reader.close()
+
+
+def backends_of(node: Node, user: str) -> int:
+    with psycopg.connect(node.superuser_dsn("app"), autocommit=True) as su:
+        row = su.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s",
+                         (user,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_lag_checks_do_not_grow_the_pools(pg_topology: Topology,
+                                          proxy_runner: ProxyRunner) -> None:
+    # F7: a lag check answered on an idle connection is proof of health; without it that
+    # connection went stale, the next check sent it to a health check and opened another.
+    proxy = proxy_runner(proxy_config(
+        pg_topology, port=free_port(), pool_size=5,
+        extra_general={"lag_check_interval": 20, "healthcheck_delay": 100},
+        extra_pool={**SPLITTING, "ban_replica_lag_bytes": 100_000_000}))
+    nodes = [pg_topology.primary, *pg_topology.replicas]
+    ports_of_reads(proxy, 5)
+    time.sleep(0.5)
+    before = [backends_of(node, "app") for node in nodes]
+    time.sleep(2.0)  # a hundred lag checks, twenty healthcheck_delays, no client
+    after = [backends_of(node, "app") for node in nodes]
+    assert all(a <= b for a, b in zip(after, before, strict=True)), (before, after)
+    assert max(after) <= 2, after  # a read may meet a lag check using the connection
