@@ -25,6 +25,12 @@ Expectation = tuple[int, bytes]  # (KEEP_PARSE ..., the server statement name or
 _LENGTH = struct.Struct("!I")
 PARSE_COMPLETE = ord("1")
 CLOSE_COMPLETE = ord("3")
+# One numbering for every registry of the process: a reload that rebuilds a pool gives it a
+# new registry, and its clients keep statements named by the old one; had the new one
+# started at 1 again, pgcatpy_3 of an old client would be bound on a server where the new
+# registry's pgcatpy_3 (another query or other parameter types) is prepared (22P03, or
+# another query's rows). Found by benchmarks/soak.py.
+_NUMBERS = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +47,6 @@ class StatementRegistry:
     def __init__(self) -> None:
         self._names: dict[bytes, Statement] = {}  # query + types -> statement
         self._by_name: dict[bytes, Statement] = {}  # server name -> statement
-        self._numbers = itertools.count(1)
 
     def named(self, name: bytes) -> Statement | None:
         """The statement a server knows as ``name`` (NUL included)."""
@@ -54,7 +59,7 @@ class StatementRegistry:
             if len(self._names) >= MAX_REGISTERED:
                 self._names.clear()  # bounded memory; clients keep the ones they hold
                 self._by_name.clear()
-            name = f"pgcatpy_{next(self._numbers)}\0".encode()
+            name = f"pgcatpy_{next(_NUMBERS)}\0".encode()
             payload = name + body
             found = Statement(name, b"P" + _LENGTH.pack(len(payload) + 4) + payload)
             self._names[body] = found

@@ -56,8 +56,9 @@ def test_eviction_closes_the_least_recently_used() -> None:
     for i in range(3):
         _, notes, _ = rewrite(fe.Parse(f"s{i}", f"SELECT {i}").encode(), client, registry,
                               server, False)
-    assert notes[-1] == (DROP_CLOSE, b"pgcatpy_1\0")
-    assert list(server.names) == [b"pgcatpy_2\0", b"pgcatpy_3\0"]
+    first, second, third = (client.named[f"s{i}".encode() + b"\0"].name for i in range(3))
+    assert notes[-1] == (DROP_CLOSE, first)
+    assert list(server.names) == [second, third]
 
 
 @pytest.mark.parametrize("message", [b"D\0\0\0\x04", b"C\0\0\0\x05S",
@@ -65,3 +66,13 @@ def test_eviction_closes_the_least_recently_used() -> None:
 def test_malformed_messages_raise_value_error(message: bytes) -> None:
     with pytest.raises(ValueError):
         rewrite(message, ClientStatements(), StatementRegistry(), ServerStatements(), False)
+
+
+def test_a_rebuilt_pools_registry_never_reuses_a_name() -> None:
+    """A reload gives a rebuilt pool a new registry while its clients keep the statements
+    the old one named; the same name for another query would bind the wrong statement."""
+    old, new = StatementRegistry(), StatementRegistry()
+    kept = old.statement(b"SELECT $1\0\0\x01\0\0\0\x17")  # int4
+    other = new.statement(b"SELECT $1\0\0\x01\0\0\0\x15")  # int2
+    assert kept.name != other.name
+    assert new.named(kept.name) is None
