@@ -338,6 +338,14 @@ class ServerConnection(MessageConnection):
         if client is not None and key in P.TRACKED:
             client.on_parameter_status(key, msg.value)
 
+    def take_deallocation(self) -> int:
+        """A DEALLOCATE ALL / DISCARD ALL just completed: no statement is prepared here any
+        more. Returns the session tags without it."""
+        scanner = self._scanner
+        self.statements.clear()
+        scanner.session_tags &= ~TAG_DEALLOCATED
+        return scanner.session_tags
+
     def take_session_tags(self) -> int:
         """Fold the dirtying CommandComplete tags seen so far into ``dirt``; returns it."""
         scanner = self._scanner

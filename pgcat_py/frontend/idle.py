@@ -303,6 +303,11 @@ def _start_extended(session: ClientSession) -> bool:
     except ProtocolViolation as exc:
         session.fatal(exc)
         return False
+    if end == TERMINATED:
+        # PostgreSQL would run the batch, then exit at the Terminate, rolling back what it
+        # did (nothing was synced, so nothing committed) and sending nothing: close now.
+        session.close()
+        return False
     if end is None:
         if len(buf) > MAX_IDLE_BUFFER:
             start_transaction(session, None)  # too big to look at: the primary
@@ -323,12 +328,18 @@ def _start_extended(session: ClientSession) -> bool:
     return False
 
 
+TERMINATED = -1  # _batch_end: a Terminate came before the batch's Sync or Flush
+
+
 def _batch_end(buf: bytearray) -> int | None:
-    """The offset after the first Sync or Flush in ``buf``, None if not there yet."""
+    """The offset after the first Sync or Flush in ``buf``, None if not there yet,
+    TERMINATED if a Terminate comes first."""
     pos, n = 0, len(buf)
     while pos + 5 <= n:
         msg_type, length = unpack_header(buf, pos)
         check_frontend_header(msg_type, length)
+        if msg_type == TERMINATE:
+            return TERMINATED
         pos += 1 + length
         if pos > n:
             return None

@@ -34,9 +34,11 @@ def pin_names(pins: int) -> list[str]:
     return [name for bit, name in _NAMES if pins & bit]
 
 
-def updated_pins(pins: int, tags: int, session_lock: bool, last_sql: bytes) -> int:
+def updated_pins(pins: int, tags: int, session_lock: bool, last_sql: bytes,
+                 mentions_temp: bool) -> int:
     """The pins after a transaction that ended with the session ``tags`` (CommandComplete
-    bits), given whether it called a session lock function, and the client's last chunk.
+    bits), given whether it called a session lock function, whether its SQL said TEMP
+    anywhere, and the client's last chunk.
     Releases are read before new pins: in one Query both, the pin stays (conservative)."""
     if pins:
         pins = _released(pins, tags, last_sql)
@@ -48,7 +50,7 @@ def updated_pins(pins: int, tags: int, session_lock: bool, last_sql: bytes) -> i
         pins |= PIN_CURSOR
     if tags & TAG_PREPARE:
         pins |= PIN_PREPARE
-    if tags & TAG_CREATED and b"temp" in last_sql.lower():
+    if tags & TAG_CREATED and mentions_temp:
         pins |= PIN_TEMP  # any other table is no session state
     return pins
 

@@ -49,7 +49,7 @@ from .linked import (
     remember_setting,
     remember_unnamed,
 )
-from .pins import updated_pins
+from .pins import PIN_PREPARE, updated_pins
 from .statements import ClientStatements
 from .states import State
 
@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 
 IDLE = ord("I")  # ReadyForQuery status outside a transaction block
 _STATEMENT_MESSAGES = frozenset(b"PBDC")  # they may name a statement: rewritten whole
+SYNC_MESSAGE = b"S\x00\x00\x00\x04"
 # Seconds the SQL that brings a server's settings in line with a client's may take.
 SYNC_TIMEOUT = 10.0
 ADMIN_HEADROOM = 5  # connections past max_client_conn accepted, for admin logins
@@ -159,13 +160,7 @@ class ClientSession(MessageConnection):
         server = self.server
         if server is not None:  # the relay: frame by header, forward in one write
             scanner = self.scanner
-            if self._read_route and server.pending > 0 and server.status == IDLE \
-                    and scanner.at_boundary and not scanner.in_batch:
-                # Pipelined behind a read on a replica: it may write. It waits for the
-                # read's answer, then is routed on its own.
-                self._rbuf += data
-                if len(self._rbuf) > MAX_IDLE_BUFFER:
-                    self.pause_reading()
+            if self._read_route and self._routed_anew(server, data):
                 return
             self._last_sql = data  # what CREATE TABLE said, if one completes (see _pins)
             try:
@@ -195,6 +190,35 @@ class ClientSession(MessageConnection):
         if len(self._rbuf) > MAX_IDLE_BUFFER:
             self.pause_reading()
 
+    def _routed_anew(self, server: ServerConnection, data: bytes) -> bool:
+        """Input behind a read on a replica may write: route it on its own. True when
+        ``data`` was taken here."""
+        scanner = self.scanner
+        if not scanner.at_boundary or server.status != IDLE:
+            return False
+        if server.pending > 0 and not scanner.in_batch:
+            # Pipelined behind the read: it waits for the read's answer.
+            self._rbuf += data
+            if len(self._rbuf) > MAX_IDLE_BUFFER:
+                self.pause_reading()
+            return True
+        if server.pending == 0 and scanner.in_batch and data[0] == QUERY:
+            # A Query behind a read batch that ended with a Flush (asyncpg prepares so,
+            # then sends COPY ... FROM STDIN): nothing of the batch was committed or is
+            # owed, so the replica is let go (unsynced, it cannot be pooled).
+            scanner.in_batch = False
+            pool = self.server_pool
+            self.server = self.server_pool = None
+            server.client = None
+            server.resume_reading()
+            if pool is not None:
+                pool.discard(server)
+            self.state = State.IDLE
+            self._rbuf += data
+            process_idle(self)
+            return True
+        return False
+
     def _terminate(self, server: ServerConnection, before: bytes, syncs: int) -> None:
         """Terminate arrived: whatever came before it still gets its answer (PostgreSQL
         runs it and replies before it reads the Terminate), then the connection closes."""
@@ -206,6 +230,8 @@ class ClientSession(MessageConnection):
         if server.pending > 0 and not server.in_copy:
             self._closing = True
             self.pause_reading()
+            if self.scanner.voidable:
+                _end_skipped_batch(server, self.scanner.voidable)
         else:
             self.close()
 
@@ -470,6 +496,11 @@ class ClientSession(MessageConnection):
         self.query_count += 1
         if status == IDLE:
             self.xact_count += 1
+        scanner = self.scanner
+        if scanner.voidable:  # none was skipped (see FrontendScanner.voidable)
+            scanner.voidable = 0
+        if tags & TAG_DEALLOCATED:  # now, not at the transaction's end: names may follow
+            tags = self._deallocated(server)
         if self._closing:  # the client said Terminate after this batch: it has its answer
             self.close()
             return
@@ -477,7 +508,6 @@ class ClientSession(MessageConnection):
             text, self._set_text = self._set_text, None
             if status == IDLE and tags & TAG_SET:
                 remember_setting(self, text)
-        scanner = self.scanner
         if (status != IDLE or not self.transaction_mode or scanner.in_batch
                 or not scanner.at_boundary):
             return
@@ -506,17 +536,23 @@ class ClientSession(MessageConnection):
         """Update the client's pins from this transaction (frontend/pins.py); True while
         any holds, and then the server will be reset with DISCARD ALL after the client."""
         scanner = self.scanner
-        pins = updated_pins(self.pins, tags, scanner.session_lock, self._last_sql)
-        scanner.session_lock = False
+        pins = updated_pins(self.pins, tags, scanner.session_lock, self._last_sql,
+                            scanner.mentions_temp)
+        scanner.session_lock = scanner.mentions_temp = False
         server.take_session_tags()
-        if tags & TAG_DEALLOCATED:  # the client's DEALLOCATE ALL / DISCARD ALL
-            self.prepared.named.clear()
         if pins and not self.pins:
             log.debug("client %s pinned to server %s", self.process_id, server.target.name)
         self.pins = pins
         if pins:
             server.dirt |= TAG_DISCARD
         return bool(pins)
+
+    def _deallocated(self, server: ServerConnection) -> int:
+        """The client's DEALLOCATE ALL (or DISCARD ALL) ran: its statement names and the
+        server's are gone. Returns the session tags left to look at."""
+        self.prepared.named.clear()
+        self.pins &= ~PIN_PREPARE
+        return server.take_deallocation()
 
     def on_server_lost(self, server: ServerConnection) -> None:
         """The server connection broke under us (its pool bans it). The relay held back any
@@ -584,3 +620,14 @@ class ClientSession(MessageConnection):
             pool.release_after_rollback(server)
         else:
             pool.discard(server)
+
+
+def _end_skipped_batch(server: ServerConnection, voidable: int) -> None:
+    """The client said Terminate while up to ``voidable`` of the answers it is owed may
+    never come (PostgreSQL skips queries behind a failed message up to a Sync). A Sync of
+    ours ends any skip, and its ReadyForQuery comes last: the client is closed once the
+    fewest answers that can come are in, and the server, whose count is now unsure, is
+    discarded rather than pooled."""
+    server.broken = True
+    server.forward(SYNC_MESSAGE, 1)
+    server.pending = max(1, server.pending - voidable)

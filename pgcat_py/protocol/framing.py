@@ -98,6 +98,16 @@ def check_frontend_header(msg_type: int, length: int) -> None:
         raise ProtocolViolation(f"invalid message length {length} for message type {msg_type}")
 
 
+def check_partial_header(head: bytes) -> None:
+    """Raise ProtocolViolation when the first bytes of a header (type, part of the length)
+    already rule out every valid message."""
+    limit = FRONTEND_LIMITS[head[0]]
+    if limit == 0:
+        raise ProtocolViolation(f"invalid frontend message type {head[0]}")
+    if int.from_bytes(head[1:].ljust(4, b"\0"), "big") > limit:
+        raise ProtocolViolation(f"invalid message length for message type {head[0]}")
+
+
 def split_messages(data: bytes | bytearray | memoryview, start: int = 0
                    ) -> tuple[list[tuple[int, bytes]], int]:
     """Complete messages in ``data[start:]`` as ``(type, payload)`` and the offset after them.
@@ -142,13 +152,20 @@ class FrontendScanner:
     point: a server must not be released while it holds such an unsynced batch.
     """
 
-    __slots__ = ("_head", "_skip", "command", "entry_head", "entry_skip", "in_batch",
-                 "named_parse", "session_lock", "set_parse", "unnamed_parse")
+    __slots__ = ("_head", "_skip", "_voiding", "command", "entry_head", "entry_skip",
+                 "in_batch", "mentions_temp", "named_parse", "session_lock", "set_parse",
+                 "unnamed_parse", "voidable")
 
     def __init__(self) -> None:
         self._skip = 0          # payload bytes of the current message still to come
         self._head = b""        # a header split across chunks
         self.in_batch = False
+        # Queries and FunctionCalls sent behind extended-protocol messages with no Sync in
+        # between: if one of those messages fails, PostgreSQL skips them up to the next
+        # Sync, and their ReadyForQuery never comes. Cleared by the owner when the server
+        # has answered everything.
+        self.voidable = 0
+        self._voiding = False
         # A Parse of a named statement went by: the server session now holds a prepared
         # statement. Conservative: a Parse whose name byte is not in the chunk counts.
         self.named_parse = False
@@ -156,6 +173,10 @@ class FrontendScanner:
         # the transaction (its CommandComplete is only "SELECT 1"), so the server session
         # must stay with this client and be discarded after it. Cleared by the owner.
         self.session_lock = False
+        # SQL text saying TEMP went by: a CREATE that completes may have made session state
+        # (a temporary table), however many statements later the transaction ends.
+        # Cleared by the owner.
+        self.mentions_temp = False
         # Offset in the last chunk of a Query that may be one of pgcat's custom commands
         # (SET ... / SHOW ...: the proxy must answer those itself), or -1. Set by ``feed``.
         self.command = -1
@@ -183,6 +204,8 @@ class FrontendScanner:
         pos, n, syncs, sql = self._skip, len(data), 0, False
         while pos < n:
             if pos + HEADER_SIZE > n:
+                # The relay forwards this part now: refuse what is already invalid.
+                check_partial_header(data[pos:])
                 self._head = data[pos:]
                 self._skip = 0
                 if data[pos] == PARSE:  # its name is not here yet: maybe a named one
@@ -193,6 +216,11 @@ class FrontendScanner:
             kind = _FRONTEND_KIND[msg_type]
             if kind == _KIND_SYNC:
                 syncs += 1
+                if msg_type == SYNC:
+                    self._voiding = False
+                elif self.in_batch or self._voiding:
+                    self._voiding = True
+                    self.voidable += 1
                 self.in_batch = False
                 if msg_type == QUERY:
                     sql = True
@@ -222,9 +250,12 @@ class FrontendScanner:
         else:
             self._skip = pos - n
         # Only chunks that carry SQL text are searched (never bulk COPY data).
-        if (sql and not self.session_lock and (b"y_" in data or b"Y_" in data)
-                and mentions_session_lock(data)):
-            self.session_lock = True
+        if sql:
+            if (not self.session_lock and (b"y_" in data or b"Y_" in data)
+                    and mentions_session_lock(data)):
+                self.session_lock = True
+            if not self.mentions_temp and (b"emp" in data or b"EMP" in data):
+                self.mentions_temp = b"temp" in data.lower()
         return syncs, -1
 
     @property

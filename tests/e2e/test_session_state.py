@@ -76,6 +76,21 @@ def test_temporary_table_keeps_its_client_on_its_server(proxy: ProxyProcess) -> 
             other.execute("SELECT * FROM scratch")
 
 
+def test_temporary_table_made_inside_a_transaction_block_keeps_its_client(
+        proxy: ProxyProcess) -> None:
+    # The COMMIT's chunk says nothing of TEMP: what pins must be seen when it goes by.
+    with connect(proxy) as owner, connect(proxy) as other:
+        owner.execute("BEGIN")
+        owner.execute("CREATE TEMPORARY TABLE scratch_in_block (x int)")
+        owner.execute("INSERT INTO scratch_in_block VALUES (1)")
+        owner.execute("COMMIT")
+        for _ in range(3):
+            other.execute("BEGIN")  # it would get the owner's server, were it given back
+            other.execute("SELECT 1")
+            assert owner.execute("SELECT count(*) FROM scratch_in_block").fetchone() == (1,)
+            other.execute("COMMIT")
+
+
 def test_sql_prepare_keeps_its_client_on_its_server(proxy: ProxyProcess) -> None:
     with connect(proxy) as owner, connect(proxy) as other:
         owner.execute("PREPARE doubled(int) AS SELECT $1 * 2")

@@ -100,16 +100,6 @@ def check_after_session(h: Harness, case: object, outcome: Outcome) -> None:
 
 
 # --- the tests -----------------------------------------------------------------------------
-# Known open findings (issue 14, regression tests kept aside until fixed): under load the
-# psql_md5 session's last SELECT of its temp table sometimes lands on another server when sent
-# flight by flight (a temp-table pin lost after an error?), and a Terminate while the server
-# skips to Sync makes the proxy wait for an answer that never comes (F2). Not strict: each
-# run reports XPASS or XFAIL, so a fix shows at once.
-KNOWN_FINDINGS = pytest.mark.xfail(
-    reason="open findings F2 and the temp-table pin under load (issue 14)", strict=False)
-
-
-@KNOWN_FINDINGS
 def test_corpus_replays_the_same_however_it_is_sent(harness: Harness) -> None:
     """Every recorded session, unmutated: no problem, the same answers (message types)
     whether sent flight by flight, pipelined after the login, or cut at random points;
@@ -133,7 +123,6 @@ def _types(data: bytes) -> bytes:
     return bytes(u.type for u in split_units(data) if u.kind == MESSAGE)
 
 
-@KNOWN_FINDINGS
 @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=SEED is None,
           suppress_health_check=list(HealthCheck), print_blob=True, phases=PHASES)
 @given(case=fuzz_cases())
@@ -150,7 +139,6 @@ if SEED is not None:
         test_mutated_sessions_leave_the_proxy_serving)
 
 
-@KNOWN_FINDINGS  # a server leaked by F2 shows here
 def test_after_everything_nothing_is_left_behind(harness: Harness) -> None:
     """Runs last in this module (file order): every fuzzed client gone, the bystander
     too; no client, no active server, no backend inside a transaction, memory bounded,

@@ -124,9 +124,24 @@ def test_garbage_header_is_a_protocol_violation(garbage: bytes) -> None:
 
 def test_garbage_split_across_chunks_is_caught_when_its_header_completes() -> None:
     scanner = FrontendScanner()
-    scanner.feed(b"\x00\x00")
+    scanner.feed(b"Q\x00")  # a valid start
     with pytest.raises(ProtocolViolation):
-        scanner.feed(b"\x00\x00\x04")
+        scanner.feed(b"\x00\x00\x03")  # length 3
+
+
+@pytest.mark.parametrize("start", [b"\x00", b"\x00\x00", b"Q\x7f", b"Q\x40\x00\x00"])
+def test_a_header_start_that_no_message_has_is_refused_before_it_is_relayed(
+        start: bytes) -> None:
+    # The relay forwards each chunk whole: a bad type byte arriving alone must not reach
+    # PostgreSQL (it would answer with a FATAL of its own, then ours would follow).
+    with pytest.raises(ProtocolViolation):
+        FrontendScanner().feed(start)
+
+
+def test_a_valid_header_start_is_kept_for_the_next_chunk() -> None:
+    scanner = FrontendScanner()
+    assert scanner.feed(b"Q\x00\x00") == (0, -1)
+    assert scanner.feed(b"\x00\x09SEL\x00") == (1, -1)
 
 
 ROW = be.DataRow((b"1", None)).encode()
@@ -269,3 +284,22 @@ def test_an_unnamed_parse_of_a_set_is_flagged(sql: str, flagged: bool) -> None:
     scanner = FrontendScanner()
     scanner.feed(QUERY + fe.Parse("", sql).encode() + BIND)
     assert scanner.set_parse == (len(QUERY) if flagged else -1)
+
+
+def test_queries_behind_an_unsynced_batch_may_go_unanswered() -> None:
+    # PostgreSQL skips to Sync after a failed extended message, Queries included.
+    describe, query = b"D\x00\x00\x00\x06P\x00", b"Q\x00\x00\x00\x05\x00"
+    scanner = FrontendScanner()
+    assert scanner.feed(query + describe + query + query) == (3, -1)
+    assert scanner.voidable == 2  # the first came before the batch
+    assert scanner.feed(b"S\x00\x00\x00\x04" + query) == (2, -1)
+    assert scanner.voidable == 2  # the Sync ends the skip
+
+
+def test_temp_in_any_statement_of_the_transaction_is_noted() -> None:
+    scanner = FrontendScanner()
+    scanner.feed(fe.Query("SELECT 1").encode())
+    assert not scanner.mentions_temp
+    scanner.feed(fe.Query("create TEMPORARY table t (x int)").encode())
+    scanner.feed(fe.Query("COMMIT").encode())
+    assert scanner.mentions_temp  # until the owner clears it
