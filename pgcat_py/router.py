@@ -12,6 +12,11 @@ custom commands) and the pool's keys into a Route, following pgcat's meanings
 - shard: SET SHARD / SET SHARDING KEY; else a shard_id / sharding_key comment; else the
   automatic_sharding_key values found by the parser (literals, or Bind parameters); else
   default_shard (shard_N, random, random_healthy, or our `fail`).
+- cross_shard_queries (ours, issue 12): a lone SELECT outside an explicit transaction that
+  needs several shards (a sharded table and no key, or keys on several shards) gets a
+  scatter route (shard SCATTER, the shards in ``shards``): pgcat_py/scatter/ runs it on each
+  and merges the results. Off, such a statement keeps pgcat's behaviour (default_shard, or
+  the "several shards" error).
 - db_activity_based_routing (activity.py, a tracker per pool): a read the parser sent to a
   replica goes to the primary while the pool initializes, or when it reads a table written
   within table_mutation_cache_ms_ttl.
@@ -35,6 +40,7 @@ from parser import (
     KeyStatus,
     Parser,
     ParserSettings,
+    StatementKind,
     comment_hints,
 )
 from sharding import KeyValue, ShardingError, ShardingFunction, ShardMap, coerce_param
@@ -50,15 +56,17 @@ log = logging.getLogger(__name__)
 PRIMARY, REPLICA, ANY = "primary", "replica", "any"
 TEXT_CACHE_SIZE = 4096  # routes remembered by exact SQL text, per pool
 TEXT_CACHE_MAX_LENGTH = 2048  # longer texts are not remembered (memory)
+SCATTER = -1  # Route.shard of a cross-shard statement (pgcat_py/scatter/)
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     """Where one transaction goes: a shard, a role, and why."""
 
-    shard: int
+    shard: int  # SCATTER: every shard of ``shards`` (all when empty)
     role: str  # "primary", "replica" or "any"
     reason: str
+    shards: tuple[int, ...] = ()
 
 
 class RouteError(ProxyError):
@@ -94,6 +102,8 @@ class RouterSettings:
     session_mode: bool = False
     parser: ParserSettings = field(default_factory=ParserSettings)
     sharding_function: str = "pg_bigint_hash"
+    cross_shard_queries: bool = False  # ours: merge SELECTs over several shards
+    cross_shard_max_rows: int = 100_000  # groups a merge may hold in memory
 
 
 # A statement as the router sees it: its SQL and, for the extended protocol, the Bind
@@ -142,7 +152,14 @@ class Router:
         """Can two transactions of a client without overrides go to different places?"""
         s = self.settings
         return (self.splits_reads or self._hints or self.plugins is not None
-                or (s.shards > 1 and not s.default_shard.startswith("shard_")))
+                or (s.shards > 1 and not s.default_shard.startswith("shard_"))
+                or self._scatters)
+
+    @property
+    def _scatters(self) -> bool:
+        s = self.settings
+        return (s.cross_shard_queries and s.shards > 1 and self._auto_keys
+                and not s.session_mode)
 
     def fixed_route(self) -> Route:
         """The route when nothing varies and no override is set."""
@@ -171,6 +188,11 @@ class Router:
         classification = self._classify(sql, overrides)
         role, why = self._role(classification, overrides, read_only_txn)
         shard, where = self._shard(sql, classification, overrides, bind)
+        if isinstance(shard, tuple) or shard == SCATTER:
+            if read_only_txn is None and self._is_lone_select(classification):
+                shards = shard if isinstance(shard, tuple) else ()
+                return Route(SCATTER, role, f"{why}; {where}", shards)
+            shard, where = self._not_scattered(shard)
         if self.activity is not None and classification is not None:
             role, why = self._by_activity(classification, overrides, role, why, shard)
         key = (shard, role, f"{why}; {where}" if where else why)
@@ -180,6 +202,16 @@ class Router:
                 self._interned.clear()
             route = self._interned[key] = Route(*key)
         return route
+
+    def _is_lone_select(self, c: Classification | None) -> bool:
+        return (c is not None and c.kinds == (StatementKind.SELECT,) and not c.is_write)
+
+    def _not_scattered(self, shard: int | tuple[int, ...]) -> tuple[int, str]:
+        """pgcat's answer for a statement that is not merged: the key error, or
+        default_shard."""
+        if isinstance(shard, tuple):
+            raise _several_shards(set(shard))
+        return self._default_shard(), "default_shard"
 
     def _by_activity(self, c: Classification, overrides: Overrides, role: str, why: str,
                      shard: int) -> tuple[str, str]:
@@ -249,7 +281,7 @@ class Router:
         return (ANY, why) if primary_reads else (REPLICA, why)
 
     def _shard(self, sql: str | None, c: Classification | None, overrides: Overrides,
-               bind: BindParams) -> tuple[int, str]:
+               bind: BindParams) -> tuple[int | tuple[int, ...], str]:
         if self.settings.shards == 1:
             return 0, ""
         if overrides.shard is not None:
@@ -260,8 +292,12 @@ class Router:
                 return self._hinted(hint.shard_id, hint.sharding_key)
         if c is not None and self._auto_keys:
             shard = self._key_shard(c, bind)
+            if isinstance(shard, tuple):
+                return shard, f"cross-shard: sharding keys on shards {shard}"
             if shard is not None:
                 return shard, "sharding key"
+            if self._scatters and c.shard_keys.status is KeyStatus.ALL:
+                return SCATTER, "cross-shard: no sharding key"
         return self._default_shard(), "default_shard"
 
     def _hinted(self, shard_id: int | None, key: int | None) -> tuple[int, str]:
@@ -270,7 +306,9 @@ class Router:
         assert key is not None
         return self.shard_for_key(key), "sharding_key comment"
 
-    def _key_shard(self, c: Classification, bind: BindParams) -> int | None:
+    def _key_shard(self, c: Classification, bind: BindParams) -> int | tuple[int, ...] | None:
+        """The keys' shard; their shards (sorted) when several and cross_shard_queries may
+        merge the statement; None without a key."""
         keys = c.shard_keys
         if keys.status is not KeyStatus.FOUND:
             return None
@@ -283,10 +321,9 @@ class Router:
         except (ShardingError, ValueError) as exc:
             raise RouteError(str(exc), sqlstate=getattr(exc, "sqlstate", "22023")) from None
         if len(shards) > 1:
-            raise RouteError(
-                f"the statement's sharding keys are on {len(shards)} shards "
-                f"({', '.join(map(str, sorted(shards)))}); cross-shard statements are not "
-                "supported yet", sqlstate=FEATURE_NOT_SUPPORTED)
+            if self._scatters:
+                return tuple(sorted(shards))
+            raise _several_shards(shards)
         return shards.pop() if shards else None
 
     def _bind_values(self, keys: object, bind: BindParams) -> dict[int, KeyValue | None]:
@@ -325,6 +362,14 @@ class Router:
         raise RouteError(  # "fail": no guessing where a row lives (pgcat #858)
             "no shard selected for this statement and default_shard is 'fail': add a "
             "sharding key, a shard_id comment or SET SHARD", sqlstate=FEATURE_NOT_SUPPORTED)
+
+
+def _several_shards(shards: set[int]) -> RouteError:
+    return RouteError(
+        f"the statement's sharding keys are on {len(shards)} shards "
+        f"({', '.join(map(str, sorted(shards)))}); cross-shard statements are not "
+        "supported here (cross_shard_queries merges a lone SELECT outside a transaction)",
+        sqlstate=FEATURE_NOT_SUPPORTED)
 
 
 def read_only_transaction(begin: Classification | None, params: dict[str, str]) -> bool:

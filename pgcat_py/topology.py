@@ -73,7 +73,9 @@ def build_router(pool: Pool, shards: int, pool_mode: str, *, plugins: PoolPlugin
         read_write_splitting=pool.query_parser_read_write_splitting,
         primary_reads_enabled=pool.primary_reads_enabled,
         session_mode=pool_mode == "session", parser=parser,
-        sharding_function=pool.sharding_function), plugins=plugins, activity=activity)
+        sharding_function=pool.sharding_function,
+        cross_shard_queries=pool.cross_shard_queries,
+        cross_shard_max_rows=pool.cross_shard_max_rows), plugins=plugins, activity=activity)
 
 
 def pool_activity(pool: Pool) -> DbActivity | None:

@@ -164,6 +164,11 @@ class Pool(Section):
     # Ours: functions whose calls make a SELECT a write (to the primary), besides nextval &
     # co. and the VOLATILE ones learned from pg_proc; a trailing * matches a prefix.
     write_functions: list[str] = Field(default_factory=list)
+    # Ours (issue 12): a lone SELECT that needs several shards runs on each and the results
+    # are merged (pgcat_py/scatter/); off, pgcat's default_shard / refusal. The cap is on
+    # groups (or DISTINCT rows) a merge holds in memory; past it the query fails (53400).
+    cross_shard_queries: bool = False
+    cross_shard_max_rows: Annotated[int, Field(ge=1)] = 100_000
 
     @field_validator("automatic_sharding_key")
     @classmethod

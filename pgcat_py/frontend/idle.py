@@ -32,6 +32,7 @@ from ..protocol.framing import (
 )
 from ..protocol.frontend import Bind, decode_frontend
 from ..router import PRIMARY, Route, RouteError, read_only_transaction
+from ..scatter import start_scatter
 from .commands import custom_command, run_command
 from .explain import explain_route
 from .linked import deallocate_reply
@@ -272,6 +273,9 @@ def start_transaction(session: ClientSession, sql: str | None,
             route = router.plugins.check(session, router, sql, more, route)
     except RouteError as exc:
         session.checkout_failed(exc)
+        return
+    if route.shard < 0:  # a cross-shard SELECT: every shard, results merged
+        start_scatter(session, route)
         return
     if more:
         if router.activity is not None:

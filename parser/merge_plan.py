@@ -1,0 +1,136 @@
+"""Merge plans: how a SELECT sent to every shard becomes one answer (issue 12, item 1).
+
+`plan_merge(sql)` reads one SELECT and returns a MergePlan: the statement each shard runs
+(``shard_sql``) and what the proxy does with the shards' rows. Two shapes:
+
+- plain: every shard's rows pass through unchanged. With ORDER BY the shards sort and the
+  proxy merges the sorted streams (a k-way merge, so memory stays at one row per shard);
+  LIMIT n OFFSET m goes to the shards as LIMIT n + m and is applied at the merge. ORDER BY
+  keys that are not output columns are appended to the shard's select list as hidden
+  columns and cut off before the client sees the row.
+- grouped (aggregates, GROUP BY, DISTINCT): each shard returns its groups' partial
+  aggregates (avg(x) becomes sum(x) and count(x)); the proxy combines the partials per
+  group, then applies HAVING, DISTINCT, ORDER BY and LIMIT / OFFSET itself.
+
+Anything whose merge would not be exactly PostgreSQL's answer raises MergeUnsupported, whose
+message names the construct (the client gets 0A000). Pure: no I/O; the plan is cached by
+text. Runtime checks that need the column types (ORDER BY on text, min of text) are the
+executor's (pgcat_py/scatter/).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlglot
+from sqlglot.errors import ParseError
+
+PLAN_CACHE_SIZE = 1024  # plans kept by SQL text
+
+
+class MergeUnsupported(ValueError):
+    """The statement cannot be merged exactly; the message names the construct."""
+
+
+class Combine(enum.Enum):
+    """How one merged column is made from the shards' columns."""
+
+    KEY = "key"  # an output (or group key) column: passed through
+    COUNT = "count"  # sum of the shards' counts
+    SUM = "sum"
+    MIN = "min"
+    MAX = "max"
+    AVG = "avg"  # sources: the shards' sum and count
+    BOOL_AND = "bool_and"
+    BOOL_OR = "bool_or"
+
+
+@dataclass(frozen=True, slots=True)
+class MergedColumn:
+    combine: Combine
+    sources: tuple[int, ...]  # shard result columns (0-based)
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    """One ORDER BY key: a merged column (plain plans: a shard column; negative counts
+    from the end, for hidden columns), the direction, where NULLs go, and whether it
+    compares with the "C" collation (text keys are refused otherwise)."""
+
+    column: int
+    descending: bool
+    nulls_first: bool
+    c_collation: bool = False
+
+
+# HAVING, evaluated by the proxy on merged rows (three-valued, as SQL).
+@dataclass(frozen=True, slots=True)
+class ColumnRef:
+    column: int  # a merged column
+
+
+@dataclass(frozen=True, slots=True)
+class Constant:
+    value: int | Decimal | str | bool | None
+
+
+Operand = ColumnRef | Constant
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    op: str  # "=", "<>", "<", "<=", ">", ">="
+    left: Operand
+    right: Operand
+
+
+@dataclass(frozen=True, slots=True)
+class Logic:
+    op: str  # "and", "or", "not"
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IsNull:
+    operand: Operand
+    negated: bool
+
+
+Condition = Compare | Logic | IsNull
+
+
+@dataclass(frozen=True, slots=True)
+class MergePlan:
+    """See the module docstring. ``hidden``: trailing shard (plain) or merged (grouped)
+    columns the client does not see. ``columns`` and ``group_keys`` are for grouped plans;
+    a DISTINCT plan without aggregates groups by every visible column."""
+
+    shard_sql: str
+    grouped: bool
+    columns: tuple[MergedColumn, ...] = ()
+    group_keys: tuple[int, ...] = ()
+    distinct: bool = False
+    order: tuple[SortKey, ...] = ()
+    limit: int | None = None
+    offset: int = 0
+    having: Condition | None = None
+    hidden: int = 0
+
+
+@functools.lru_cache(maxsize=PLAN_CACHE_SIZE)
+def plan_merge(sql: str) -> MergePlan:
+    """The MergePlan of one SELECT; MergeUnsupported when it cannot be merged exactly."""
+    from parser.merge_rewrite import Planner
+
+    try:
+        trees = sqlglot.parse(sql, dialect="postgres")
+    except ParseError as exc:
+        raise MergeUnsupported(f"a statement the proxy cannot parse ({exc.errors[:1]})") \
+            from None
+    found = [t for t in trees if t is not None]
+    if len(found) != 1:
+        raise MergeUnsupported("several statements in one query")
+    return Planner(found[0]).plan()

@@ -1,0 +1,332 @@
+"""The planner behind parser.merge_plan: reads a SELECT's sqlglot tree, refuses what cannot
+be merged exactly, and rewrites the rest into the statement each shard runs.
+
+Grouped statements: every aggregate of the select list, HAVING and ORDER BY becomes partial
+columns (avg(x): sum(x), count(x)); FILTER stays on the partial, which is exact. Group keys
+are the GROUP BY expressions, matched to select items by position, output name or
+expression, else appended hidden. The shard statement keeps FROM / WHERE / GROUP BY and
+loses HAVING, ORDER BY, LIMIT and OFFSET, which the proxy applies after the merge.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from parser.merge_conditions import having_condition
+from parser.merge_plan import (
+    Combine,
+    MergedColumn,
+    MergePlan,
+    MergeUnsupported,
+    SortKey,
+)
+
+_PARTIALS: dict[type[exp.Expr], tuple[Combine, str]] = {
+    exp.Count: (Combine.COUNT, "count"),
+    exp.Sum: (Combine.SUM, "sum"),
+    exp.Min: (Combine.MIN, "min"),
+    exp.Max: (Combine.MAX, "max"),
+    exp.LogicalAnd: (Combine.BOOL_AND, "bool_and"),
+    exp.LogicalOr: (Combine.BOOL_OR, "bool_or"),
+}
+# Built-in aggregates sqlglot parses as plain function calls: they are refused by name
+# (a user-defined aggregate cannot be told from a function without the catalog).
+_AGGREGATE_NAMES = frozenset({
+    "every", "bit_and", "bit_or", "bit_xor", "json_agg", "jsonb_agg", "json_object_agg",
+    "jsonb_object_agg", "xmlagg", "mode", "percentile_cont", "percentile_disc", "corr",
+    "covar_pop", "covar_samp", "range_agg", "range_intersect_agg", "any_value",
+    "regr_avgx", "regr_avgy", "regr_count", "regr_intercept", "regr_r2", "regr_slope",
+    "regr_sxx", "regr_sxy", "regr_syy", "rank", "dense_rank", "percent_rank", "cume_dist",
+    "grouping",
+})
+
+
+def is_aggregate(node: exp.Expr) -> bool:
+    if isinstance(node, exp.AggFunc):
+        return True
+    return isinstance(node, exp.Anonymous) and str(node.this).lower() in _AGGREGATE_NAMES
+
+
+def _name(node: exp.Expr) -> str:
+    """How the client wrote a construct, for error messages."""
+    text = node.sql(dialect="postgres")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class Planner:
+    """Plans one statement; see the module docstring. ``plan()`` once per instance."""
+
+    def __init__(self, tree: exp.Expr) -> None:
+        self.tree = tree
+        self.columns: list[MergedColumn] = []
+        self.partials: list[exp.Expr] = []  # the shard select list being built
+        self.aggregates: dict[exp.Expr, int] = {}  # aggregate expression -> merged column
+        self.keys: dict[exp.Expr, int] = {}  # key expression -> merged column
+
+    def plan(self) -> MergePlan:
+        select = self.tree
+        if not isinstance(select, exp.Select):
+            raise MergeUnsupported(f"a cross-shard {type(select).__name__.upper()} "
+                                   "(only a single SELECT is merged)")
+        refuse_unmergeable(select)
+        if select.args.get("group") or any(is_aggregate(n) for n in select.find_all(exp.Func)):
+            return self._grouped(select)
+        if select.args.get("distinct"):
+            return self._distinct(select)
+        return self._plain(select)
+
+    # --- plain: rows pass through -------------------------------------------------------
+    def _plain(self, select: exp.Select) -> MergePlan:
+        items = list(select.expressions)
+        starred = any(item.is_star for item in items)
+        hidden: list[exp.Expr] = []
+        found: list[tuple[exp.Ordered, int | None]] = []
+        for ordered in _order_items(select):
+            index: int | None = _output_index(items, ordered.this)
+            if index is None or (starred and not _is_position(ordered.this)):
+                # Not an output column, or at a position the star makes unknown: hidden.
+                hidden.append(_resolve_alias(items, ordered.this).copy())
+                index = None
+            found.append((ordered, index))
+        count, number = len(hidden), 0
+        order: list[SortKey] = []
+        for ordered, index in found:
+            if index is None:  # hidden columns count from the end of the shard row
+                order.append(_sort_key(ordered, number - count))
+                number += 1
+            else:
+                order.append(_sort_key(ordered, index, items))
+        limit, offset = _limits(select)
+        shard = select.copy()
+        for number, expression in enumerate(hidden):
+            shard.append("expressions", exp.alias_(expression, f"__pgcat_order_{number}"))
+        shard.set("offset", None)
+        if limit is not None:
+            shard.set("limit", exp.Limit(expression=exp.Literal.number(limit + offset)))
+        return MergePlan(_sql(shard), grouped=False, order=tuple(order), limit=limit,
+                         offset=offset, hidden=count)
+
+    # --- DISTINCT without aggregates: every visible column is a group key ----------------
+    def _distinct(self, select: exp.Select) -> MergePlan:
+        items = list(select.expressions)
+        if any(item.is_star for item in items):
+            raise MergeUnsupported("SELECT DISTINCT * across shards (name the columns)")
+        for index, item in enumerate(items):
+            self._add(MergedColumn(Combine.KEY, (index,)), _unwrap_alias(item))
+        keys = tuple(range(len(items)))
+        order: list[SortKey] = []
+        for ordered in _order_items(select):
+            position = _output_index(items, ordered.this)
+            if position is None:  # PostgreSQL refuses it (42P10); so do we
+                raise MergeUnsupported("for SELECT DISTINCT, ORDER BY expressions must "
+                                       "appear in select list")
+            order.append(_sort_key(ordered, position, items))
+        return self._finish(select, items, keys, tuple(order), distinct=True, having=None)
+
+    # --- grouped: partial aggregates per group --------------------------------------------
+    def _grouped(self, select: exp.Select) -> MergePlan:
+        items = list(select.expressions)
+        for item in items:
+            if item.is_star:
+                raise MergeUnsupported("* in a cross-shard aggregate query")
+            self._visible(_unwrap_alias(item))
+        keys = tuple(self._group_key(g, items) for g in _group_items(select))
+        having_node = select.args.get("having")
+        having = having_condition(having_node.this, self._operand) if having_node else None
+        order = tuple(self._order_key(o, items) for o in _order_items(select))
+        return self._finish(select, items, keys, order,
+                            distinct=bool(select.args.get("distinct")), having=having)
+
+    def _finish(self, select: exp.Select, items: list[exp.Expr], keys: tuple[int, ...],
+                order: tuple[SortKey, ...], *, distinct: bool, having: object) -> MergePlan:
+        limit, offset = _limits(select)
+        shard = select.copy()
+        for clause in ("having", "order", "limit", "offset"):
+            shard.set(clause, None)
+        if self.aggregates:  # DISTINCT applies to whole groups, after the merge
+            shard.set("distinct", None)
+        shard.set("expressions", [exp.alias_(p, f"__pgcat_{i}")
+                                  for i, p in enumerate(self.partials)])
+        return MergePlan(_sql(shard), grouped=True, columns=tuple(self.columns),
+                         group_keys=keys, distinct=distinct, order=order, limit=limit,
+                         offset=offset, having=having,  # type: ignore[arg-type]
+                         hidden=len(self.columns) - len(items))
+
+    def _visible(self, node: exp.Expr) -> int:
+        """A select item of a grouped statement: an aggregate or a key expression."""
+        if _is_partial(node):
+            return self._aggregate(node)
+        for inner in node.find_all(exp.Func):
+            if is_aggregate(inner):
+                raise MergeUnsupported(f"an expression over aggregates ({_name(node)}) "
+                                       "across shards")
+        return self._add(MergedColumn(Combine.KEY, (len(self.partials),)), node)
+
+    def _aggregate(self, node: exp.Expr) -> int:
+        found = self.aggregates.get(node)
+        if found is not None:
+            return found
+        call = node.this if isinstance(node, exp.Filter) else node
+        where = node.args.get("expression") if isinstance(node, exp.Filter) else None
+        _check_call(call)
+        start = len(self.partials)
+        if isinstance(call, exp.Avg):
+            arg = call.this
+            self.partials += [_filtered(exp.Sum(this=arg.copy()), where),
+                              _filtered(exp.Count(this=arg.copy()), where)]
+            column = MergedColumn(Combine.AVG, (start, start + 1))
+        else:
+            self.partials.append(node.copy())
+            column = MergedColumn(_PARTIALS[type(call)][0], (start,))
+        self.columns.append(column)
+        self.aggregates[node] = len(self.columns) - 1
+        return len(self.columns) - 1
+
+    def _add(self, column: MergedColumn, node: exp.Expr) -> int:
+        self.partials.append(node.copy())
+        self.columns.append(column)
+        self.keys.setdefault(node, len(self.columns) - 1)
+        return len(self.columns) - 1
+
+    def _key(self, node: exp.Expr) -> int:
+        """A key expression: an existing merged column, or a new hidden one."""
+        found = self.keys.get(node)
+        if found is not None:
+            return found
+        if any(is_aggregate(f) for f in node.find_all(exp.Func)):
+            raise MergeUnsupported(f"an expression over aggregates ({_name(node)}) "
+                                   "across shards")
+        return self._add(MergedColumn(Combine.KEY, (len(self.partials),)), node)
+
+    def _group_key(self, node: exp.Expr, items: list[exp.Expr]) -> int:
+        index = _output_index(items, node)
+        return index if index is not None else self._key(node)
+
+    def _operand(self, node: exp.Expr) -> int:
+        """A column HAVING or ORDER BY refers to."""
+        return self._aggregate(node) if _is_partial(node) else self._key(node)
+
+    def _order_key(self, ordered: exp.Ordered, items: list[exp.Expr]) -> SortKey:
+        index = _output_index(items, ordered.this)
+        if index is None:
+            index = self._operand(_resolve_alias(items, ordered.this))
+        return _sort_key(ordered, index, items)
+
+
+def refuse_unmergeable(select: exp.Select) -> None:
+    """0A000 for what no merge makes exact, naming the construct."""
+    checks: list[tuple[type[exp.Expr] | tuple[type[exp.Expr], ...], str]] = [
+        (exp.Window, "a window function"), (exp.With, "WITH (a common table expression)"),
+        ((exp.Subquery, exp.SetOperation), "a subquery"), (exp.Fetch, "FETCH FIRST"),
+        (exp.Lock, "FOR UPDATE / FOR SHARE"), (exp.Into, "SELECT INTO"),
+        ((exp.Rollup, exp.Cube, exp.GroupingSets), "ROLLUP / CUBE / GROUPING SETS"),
+    ]
+    for kind, what in checks:
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if select.find(*kinds) is not None:
+            raise MergeUnsupported(f"{what} in a cross-shard query")
+    if any(isinstance(e, exp.Select) for e in select.find_all(exp.Select) if e is not select):
+        raise MergeUnsupported("a subquery in a cross-shard query")
+    distinct = select.args.get("distinct")
+    if distinct is not None and distinct.args.get("on") is not None:
+        raise MergeUnsupported("DISTINCT ON in a cross-shard query")
+
+
+def _check_call(call: exp.Expr) -> None:
+    if type(call) not in _PARTIALS and not isinstance(call, exp.Avg):
+        raise MergeUnsupported(f"the aggregate {_name(call)} across shards")
+    inner = call.this
+    if isinstance(inner, exp.Distinct):
+        raise MergeUnsupported(f"a DISTINCT aggregate ({_name(call)}) across shards")
+    if isinstance(inner, exp.Order) or call.find(exp.Order) is not None:
+        raise MergeUnsupported(f"an ordered aggregate ({_name(call)}) across shards")
+    if any(is_aggregate(f) for f in call.find_all(exp.Func) if f is not call):
+        raise MergeUnsupported(f"a nested aggregate ({_name(call)})")
+
+
+def _is_partial(node: exp.Expr) -> bool:
+    return is_aggregate(node.this if isinstance(node, exp.Filter) else node)
+
+
+def _filtered(call: exp.Expr, where: exp.Expr | None) -> exp.Expr:
+    return call if where is None else exp.Filter(this=call, expression=where.copy())
+
+
+def _order_items(select: exp.Select) -> list[exp.Ordered]:
+    order = select.args.get("order")
+    return list(order.expressions) if order is not None else []
+
+
+def _group_items(select: exp.Select) -> list[exp.Expr]:
+    group = select.args.get("group")
+    return list(group.expressions) if group is not None else []
+
+
+def _unwrap_alias(node: exp.Expr) -> exp.Expr:
+    return node.this if isinstance(node, exp.Alias) else node
+
+
+def _is_position(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit()
+
+
+def _output_index(items: list[exp.Expr], node: exp.Expr) -> int | None:
+    """The select item ``node`` names (ORDER BY / GROUP BY): a position, an output name,
+    or the same expression; None when it is none of them."""
+    if _is_position(node):
+        position = int(node.this)
+        if not 1 <= position <= len(items):
+            raise MergeUnsupported(f"position {position} is not in the select list")
+        return position - 1
+    if isinstance(node, exp.Column) and not node.table:
+        for index, item in enumerate(items):
+            if isinstance(item, exp.Alias) and item.alias == node.name:
+                return index
+    for index, item in enumerate(items):
+        if _unwrap_alias(item) == node:
+            return index
+    return None
+
+
+def _resolve_alias(items: list[exp.Expr], node: exp.Expr) -> exp.Expr:
+    """The expression an output name in ORDER BY stands for (else ``node`` itself)."""
+    if isinstance(node, exp.Column) and not node.table:
+        for item in items:
+            if isinstance(item, exp.Alias) and item.alias == node.name:
+                return _unwrap_alias(item)
+    return _unwrap_alias(node)
+
+
+def _sort_key(ordered: exp.Ordered, column: int,
+              items: list[exp.Expr] | None = None) -> SortKey:
+    target = _unwrap_alias(items[column]) if items is not None and column < len(items) \
+        else ordered.this
+    c_collation = _is_c_collation(ordered.this) or _is_c_collation(target)
+    return SortKey(column, bool(ordered.args.get("desc")),
+                   bool(ordered.args.get("nulls_first")), c_collation)
+
+
+def _is_c_collation(node: exp.Expr) -> bool:
+    if not isinstance(node, exp.Collate):
+        return False
+    return node.expression.name.upper() in ("C", "POSIX")
+
+
+def _limits(select: exp.Select) -> tuple[int | None, int]:
+    return _count(select.args.get("limit"), "LIMIT"), _count(select.args.get("offset"),
+                                                            "OFFSET") or 0
+
+
+def _count(clause: exp.Expr | None, what: str) -> int | None:
+    if clause is None:
+        return None
+    value = clause.args.get("expression")
+    if (isinstance(value, exp.Var) and value.name.upper() == "ALL") or isinstance(value, exp.Null):
+        return None
+    if isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit():
+        return int(value.this)
+    raise MergeUnsupported(f"{what} that is not a constant across shards")
+
+
+def _sql(tree: exp.Expr) -> str:
+    return tree.sql(dialect="postgres")

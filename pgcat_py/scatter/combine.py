@@ -1,0 +1,293 @@
+"""Merging shard rows (sans-IO): sort keys, partial aggregates per group, HAVING.
+
+Rows are lists of column bytes (None for NULL), as DataRow carries them. A grouped plan's
+shard rows are folded into one state per group as they arrive, so memory is the number of
+groups (capped by cross_shard_max_rows), never the number of rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from functools import total_ordering
+from typing import Any
+
+from parser.merge_plan import (
+    ColumnRef,
+    Combine,
+    Compare,
+    Condition,
+    Constant,
+    IsNull,
+    Logic,
+    MergePlan,
+    SortKey,
+)
+
+from ..protocol.errors import CONFIGURATION_LIMIT_EXCEEDED, ProxyError
+from .values import (
+    BOOL,
+    FLOATS,
+    INT8,
+    INTEGERS,
+    NUMERIC,
+    TEXTS,
+    decoder,
+    float8_text,
+    numeric_divide,
+    numeric_text,
+    unsupported,
+)
+
+Row = list[bytes | None]
+FLOAT8 = 701
+
+
+@total_ordering
+class _Desc:
+    """A value that sorts backwards (DESC)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and bool(self.value == other.value)
+
+    def __lt__(self, other: _Desc) -> bool:
+        return bool(other.value < self.value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def sort_key(keys: Sequence[SortKey], types: Sequence[int], binary: Sequence[bool]
+             ) -> Callable[[Row], tuple[Any, ...]]:
+    """A key function ordering rows as ORDER BY ``keys`` does (``types`` and ``binary``:
+    of the columns the keys name)."""
+    specs = [(k.column, decoder(types[k.column], binary[k.column], c_collation=k.c_collation,
+                                what="ORDER BY"), k.descending, -1 if k.nulls_first else 1)
+             for k in keys]
+
+    def key(row: Row) -> tuple[Any, ...]:
+        out: list[Any] = []
+        for column, decode, descending, null_rank in specs:
+            data = row[column]
+            if data is None:
+                out.append((null_rank,))
+            else:
+                value = decode(data)
+                out.append((0, _Desc(value) if descending else value))
+        return tuple(out)
+
+    return key
+
+
+def output_type(combine: Combine, partial_types: Sequence[int]) -> int:
+    """The type of a merged column, from its partials' types."""
+    if combine is Combine.COUNT:
+        return INT8
+    if combine is Combine.AVG:
+        return FLOAT8 if partial_types[0] in FLOATS else NUMERIC
+    if combine in (Combine.BOOL_AND, Combine.BOOL_OR):
+        return BOOL
+    return partial_types[0]
+
+
+class GroupMerger:
+    """Folds the partial rows of a grouped plan; ``rows()`` gives the merged rows (every
+    merged column, hidden ones last) after HAVING and DISTINCT, in no particular order."""
+
+    def __init__(self, plan: MergePlan, shard_types: Sequence[int], max_rows: int) -> None:
+        self.plan = plan
+        self.max_rows = max_rows
+        self.types = [output_type(c.combine, [shard_types[s] for s in c.sources])
+                      for c in plan.columns]
+        self._folds = [_fold(c.combine, shard_types[c.sources[0]]) for c in plan.columns]
+        self._keys = [(plan.columns[k].sources[0], _group_value(shard_types[
+            plan.columns[k].sources[0]])) for k in plan.group_keys]
+        self.groups: dict[tuple[Any, ...], list[Any]] = {}
+
+    def add(self, row: Row) -> None:
+        key = tuple(None if (v := row[s]) is None else norm(v) for s, norm in self._keys)
+        state = self.groups.get(key)
+        if state is None:
+            if len(self.groups) >= self.max_rows:
+                raise ProxyError(
+                    f"a cross-shard query would hold more than {self.max_rows} groups in the "
+                    "proxy (cross_shard_max_rows)", sqlstate=CONFIGURATION_LIMIT_EXCEEDED)
+            state = self.groups[key] = [None] * len(self._folds)
+        for index, (column, fold) in enumerate(zip(self.plan.columns, self._folds,
+                                                   strict=True)):
+            state[index] = fold(state[index], [row[s] for s in column.sources])
+
+    def rows(self) -> list[Row]:
+        if not self.groups and not self.plan.group_keys and any(
+                c.combine is not Combine.KEY for c in self.plan.columns):
+            return []  # no shard answered a row: cannot happen for an aggregate (one each)
+        finals = [_final(c.combine, t) for c, t in zip(self.plan.columns, self.types,
+                                                       strict=True)]
+        rows = [[final(value) for final, value in zip(finals, state, strict=True)]
+                for state in self.groups.values()]
+        if self.plan.having is not None:
+            having = self.plan.having
+            rows = [row for row in rows if evaluate(having, row, self.types) is True]
+        if self.plan.distinct:
+            visible = len(self.plan.columns) - self.plan.hidden
+            seen: dict[tuple[Any, ...], Row] = {}
+            for row in rows:
+                seen.setdefault(tuple(_group_value(t)(v) if v is not None else None for v, t
+                                      in zip(row[:visible], self.types, strict=False)), row)
+            rows = list(seen.values())
+        return rows
+
+
+def _group_value(type_oid: int) -> Callable[[bytes], Any]:
+    """Equal values of a group key compare equal (1.0 and 1.00 are one numeric group)."""
+    if type_oid == NUMERIC:
+        return lambda b: Decimal(b.decode())
+    if type_oid in FLOATS:
+        return lambda b: ("nan",) if b == b"NaN" else float(b)
+    return bytes
+
+
+def _fold(combine: Combine, partial_type: int) -> Callable[[Any, list[bytes | None]], Any]:
+    if combine is Combine.KEY:
+        return lambda state, values: values[0] if state is None else state
+    if combine is Combine.COUNT:
+        return lambda state, values: (state or 0) + int(values[0] or b"0")
+    if combine in (Combine.SUM, Combine.AVG):
+        if partial_type in INTEGERS:
+            number: Callable[[bytes], Any] = int
+        elif partial_type == NUMERIC:
+            number = lambda b: Decimal(b.decode())  # noqa: E731
+        elif partial_type == FLOAT8:
+            number = float
+        else:
+            raise unsupported(f"{combine.value} over type {partial_type} (merging sums of "
+                              "real would not round as PostgreSQL does)")
+        return _sum_fold(number, combine is Combine.AVG)
+    if combine in (Combine.MIN, Combine.MAX):
+        decode = decoder(partial_type, False, c_collation=False, what=combine.value)
+        return _extreme_fold(decode, combine is Combine.MAX)
+    want = combine is Combine.BOOL_OR
+    return lambda state, values: state if values[0] is None else (
+        (values[0] == b"t") if state is None else
+        (state or values[0] == b"t") if want else (state and values[0] == b"t"))
+
+
+def _sum_fold(number: Callable[[bytes], Any], with_count: bool
+              ) -> Callable[[Any, list[bytes | None]], Any]:
+    def fold(state: Any, values: list[bytes | None]) -> Any:
+        data = values[0]
+        if with_count:
+            total, count = state if state is not None else (None, 0)
+            count += int(values[1] or b"0")
+            if data is not None:
+                total = number(data) if total is None else total + number(data)
+            return total, count
+        if data is None:
+            return state
+        return number(data) if state is None else state + number(data)
+    return fold
+
+
+def _extreme_fold(decode: Callable[[bytes], Any], maximum: bool
+                  ) -> Callable[[Any, list[bytes | None]], Any]:
+    def fold(state: Any, values: list[bytes | None]) -> Any:
+        data = values[0]
+        if data is None:
+            return state
+        value = decode(data)
+        if state is None or (value > state[0] if maximum else value < state[0]):
+            return value, data
+        return state
+    return fold
+
+
+def _final(combine: Combine, output: int) -> Callable[[Any], bytes | None]:
+    if combine is Combine.KEY:
+        return lambda state: state
+    if combine in (Combine.MIN, Combine.MAX):
+        return lambda state: None if state is None else state[1]
+    if combine is Combine.AVG:
+        return _final_avg
+    if combine in (Combine.BOOL_AND, Combine.BOOL_OR):
+        return lambda state: None if state is None else (b"t" if state else b"f")
+    return _number_text
+
+
+def _number_text(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return float8_text(value)
+    if isinstance(value, Decimal):
+        return numeric_text(value)
+    return str(value).encode()
+
+
+def _final_avg(state: Any) -> bytes | None:
+    if state is None or state[1] == 0 or state[0] is None:
+        return None
+    total, count = state
+    if isinstance(total, float):
+        return float8_text(total / count)
+    return numeric_text(numeric_divide(Decimal(total), count))
+
+
+# --- HAVING -------------------------------------------------------------------------------
+def evaluate(condition: Condition, row: Row, types: Sequence[int]) -> bool | None:
+    """SQL's three-valued truth of ``condition`` on a merged row."""
+    if isinstance(condition, Logic):
+        values = [evaluate(c, row, types) for c in condition.items]
+        if condition.op == "not":
+            return None if values[0] is None else not values[0]
+        if condition.op == "and":
+            return False if False in values else (None if None in values else True)
+        return True if True in values else (None if None in values else False)
+    if isinstance(condition, IsNull):
+        is_null = _operand(condition.operand, row, types) is None
+        return is_null != condition.negated
+    return _compare(condition, row, types)
+
+
+def _compare(condition: Compare, row: Row, types: Sequence[int]) -> bool | None:
+    left = _operand(condition.left, row, types)
+    right = _operand(condition.right, row, types)
+    if left is None or right is None:
+        return None
+    if (isinstance(left, str) or isinstance(right, str)) and condition.op not in ("=", "<>"):
+        raise unsupported("an ordering comparison of text in HAVING")
+    op = condition.op
+    if op == "=":
+        return bool(left == right)
+    if op == "<>":
+        return bool(left != right)
+    if op == "<":
+        return bool(left < right)
+    if op == "<=":
+        return bool(left <= right)
+    if op == ">":
+        return bool(left > right)
+    return bool(left >= right)
+
+
+def _operand(operand: ColumnRef | Constant, row: Row, types: Sequence[int]) -> Any:
+    if isinstance(operand, Constant):
+        return operand.value
+    data = row[operand.column]
+    if data is None:
+        return None
+    type_oid = types[operand.column]
+    if type_oid in TEXTS:
+        return data.decode()
+    if type_oid == BOOL:
+        return data == b"t"
+    if type_oid in INTEGERS:
+        return int(data)
+    if type_oid == NUMERIC:
+        return Decimal(data.decode())
+    if type_oid in FLOATS:
+        return float(data)
+    raise unsupported(f"HAVING on a column of type {type_oid}")
