@@ -84,13 +84,14 @@ class ScramServerExchange:
     this (scramp, used before, validated each nonce character by character: ~300 µs a login).
     """
 
-    __slots__ = ("_auth_message", "_gs2_header", "_nonce", "_verifier")
+    __slots__ = ("_auth_message", "_gs2_header", "_nonce", "_verifier", "client_key")
 
     def __init__(self, verifier: ScramVerifier) -> None:
         self._verifier = verifier
         self._gs2_header = ""
         self._nonce = ""
         self._auth_message = ""  # client-first-bare "," server-first, once sent
+        self.client_key = b""  # what the client's proof carried, once it checked out
 
     @staticmethod
     def mechanisms_payload() -> bytes:
@@ -142,17 +143,27 @@ class ScramServerExchange:
         proof = _b64(proof_text)
         _salt, stored_key, server_key, _iterations = self._verifier.auth_info
         auth_message = f"{self._auth_message},{without_proof}".encode()
-        signature = hmac.digest(stored_key, auth_message, "sha256")
-        if len(proof) != len(signature):
-            raise AuthenticationFailed("malformed SCRAM proof")
-        client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=True))
-        if not hmac.compare_digest(hashlib.sha256(client_key).digest(), stored_key):
+        client_key = recover_client_key(proof, stored_key, auth_message)
+        if client_key is None:
             raise AuthenticationFailed("SCRAM proof mismatch")
+        self.client_key = client_key  # for a server login without the password (auth_query)
         server_signature = hmac.digest(server_key, auth_message, "sha256")
         return b"v=" + base64.b64encode(server_signature)
 
 
 SERVER_NONCE_BYTES = 18  # PostgreSQL's SCRAM_RAW_NONCE_LEN
+
+
+def recover_client_key(proof: bytes, stored_key: bytes, auth_message: bytes) -> bytes | None:
+    """The ClientKey inside a client's proof (ClientProof XOR ClientSignature, RFC 5802
+    §3), or None when the proof is wrong: its hash must be StoredKey (constant time)."""
+    signature = hmac.digest(stored_key, auth_message, "sha256")
+    if len(proof) != len(signature):
+        return None
+    client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=True))
+    if not hmac.compare_digest(hashlib.sha256(client_key).digest(), stored_key):
+        return None
+    return client_key
 
 
 def _text(data: bytes) -> str:
