@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..conn import ConnectionClosed, MessageConnection, SocketOptions, tune_socket
 from ..protocol import backend as be
-from ..protocol.auth import ScramClientExchange, md5_response
+from ..protocol.auth import md5_response
 from ..protocol.errors import ProtocolViolation, ServerError
 from ..protocol.framing import (
     AUTHENTICATION,
@@ -42,6 +42,7 @@ from ..protocol.startup import SSLRequest, StartupMessage
 from . import params as P
 from .dns import DnsCache
 from .mirror import Mirror
+from .passthrough import ServerSecret, scram_client
 from .prepared import Expectation, ExpectedReplies, ServerStatements, StatementRegistry
 from .stale_plan import is_stale_plan_error, is_stale_plan_reply, prepared_again
 
@@ -87,6 +88,7 @@ class ServerTarget:
     tls: ssl.SSLContext | None = None  # server_tls: ask for TLS first (config/tls.py)
     mirrors: tuple[ServerTarget, ...] = ()  # each gets a copy of what clients send here
     dns: DnsCache | None = None  # dns_cache_enabled (backend/dns.py)
+    secret: ServerSecret | None = None  # auth_query users: in place of password (passthrough.py)
 
 
 class ServerConnection(MessageConnection):
@@ -457,22 +459,25 @@ class ServerConnection(MessageConnection):
         t = self.target
         if msg.code == be.AUTH_OK:
             return
-        if t.password is None:
+        if msg.code == be.AUTH_SASL:
+            await self._scram(msg.sasl_mechanisms())
+            return
+        password = t.password if t.secret is None else t.secret.password
+        if password is None:
             raise ServerError(f"server {t.name} asks for a password and none is configured")
         if msg.code == be.AUTH_CLEARTEXT_PASSWORD:
-            self.write(PasswordMessage(t.password.encode() + b"\0").encode())
+            self.write(PasswordMessage(password.encode() + b"\0").encode())
         elif msg.code == be.AUTH_MD5_PASSWORD:
-            answer = md5_response(t.user, t.password, msg.data[:4])
+            answer = md5_response(t.user, password, msg.data[:4])
             self.write(PasswordMessage(answer.encode() + b"\0").encode())
-        elif msg.code == be.AUTH_SASL:
-            await self._scram(msg.sasl_mechanisms())
         else:
             raise ServerError(f"unsupported authentication method {msg.code} on {t.name}")
 
     async def _scram(self, mechanisms: list[str]) -> None:
         if "SCRAM-SHA-256" not in mechanisms:
             raise ServerError(f"server offers no supported SASL mechanism: {mechanisms}")
-        scram = ScramClientExchange(self.target.user, self.target.password or "")
+        t = self.target
+        scram = scram_client(t.user, t.password, t.secret, t.name)
         self.write(PasswordMessage(scram.initial_response()).encode())
         first = await self._sasl_step(be.AUTH_SASL_CONTINUE)
         self.write(PasswordMessage(scram.continue_(first)).encode())
