@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .admin.console import serve_admin
+from .auth_users import AuthQueries, Login
 from .backend.server import open_server
 from .catalog import REFRESH as CATALOG_REFRESH
 from .catalog import learn_write_functions
@@ -62,7 +63,9 @@ class App:
     def __init__(self, config: Config, worker: Worker = SINGLE) -> None:
         self.config = config
         self.worker = worker
-        self.pools: dict[tuple[str, str], PoolEntry] = build_pools(config, worker)
+        self.auth_queries = AuthQueries(config)  # auth_users.py
+        self.pools: dict[tuple[str, str], PoolEntry] = build_pools(
+            config, worker, self.auth_queries.secret_for)
         self.peers = Peers(worker, self._peer_request) if worker.count > 1 else None
         self.watch_bans()
         g = config.general
@@ -107,8 +110,12 @@ class App:
     def admin_credentials(self, user: str) -> Credentials | None:
         return self.admin if user == self.admin.username else None
 
+    def auth_query_login(self, database: str, user: str) -> Login | None:
+        return self.auth_queries.login_for(self, database, user)
+
     def find_pool(self, database: str, user: str) -> tuple[Cluster, Credentials, str]:
-        entry = self.pools.get((database, user))
+        entry = self.pools.get((database, user)) or self.auth_queries.rejoin(self, database,
+                                                                             user)
         if entry is not None and entry.cluster.disabled:
             raise ProxyError(f'database "{database}" does not allow connections (DISABLE)',
                              sqlstate="55000", severity="FATAL")
@@ -361,6 +368,7 @@ class App:
             session.close()
         for entry in self.pools.values():
             entry.cluster.close()
+        self.auth_queries.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.sleep(0)

@@ -80,9 +80,11 @@ def apply_config(app: App, new: Config) -> ConfigDiff:
         log.info("config of %s: nothing changed", path)
         return change
     rebuilt = set(change.pools_added) | set(change.pools_changed)
-    fresh = build_pools(new, app.worker)
+    app.auth_queries.reconfigure(new)  # auth_users.py
+    fresh = build_pools(new, app.worker, app.auth_queries.secret_for)
     pools = {key: app.pools[key] if key[0] not in rebuilt and key in app.pools else entry
              for key, entry in fresh.items()}
+    pools.update(app.auth_queries.kept_entries(app.pools, pools, rebuilt))
     for key, entry in app.pools.items():
         if pools.get(key) is not entry:
             cluster = entry.cluster

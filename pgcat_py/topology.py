@@ -6,7 +6,10 @@ Kept apart from the App so reload can build a fresh set and diff it against the 
 from __future__ import annotations
 
 import logging
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from parser import ParserSettings
 
@@ -14,7 +17,7 @@ from .activity import ActivitySettings, DbActivity
 from .backend.dns import DnsCache
 from .backend.server import ServerTarget
 from .config import Config, General
-from .config.pool import Pool
+from .config.pool import Pool, User
 from .config.tls import server_ssl_context
 from .conn import SocketOptions
 from .frontend.auth import Credentials
@@ -24,6 +27,9 @@ from .pool.server_pool import PoolSettings, ServerPool
 from .protocol.auth import ScramVerifier
 from .router import Router, RouterSettings
 from .workers.layout import SINGLE, Worker
+
+if TYPE_CHECKING:
+    from .backend.passthrough import ServerSecret
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,8 @@ class PoolEntry:
     cluster: Cluster
     credentials: Credentials
     pool_mode: str
+    # Its users log in with the secret auth_query finds (auth_users.py), servers too.
+    via_auth_query: bool = False
 
 
 def address_name(pool_name: str, shard: int, role: str, replica_index: int) -> str:
@@ -100,7 +108,23 @@ def user_settings(statement_timeout: int) -> tuple[tuple[str, str], ...]:
     return (("statement_timeout", str(statement_timeout)),) if statement_timeout else ()
 
 
-def build_pools(config: Config, worker: Worker = SINGLE) -> dict[tuple[str, str], PoolEntry]:
+@dataclass(frozen=True)
+class PoolShared:
+    """What every user of one pool shares."""
+
+    server_tls: ssl.SSLContext | None
+    dns: DnsCache | None
+    plugins: PoolPlugins | None
+    activity: DbActivity | None
+
+
+# The ServerSecret of a (pool, user) that logs in through auth_query, else None
+# (auth_users.py).
+SecretFor = Callable[[str, str], "ServerSecret | None"]
+
+
+def build_pools(config: Config, worker: Worker = SINGLE, secret_for: SecretFor | None = None
+                ) -> dict[tuple[str, str], PoolEntry]:
     """A PoolEntry per (pool name, username), sized to ``worker``'s share of each pool
     (workers/layout.py; at least one connection, so that every worker can serve).
     ConfigError if server_tls_ca_file does not load (one SSL context for all servers)."""
@@ -109,58 +133,73 @@ def build_pools(config: Config, worker: Worker = SINGLE) -> dict[tuple[str, str]
     server_tls = server_ssl_context(config)
     dns = DnsCache(float(general.dns_max_ttl)) if general.dns_cache_enabled else None
     for pool_name, pool in config.pools.items():
-        plugins, activity = build_plugins(config, pool_name), pool_activity(pool)
+        shared = PoolShared(server_tls, dns, build_plugins(config, pool_name),
+                            pool_activity(pool))
         for user in pool.user_list:
-            eff = config.effective(pool_name, user)
-            settings = PoolSettings(
-                pool_size=max(1, worker.share(eff.pool_size)),
-                min_pool_size=worker.share(eff.min_pool_size),
-                connect_timeout=eff.connect_timeout_s, idle_timeout=eff.idle_timeout_s,
-                server_lifetime=eff.server_lifetime_s,
-                reserve_pool_size=worker.share(eff.reserve_pool_size),
-                reserve_pool_timeout=eff.reserve_pool_timeout_s,
-                round_robin=general.server_round_robin,
-                server_reset_query=eff.server_reset_query,
-                cleanup_server_connections=eff.cleanup_server_connections,
-                healthcheck_delay=general.healthcheck_delay_s,
-                healthcheck_timeout=general.healthcheck_timeout_s,
-                ban_time=float(max(general.ban_time, 0)),
-                prepared_statements_cache_size=pool.prepared_statements_cache_size,
-                prewarm=prewarm_queries(config, pool_name))
-            shards: list[list[ServerPool]] = []
-            for index, shard in enumerate(pool.shard_list):
-                replicas = 0
-                servers: list[ServerPool] = []
-                for position, address in enumerate(shard.servers):
-                    if address.role == "mirror":
-                        continue
-                    name = address_name(pool_name, index, address.role, replicas)
-                    replicas += address.role == "replica"
-                    mirrors = tuple(
-                        ServerTarget(m.host, m.port, shard.database, eff.server_username,
-                                     eff.server_password, "mirror", f"{name}_mirror_{k}",
-                                     socket_options(general), server_tls, (), dns)
-                        for k, m in enumerate(shard.mirrors or ()) if m.server_index == position)
-                    target = ServerTarget(address.host, address.port, shard.database,
-                                          eff.server_username, eff.server_password,
-                                          address.role, name, socket_options(general),
-                                          server_tls, mirrors, dns)
-                    servers.append(ServerPool(target, settings))
-                shards.append(servers)
-            cluster = Cluster(ClusterSettings(pool_name, user.username, eff.pool_mode,
-                                              pool.load_balancing_mode, pool.default_role,
-                                              pool.default_shard,
-                                              pool.replica_to_primary_failover_enabled,
-                                              user_settings(eff.statement_timeout),
-                                              # pgcat's documented meaning: 0 disables (its
-                                              # code closes at the first failure then)
-                                              pool.checkout_failure_limit or 0,
-                                              pool.log_client_parameter_status_changes,
-                                              pool.ban_replica_lag,
-                                              pool.ban_replica_lag_bytes,
-                                              pool.read_your_writes),
-                              shards, build_router(pool, len(shards), eff.pool_mode,
-                                                   plugins=plugins, activity=activity))
-            creds = credentials_for(user.username, user.password, user.auth_type)
-            entries[(pool_name, user.username)] = PoolEntry(cluster, creds, eff.pool_mode)
+            secret = None
+            if secret_for is not None and user.password is None \
+                    and user.server_password is None:
+                secret = secret_for(pool_name, user.username)
+            entries[(pool_name, user.username)] = build_entry(config, pool_name, user, worker,
+                                                              shared, secret)
     return entries
+
+
+def build_entry(config: Config, pool_name: str, user: User, worker: Worker,
+                shared: PoolShared, secret: ServerSecret | None = None) -> PoolEntry:
+    """The PoolEntry of one user of a pool; ``secret``: its servers' login (auth_query)."""
+    general = config.general
+    pool = config.pools[pool_name]
+    eff = config.effective(pool_name, user)
+    settings = PoolSettings(
+        pool_size=max(1, worker.share(eff.pool_size)),
+        min_pool_size=worker.share(eff.min_pool_size),
+        connect_timeout=eff.connect_timeout_s, idle_timeout=eff.idle_timeout_s,
+        server_lifetime=eff.server_lifetime_s,
+        reserve_pool_size=worker.share(eff.reserve_pool_size),
+        reserve_pool_timeout=eff.reserve_pool_timeout_s,
+        round_robin=general.server_round_robin,
+        server_reset_query=eff.server_reset_query,
+        cleanup_server_connections=eff.cleanup_server_connections,
+        healthcheck_delay=general.healthcheck_delay_s,
+        healthcheck_timeout=general.healthcheck_timeout_s,
+        ban_time=float(max(general.ban_time, 0)),
+        prepared_statements_cache_size=pool.prepared_statements_cache_size,
+        prewarm=prewarm_queries(config, pool_name))
+    shards: list[list[ServerPool]] = []
+    for index, shard in enumerate(pool.shard_list):
+        replicas = 0
+        servers: list[ServerPool] = []
+        for position, address in enumerate(shard.servers):
+            if address.role == "mirror":
+                continue
+            name = address_name(pool_name, index, address.role, replicas)
+            replicas += address.role == "replica"
+            mirrors = tuple(
+                ServerTarget(m.host, m.port, shard.database, eff.server_username,
+                             eff.server_password, "mirror", f"{name}_mirror_{k}",
+                             socket_options(general), shared.server_tls, (), shared.dns,
+                             secret)
+                for k, m in enumerate(shard.mirrors or ()) if m.server_index == position)
+            target = ServerTarget(address.host, address.port, shard.database,
+                                  eff.server_username, eff.server_password,
+                                  address.role, name, socket_options(general),
+                                  shared.server_tls, mirrors, shared.dns, secret)
+            servers.append(ServerPool(target, settings))
+        shards.append(servers)
+    cluster = Cluster(ClusterSettings(pool_name, user.username, eff.pool_mode,
+                                      pool.load_balancing_mode, pool.default_role,
+                                      pool.default_shard,
+                                      pool.replica_to_primary_failover_enabled,
+                                      user_settings(eff.statement_timeout),
+                                      # pgcat's documented meaning: 0 disables (its
+                                      # code closes at the first failure then)
+                                      pool.checkout_failure_limit or 0,
+                                      pool.log_client_parameter_status_changes,
+                                      pool.ban_replica_lag,
+                                      pool.ban_replica_lag_bytes,
+                                      pool.read_your_writes),
+                      shards, build_router(pool, len(shards), eff.pool_mode,
+                                           plugins=shared.plugins, activity=shared.activity))
+    creds = credentials_for(user.username, user.password, user.auth_type)
+    return PoolEntry(cluster, creds, eff.pool_mode, via_auth_query=secret is not None)

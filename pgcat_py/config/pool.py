@@ -134,6 +134,9 @@ class Pool(Section):
     auth_query: str | None = None
     auth_query_user: str | None = None
     auth_query_password: str | None = Field(default=None, repr=False)
+    # Ours: pool_size of users without a [users] entry who log in through auth_query
+    # (PgBouncer's default_pool_size; pgcat only looks up the listed users' passwords).
+    auth_query_pool_size: Annotated[int, Field(ge=1, le=2**32 - 1)] = 20
     cleanup_server_connections: bool = True
     log_client_parameter_status_changes: bool = False
     prepared_statements_cache_size: USize = 0  # 0 = off

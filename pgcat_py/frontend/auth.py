@@ -29,11 +29,11 @@ class Credentials:
     scram: ScramVerifier | None = None
 
 
-def _failed(user: str) -> AuthenticationFailed:
+def failed(user: str) -> AuthenticationFailed:
     return AuthenticationFailed(f'password authentication failed for user "{user}"')
 
 
-async def _read_password_message(conn: MessageConnection) -> bytes:
+async def read_password_message(conn: MessageConnection) -> bytes:
     # PostgreSQL reads these with pq_getmessage(buf, PG_MAX_AUTH_TOKEN_LENGTH): a longer
     # declared length ends the connection at once instead of being waited for.
     msg_type, payload = await conn.read_message(PG_MAX_AUTH_TOKEN_LENGTH)
@@ -51,14 +51,14 @@ async def authenticate(conn: MessageConnection, creds: Credentials) -> bytes:
     if creds.auth_type == "trust":
         return b""
     if creds.password is None:
-        raise _failed(creds.username)
+        raise failed(creds.username)
     if creds.auth_type == "scram-sha-256":
         return await _scram(conn, creds)
     salt = new_salt()
     conn.write(be.Authentication(be.AUTH_MD5_PASSWORD, salt).encode())
-    payload = await _read_password_message(conn)
+    payload = await read_password_message(conn)
     if not verify_md5(creds.username, creds.password, salt, payload):
-        raise _failed(creds.username)
+        raise failed(creds.username)
     return b""
 
 
@@ -66,15 +66,24 @@ async def _scram(conn: MessageConnection, creds: Credentials) -> bytes:
     try:
         verifier = creds.scram or ScramVerifier.from_password(creds.password or "")
     except ValueError:
-        raise _failed(creds.username) from None
+        raise failed(creds.username) from None
+    sasl_final, _client_key = await scram_exchange(conn, verifier, creds.username)
+    return sasl_final
+
+
+async def scram_exchange(conn: MessageConnection, verifier: ScramVerifier,
+                         username: str) -> tuple[bytes, bytes]:
+    """SCRAM-SHA-256 against ``verifier``: AuthenticationSASLFinal (not yet sent, see
+    authenticate) and the ClientKey the client's proof carried (auth_query's server logins
+    use it, backend/passthrough.py)."""
     exchange = ScramServerExchange(verifier)
     conn.write(be.Authentication(be.AUTH_SASL, exchange.mechanisms_payload()).encode())
     try:
-        first = await _read_password_message(conn)
+        first = await read_password_message(conn)
         server_first = exchange.client_first(first)
         conn.write(be.Authentication(be.AUTH_SASL_CONTINUE, server_first).encode())
-        final = await _read_password_message(conn)
+        final = await read_password_message(conn)
         server_final = exchange.client_final(final)
     except AuthenticationFailed:
-        raise _failed(creds.username) from None
-    return be.Authentication(be.AUTH_SASL_FINAL, server_final).encode()
+        raise failed(username) from None
+    return be.Authentication(be.AUTH_SASL_FINAL, server_final).encode(), exchange.client_key

@@ -96,12 +96,16 @@ async def login(session: ClientSession) -> bool:
         raise ProxyError("sorry, too many clients already",
                          sqlstate=TOO_MANY_CONNECTIONS, severity="FATAL")
     session.params = client_settings(startup)
+    # auth_query (auth_users.py): the secret PostgreSQL stores; the pool entry after it
+    via_query = ctx.auth_query_login(startup.database, startup.user)
+    sasl_final = await via_query(session) if via_query is not None else b""
     cluster, creds, pool_mode = ctx.find_pool(startup.database, startup.user)
     for name, value in cluster.settings.user_settings:  # the user's, unless the client's
         session.params.setdefault(name, value)
     session.startup_params = shared_startup_settings(session.params)
     session.params_changed()
-    sasl_final = await authenticate(session, creds)
+    if via_query is None:
+        sasl_final = await authenticate(session, creds)
     session.cluster = cluster
     session.transaction_mode = pool_mode == "transaction"
     session.routes_vary = cluster.router.varies
