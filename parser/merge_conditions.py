@@ -46,6 +46,8 @@ def having_condition(node: exp.Expr, operand: Callable[[exp.Expr], int]) -> Cond
     if comparison is not None:
         return Compare(comparison, _operand(node.this, operand),
                        _operand(node.expression, operand))
+    if isinstance(node, exp.Column | exp.Func | exp.Filter | exp.Boolean):
+        return Compare("=", _operand(node, operand), Constant(True))  # a boolean value
     raise MergeUnsupported(f"HAVING {node.sql(dialect='postgres')[:60]} across shards "
                            "(comparisons of aggregates, keys and constants only)")
 

@@ -1,0 +1,212 @@
+"""Cross-shard SELECT (issue 12, item 1), differentially: the same rows in one PostgreSQL
+table and spread over 3 shards by pg_bigint_hash (each shard's table is `PARTITION BY HASH`
+with only its own partition, so a row on the wrong shard is refused by PostgreSQL itself).
+Seeded random SELECTs through the proxy must give what the single server gives: the same
+column names and type OIDs, the same rows (in the same order when ORDER BY fixes it).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgcat_py.localpg import Topology, create_topology, free_port
+from sharding import ShardingFunction, ShardMap
+from tests.conftest import _new_base, _remove_base, _require_pg_binaries
+from tests.harness.proxy import ProxyProcess, proxy_config, start_proxy
+
+from .conftest import dsn
+from .cross_shard_queries import ORDERED, QueryGenerator, canonical, fully_ordered
+
+pytestmark = [pytest.mark.pg, pytest.mark.timeout(300)]
+
+SHARDS = 3
+ROWS = 400
+SEED = 12
+QUERIES = 300
+TABLE = ("(id bigint NOT NULL, grp int, val numeric(10, 2), f float8, name text, "
+         "flag bool, small int)")
+Connection = psycopg.Connection[tuple[object, ...]]
+
+
+def _rows() -> list[tuple[object, ...]]:
+    rng = random.Random(SEED)
+    rows: list[tuple[object, ...]] = []
+    for id_ in range(1, ROWS + 1):
+        rows.append((id_, rng.choice([None, *range(8)]),
+                     None if rng.random() < 0.1 else Decimal(rng.randrange(-5000, 5000)) / 100,
+                     None if rng.random() < 0.1 else float(rng.randrange(-100, 100)) / 4,
+                     rng.choice([None, "alpha", "beta", "Gamma", "delta", "épsilon", "zeta"]),
+                     rng.choice([None, True, False]), rng.randrange(5)))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def topology() -> Iterator[Topology]:
+    _require_pg_binaries()
+    base = _new_base()
+    topo: Topology | None = None
+    try:
+        topo = create_topology(base, replicas=0, shards=SHARDS)
+        _load(topo)
+        yield topo
+    finally:
+        try:
+            if topo is not None:
+                topo.stop()
+        finally:
+            _remove_base(base)
+
+
+def _load(topo: Topology) -> None:
+    rows = _rows()
+    shard_map = ShardMap(SHARDS, ShardingFunction.parse("pg_bigint_hash"))
+    insert = "INSERT INTO data VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    with psycopg.connect(topo.primary.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE data {TABLE}")
+        conn.cursor().executemany(insert, rows)
+    for index, shard in enumerate(topo.shards):
+        with psycopg.connect(shard.dsn(), autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE data {TABLE} PARTITION BY HASH (id)")
+            conn.execute(f"CREATE TABLE data_{index} PARTITION OF data "
+                         f"FOR VALUES WITH (MODULUS {SHARDS}, REMAINDER {index})")
+            mine = [r for r in rows if shard_map.shard_for(r[0]) == index]
+            conn.cursor().executemany(insert, mine)
+
+
+@pytest.fixture(scope="module")
+def proxy(topology: Topology, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[ProxyProcess]:
+    text = proxy_config(topology, port=free_port(), pool_size=4, sharded_pool=True,
+                        extra_pool={"query_parser_enabled": True,
+                                    "automatic_sharding_key": "data.id",
+                                    "cross_shard_queries": True,
+                                    "cross_shard_max_rows": 350})
+    started = start_proxy(text, Path(tmp_path_factory.mktemp("cross_shard")))
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def oracle(topology: Topology) -> Iterator[Connection]:
+    with psycopg.connect(topology.primary.dsn(), autocommit=True) as conn:
+        yield conn
+
+
+def through(proxy: ProxyProcess, **kwargs: object) -> Connection:
+    return psycopg.connect(dsn(proxy, dbname="sharded"), autocommit=True, **kwargs)  # type: ignore[arg-type]
+
+
+def result(conn: Connection, sql: str, prepare: bool | None = None
+           ) -> tuple[list[tuple[str, int]], list[tuple[object, ...]]]:
+    cursor = conn.execute(sql, prepare=prepare)
+    description = [(c.name, c.type_code) for c in cursor.description or ()]
+    return description, cursor.fetchall()
+
+
+def assert_same(proxy_conn: Connection, oracle: Connection, sql: str,
+                prepare: bool | None = None) -> None:
+    expected = result(oracle, sql)
+    got = result(proxy_conn, sql, prepare)
+    assert got[0] == expected[0], sql
+    if fully_ordered(sql):
+        assert got[1] == expected[1], sql
+    elif "LIMIT" in sql:
+        assert len(got[1]) == len(expected[1]), sql
+    else:
+        assert canonical(got[1]) == canonical(expected[1]), sql
+
+
+ORD = ORDERED  # the rows' order is fixed by ORDER BY: compared in order
+EXAMPLES = [
+    "SELECT * FROM data",
+    ORD + "SELECT id, name FROM data ORDER BY id DESC LIMIT 7 OFFSET 3",
+    ORD + "SELECT id, val FROM data ORDER BY val DESC NULLS LAST, id LIMIT 20",
+    ORD + 'SELECT name COLLATE "C" AS n, id FROM data ORDER BY n NULLS FIRST, 2 DESC LIMIT 30',
+    ORD + "SELECT count(*), sum(val), avg(val), min(f), max(id), avg(small), sum(small) FROM data",
+    ORD + "SELECT grp, count(*), avg(f) AS mean FROM data GROUP BY grp ORDER BY grp NULLS FIRST",
+    "SELECT grp, sum(val) FROM data GROUP BY 1 HAVING count(*) > 50 AND sum(val) > 0 "
+    "ORDER BY 2 DESC",
+    ORD + "SELECT DISTINCT grp FROM data ORDER BY grp",
+    "SELECT DISTINCT name, flag FROM data",
+    ORD + "SELECT flag, bool_and(small > 0), bool_or(small = 4), "
+    "count(id) FILTER (WHERE grp > 3) FROM data GROUP BY flag ORDER BY flag",
+    ORD + "SELECT count(*) FROM data WHERE id IN (1, 2, 3, 4, 5)",
+    ORD + "SELECT id FROM data WHERE id = ANY(ARRAY[7, 8, 9, 10]) ORDER BY id",
+    ORD + "SELECT avg(val) FROM data WHERE id < 0",
+    "SELECT grp, max(val) AS m FROM data GROUP BY grp ORDER BY m DESC NULLS LAST LIMIT 3",
+]
+
+
+@pytest.mark.parametrize("sql", EXAMPLES)
+def test_example_matches_one_server(proxy: ProxyProcess, oracle: Connection, sql: str) -> None:
+    with through(proxy) as conn:
+        assert_same(conn, oracle, sql)
+
+
+@pytest.mark.parametrize("sql", EXAMPLES)
+def test_example_extended_protocol_prepared(proxy: ProxyProcess, oracle: Connection,
+                                            sql: str) -> None:
+    with through(proxy) as conn:
+        for _ in range(2):  # prepared on the first run, then Bind / Execute only
+            assert_same(conn, oracle, sql, prepare=True)
+
+
+def test_generated_selects_match_one_server(proxy: ProxyProcess, oracle: Connection) -> None:
+    generator = QueryGenerator(random.Random(SEED))
+    with through(proxy) as conn, through(proxy, prepare_threshold=0) as prepared:
+        for number in range(QUERIES):
+            sql = generator.query()
+            assert_same(prepared if number % 3 == 0 else conn, oracle, sql)
+
+
+REFUSED = {
+    "window": "SELECT id, row_number() OVER (ORDER BY id) FROM data",
+    "distinct_aggregate": "SELECT count(DISTINCT grp) FROM data",
+    "expression_over_aggregates": "SELECT sum(val) / count(*) FROM data",
+    "string_agg": "SELECT string_agg(name, ',') FROM data",
+    "subquery": "SELECT id FROM data WHERE grp IN (SELECT grp FROM data WHERE id = 1)",
+    "text_order_without_c": "SELECT name FROM data ORDER BY name",
+    "text_min": "SELECT min(name) FROM data",
+    "distinct_on": "SELECT DISTINCT ON (grp) grp, id FROM data ORDER BY grp, id",
+    "limit_parameter": "SELECT id FROM data ORDER BY id LIMIT (SELECT 1)",
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_unmergeable_select_is_refused_with_0a000(proxy: ProxyProcess, case: str) -> None:
+    with through(proxy) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(REFUSED[case])
+        assert conn.execute("SELECT count(*) FROM data").fetchone() == (ROWS,)  # goes on
+
+
+def test_too_many_groups_is_a_clear_error(proxy: ProxyProcess) -> None:
+    with through(proxy) as conn:
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded,
+                           match="cross_shard_max_rows"):
+            conn.execute("SELECT id, count(*) FROM data GROUP BY id")
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_shard_error_reaches_the_client_and_the_session_goes_on(proxy: ProxyProcess) -> None:
+    with through(proxy) as conn:
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            conn.execute("SELECT nope FROM data")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("SELECT id / 0 FROM data")
+        assert conn.execute("SELECT count(*) FROM data").fetchone() == (ROWS,)
+
+
+def test_inside_a_transaction_a_keyless_select_keeps_pgcats_routing(
+        proxy: ProxyProcess) -> None:
+    with through(proxy) as conn, conn.transaction():
+        count = conn.execute("SELECT count(*) FROM data").fetchone()
+        assert count is not None and count[0] < ROWS  # default_shard: one shard's rows

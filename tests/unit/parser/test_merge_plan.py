@@ -1,0 +1,116 @@
+"""parser.merge_plan: what each shard runs for a cross-shard SELECT, how the proxy merges,
+and which constructs are refused (0A000) instead of answered wrongly."""
+
+from __future__ import annotations
+
+import pytest
+
+from parser.merge_plan import (
+    ColumnRef,
+    Combine,
+    Compare,
+    Constant,
+    Logic,
+    MergedColumn,
+    MergeUnsupported,
+    SortKey,
+    plan_merge,
+)
+
+
+def test_plain_select_passes_rows_through() -> None:
+    plan = plan_merge("SELECT id, name FROM data WHERE id > 3")
+    assert not plan.grouped and plan.order == () and plan.hidden == 0
+    assert plan.shard_sql == "SELECT id, name FROM data WHERE id > 3"
+
+
+def test_limit_offset_is_pushed_down_as_limit_plus_offset() -> None:
+    plan = plan_merge("SELECT id FROM data ORDER BY id DESC LIMIT 5 OFFSET 2")
+    assert plan.shard_sql == "SELECT id FROM data ORDER BY id DESC LIMIT 7"
+    assert (plan.limit, plan.offset) == (5, 2)
+    assert plan.order == (SortKey(0, descending=True, nulls_first=True),)
+
+
+def test_order_by_position_alias_and_nulls() -> None:
+    plan = plan_merge("SELECT id AS i, val FROM data ORDER BY 2 NULLS FIRST, i DESC NULLS LAST")
+    assert plan.order == (SortKey(1, False, True), SortKey(0, True, False))
+
+
+def test_order_by_a_column_not_selected_is_a_hidden_column() -> None:
+    plan = plan_merge("SELECT id FROM data ORDER BY val, small DESC")
+    assert plan.hidden == 2
+    assert plan.shard_sql.startswith("SELECT id, val AS __pgcat_order_0, small AS __pgcat_order_1")
+    assert [k.column for k in plan.order] == [-2, -1]  # counted from the end of the row
+
+
+def test_star_with_order_by_name_uses_a_hidden_column() -> None:
+    plan = plan_merge("SELECT * FROM data ORDER BY id")
+    assert plan.hidden == 1 and plan.order[0].column == -1
+
+
+def test_collate_c_marks_a_text_key_comparable() -> None:
+    plan = plan_merge('SELECT name COLLATE "C" AS n FROM data ORDER BY n')
+    assert plan.order[0].c_collation
+    assert not plan_merge("SELECT name FROM data ORDER BY name").order[0].c_collation
+
+
+def test_avg_becomes_sum_and_count() -> None:
+    plan = plan_merge("SELECT avg(val) FROM data")
+    assert plan.grouped
+    assert plan.shard_sql == "SELECT SUM(val) AS __pgcat_0, COUNT(val) AS __pgcat_1 FROM data"
+    assert plan.columns == (MergedColumn(Combine.AVG, (0, 1)),)
+
+
+def test_group_by_with_having_and_order_by_an_aggregate_not_selected() -> None:
+    plan = plan_merge("SELECT grp, count(*) FROM data GROUP BY grp HAVING sum(val) > 10 "
+                      "ORDER BY max(id) DESC LIMIT 3")
+    assert "HAVING" not in plan.shard_sql and "LIMIT" not in plan.shard_sql
+    assert "ORDER" not in plan.shard_sql and "GROUP BY grp" in plan.shard_sql
+    assert [c.combine for c in plan.columns] == [Combine.KEY, Combine.COUNT, Combine.SUM,
+                                                  Combine.MAX]
+    assert plan.group_keys == (0,) and plan.hidden == 2 and plan.limit == 3
+    assert plan.having == Compare(">", ColumnRef(2), Constant(10))
+    assert plan.order == (SortKey(3, True, True),)
+
+
+def test_having_logic_and_boolean_aggregates() -> None:
+    plan = plan_merge("SELECT grp FROM data GROUP BY grp HAVING NOT bool_or(flag) "
+                      "OR count(*) >= 2.5")
+    assert isinstance(plan.having, Logic) and plan.having.op == "or"
+
+
+def test_group_key_not_selected_is_hidden() -> None:
+    plan = plan_merge("SELECT count(*) FROM data GROUP BY grp")
+    assert plan.group_keys == (1,) and plan.hidden == 1
+
+
+def test_filter_stays_on_the_partial() -> None:
+    plan = plan_merge("SELECT count(*) FILTER (WHERE small > 1) FROM data")
+    assert "FILTER(WHERE small > 1)" in plan.shard_sql
+
+
+def test_distinct_without_aggregates_groups_by_every_column() -> None:
+    plan = plan_merge("SELECT DISTINCT grp, small FROM data ORDER BY small")
+    assert plan.grouped and plan.distinct and plan.group_keys == (0, 1)
+    assert plan.shard_sql.startswith("SELECT DISTINCT")
+
+
+@pytest.mark.parametrize(("sql", "named"), [
+    ("SELECT row_number() OVER () FROM data", "window function"),
+    ("SELECT count(DISTINCT grp) FROM data", "DISTINCT aggregate"),
+    ("SELECT sum(val) / count(*) FROM data", "expression over aggregates"),
+    ("SELECT string_agg(name, ',') FROM data", "STRING_AGG"),
+    ("SELECT stddev(val) FROM data", "STDDEV"),
+    ("SELECT json_agg(id) FROM data", "JSON_AGG"),
+    ("SELECT id FROM data WHERE grp IN (SELECT 1)", "subquery"),
+    ("WITH x AS (SELECT 1) SELECT * FROM x", "WITH"),
+    ("SELECT id FROM data UNION SELECT id FROM data", "UNION"),
+    ("SELECT DISTINCT ON (grp) grp FROM data", "DISTINCT ON"),
+    ("SELECT id FROM data LIMIT $1", "LIMIT"),
+    ("SELECT grp FROM data GROUP BY ROLLUP (grp)", "ROLLUP"),
+    ("SELECT grp FROM data GROUP BY grp HAVING count(*) + 1 > 2", "HAVING"),
+    ("SELECT 1; SELECT 2", "several statements"),
+])
+def test_unmergeable_constructs_are_refused_by_name(sql: str, named: str) -> None:
+    with pytest.raises(MergeUnsupported, match=named):
+        plan_merge(sql)
