@@ -408,9 +408,16 @@ class ServerPool:
             self.idle.append(server)
 
     def _put_back(self, server: ServerConnection) -> None:
+        """A connection just opened or health-checked: to a waiter, else idle. A pool that
+        was retired or closed meanwhile has no sweep left to close it: closed now (the
+        soak's leak: connections opened for a reload's old pool stayed open for good)."""
         server.last_used = time.monotonic()
-        if not self._serve_next(server):
-            self.idle.append(server)
+        if self._serve_next(server):
+            return
+        if self.retired or self.closed:
+            self._discard(server)
+            return
+        self.idle.append(server)
 
     async def _reset_then_checkin(self, server: ServerConnection, sql: str) -> None:
         s = self.settings
