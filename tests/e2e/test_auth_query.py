@@ -26,7 +26,11 @@ from .conftest import dsn
 LOOKUP_USER, LOOKUP_PASSWORD = "aq_lookup", "lookup_pass"
 # user -> (password, how PostgreSQL stores it); the *_moving ones get new passwords
 ROLES = {"aq_md5": ("md5_secret", "md5"), "aq_scram": ("scram_secret", "scram-sha-256"),
-         "aq_moving_md5": ("old_md5", "md5"), "aq_moving_scram": ("old_scram", "scram-sha-256")}
+         "aq_moving_md5": ("old_md5", "md5"), "aq_moving_scram": ("old_scram", "scram-sha-256"),
+         "aq_listed": ("listed_secret", "scram-sha-256"),
+         "aq_reloaded": ("reloaded_secret", "scram-sha-256")}
+# pgcat's case: a listed user without a password
+LISTED = {"username": "aq_listed", "pool_size": 1}
 LOOKUP_FUNCTION = """
 CREATE FUNCTION public.aq_user_lookup(name text, OUT usename name, OUT passwd text)
 RETURNS SETOF record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
@@ -76,7 +80,8 @@ def aq_config(topology: Topology, lookup_password: str = LOOKUP_PASSWORD,
     pool = {"default_role": "primary", "auth_query": AUTH_QUERY,
             "auth_query_user": LOOKUP_USER, "auth_query_password": lookup_password,
             "auth_query_pool_size": 2}
-    return proxy_config(topology, port=free_port(), pool_size=2, extra_pool=pool,
+    users = ({"username": "app", "password": "app"}, LISTED)
+    return proxy_config(topology, port=free_port(), pool_size=2, extra_pool=pool, users=users,
                         extra_general={"worker_threads": 1}) + extra
 
 
@@ -89,7 +94,8 @@ def aq_proxy(roles: Topology, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.mark.parametrize(("user", "method"), [("aq_md5", "md5"),
-                                              ("aq_scram", "scram-sha-256")])
+                                              ("aq_scram", "scram-sha-256"),
+                                              ("aq_listed", "scram-sha-256")])
 def test_unlisted_user_logs_in_with_the_stored_secret(aq_proxy: ProxyProcess, user: str,
                                                       method: str) -> None:
     # require_auth: libpq refuses any other method, so the proxy's challenge follows the
@@ -248,3 +254,58 @@ def test_failing_auth_query_is_a_clear_error_and_the_proxy_serves_on(
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert proxy.process.poll() is None
     assert "auth_query of pool app" in proxy.log_text()
+
+
+MADE = "auth_query: pool app has a connection pool for user {} now"
+
+
+def _admin(proxy: ProxyProcess) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(dsn(proxy, user="admin", password="admin", dbname="pgcat"),
+                           autocommit=True)
+
+
+def _pool_users(proxy: ProxyProcess) -> set[str]:
+    with _admin(proxy) as admin:
+        return {str(row[1]) for row in admin.execute("SHOW POOLS").fetchall()}
+
+
+def test_reloads_keep_or_remake_the_pool_of_an_unlisted_user(roles: Topology,
+                                                             tmp_path: Path) -> None:
+    user, password = "aq_reloaded", ROLES["aq_reloaded"][0]
+    with start_proxy(aq_config(roles), tmp_path) as proxy, \
+            psycopg.connect(dsn(proxy, user=user, password=password),
+                            autocommit=True) as client:
+        assert client.execute("SELECT current_user").fetchone() == (user,)
+        config = proxy.config_path.read_text()
+        # Another pool added: pool app and its users' connection pools stay as they are.
+        proxy.config_path.write_text(config + "[pools.more]\n[pools.more.users.0]\n"
+                                     'username = "app"\npassword = "app"\npool_size = 1\n'
+                                     '[pools.more.shards.0]\ndatabase = "app"\n'
+                                     f'servers = [["127.0.0.1", {roles.primary.port}, '
+                                     '"primary"]]\n')
+        with _admin(proxy) as admin:
+            admin.execute("RELOAD")
+        assert user in _pool_users(proxy)
+        assert client.execute("SELECT current_user").fetchone() == (user,)
+        assert proxy.log_text().count(MADE.format(user)) == 1  # kept, not made again
+        # Pool app changed: the client moves to a new pool at its next transaction, made
+        # from the secret its login left (no new login needed).
+        proxy.config_path.write_text(config.replace("[pools.app]\n",
+                                                    "[pools.app]\nidle_timeout = 30000\n"))
+        with _admin(proxy) as admin:
+            admin.execute("RELOAD")
+        assert client.execute("SELECT current_user").fetchone() == (user,)
+        assert user in _pool_users(proxy)
+        assert proxy.log_text().count(MADE.format(user)) == 2
+
+
+def test_a_reload_with_the_right_auth_query_password_lets_users_in(
+        broken_lookup_proxy: ProxyProcess) -> None:
+    proxy = broken_lookup_proxy
+    assert _login_error(proxy, "aq_scram", "scram_secret").sqlstate == "08006"
+    config = proxy.config_path.read_text()
+    proxy.config_path.write_text(config.replace('auth_query_password = "wrong"',
+                                                f'auth_query_password = "{LOOKUP_PASSWORD}"'))
+    with _admin(proxy) as admin:
+        admin.execute("RELOAD")
+    assert _query_as(proxy, "aq_scram", "scram_secret") == "aq_scram"
