@@ -19,7 +19,7 @@ from pgcat_py.backend.auth_query import REFETCH_INTERVAL
 from pgcat_py.localpg import Topology, free_port
 from pgcat_py.localpg.commands import write_server_file
 from pgcat_py.localpg.node import Node
-from tests.harness.proxy import ProxyProcess, proxy_config, start_proxy
+from tests.harness.proxy import ProxyProcess, TomlValue, proxy_config, start_proxy
 
 from .conftest import dsn
 
@@ -30,7 +30,7 @@ ROLES = {"aq_md5": ("md5_secret", "md5"), "aq_scram": ("scram_secret", "scram-sh
          "aq_listed": ("listed_secret", "scram-sha-256"),
          "aq_reloaded": ("reloaded_secret", "scram-sha-256")}
 # pgcat's case: a listed user without a password
-LISTED = {"username": "aq_listed", "pool_size": 1}
+LISTED: dict[str, TomlValue] = {"username": "aq_listed", "pool_size": 1}
 LOOKUP_FUNCTION = """
 CREATE FUNCTION public.aq_user_lookup(name text, OUT usename name, OUT passwd text)
 RETURNS SETOF record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
@@ -77,10 +77,10 @@ def roles(pg_topology: Topology) -> Topology:
 
 def aq_config(topology: Topology, lookup_password: str = LOOKUP_PASSWORD,
               extra: str = "") -> str:
-    pool = {"default_role": "primary", "auth_query": AUTH_QUERY,
-            "auth_query_user": LOOKUP_USER, "auth_query_password": lookup_password,
-            "auth_query_pool_size": 2}
-    users = ({"username": "app", "password": "app"}, LISTED)
+    pool: dict[str, TomlValue] = {
+        "default_role": "primary", "auth_query": AUTH_QUERY, "auth_query_user": LOOKUP_USER,
+        "auth_query_password": lookup_password, "auth_query_pool_size": 2}
+    users: tuple[dict[str, TomlValue], ...] = ({"username": "app", "password": "app"}, LISTED)
     return proxy_config(topology, port=free_port(), pool_size=2, extra_pool=pool, users=users,
                         extra_general={"worker_threads": 1}) + extra
 
