@@ -26,7 +26,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import sqlglot
+from sqlglot import exp
 from sqlglot.errors import ParseError
+
+from parser.settings import ShardingKey
 
 PLAN_CACHE_SIZE = 1024  # plans kept by SQL text
 
@@ -121,8 +124,10 @@ class MergePlan:
 
 
 @functools.lru_cache(maxsize=PLAN_CACHE_SIZE)
-def plan_merge(sql: str) -> MergePlan:
-    """The MergePlan of one SELECT; MergeUnsupported when it cannot be merged exactly."""
+def plan_merge(sql: str, keys: tuple[ShardingKey, ...] = ()) -> MergePlan:
+    """The MergePlan of one SELECT; MergeUnsupported when it cannot be merged exactly.
+    ``keys``: the pool's sharding keys (a join of sharded tables must be on them)."""
+    from parser.merge_joins import check_joins
     from parser.merge_rewrite import Planner
 
     try:
@@ -133,4 +138,6 @@ def plan_merge(sql: str) -> MergePlan:
     found = [t for t in trees if t is not None]
     if len(found) != 1:
         raise MergeUnsupported("several statements in one query")
+    if isinstance(found[0], exp.Select):
+        check_joins(found[0], keys)
     return Planner(found[0]).plan()

@@ -110,7 +110,7 @@ def _known_parse(session: ClientSession, name: str) -> fe.Parse | None:
 async def _run(session: ClientSession, route: Route, request: ScatterRequest,
                out: ClientOutput) -> None:
     try:
-        plan = plan_merge(request.sql)
+        plan = plan_merge(request.sql, session.router.settings.parser.sharding_keys)
     except MergeUnsupported as exc:
         raise ProxyError(f"{exc} is not supported", sqlstate=FEATURE_NOT_SUPPORTED) from None
     cluster = session.cluster

@@ -142,6 +142,7 @@ EXAMPLES = [
     ORD + "SELECT id FROM data WHERE id = ANY(ARRAY[7, 8, 9, 10]) ORDER BY id",
     ORD + "SELECT avg(val) FROM data WHERE id < 0",
     "SELECT grp, max(val) AS m FROM data GROUP BY grp ORDER BY m DESC NULLS LAST LIMIT 3",
+    ORD + "SELECT count(*), sum(a.small + b.small) FROM data a JOIN data b ON a.id = b.id",
 ]
 
 
@@ -177,6 +178,7 @@ REFUSED = {
     "text_min": "SELECT min(name) FROM data",
     "distinct_on": "SELECT DISTINCT ON (grp) grp, id FROM data ORDER BY grp, id",
     "limit_parameter": "SELECT id FROM data ORDER BY id LIMIT (SELECT 1)",
+    "join_off_the_key": "SELECT count(*) FROM data a JOIN data b ON a.grp = b.grp",
 }
 
 

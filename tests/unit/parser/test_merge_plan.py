@@ -16,6 +16,7 @@ from parser.merge_plan import (
     SortKey,
     plan_merge,
 )
+from parser.settings import ShardingKey
 
 
 def test_plain_select_passes_rows_through() -> None:
@@ -114,3 +115,26 @@ def test_distinct_without_aggregates_groups_by_every_column() -> None:
 def test_unmergeable_constructs_are_refused_by_name(sql: str, named: str) -> None:
     with pytest.raises(MergeUnsupported, match=named):
         plan_merge(sql)
+
+
+KEYS = (ShardingKey("data", "id"), ShardingKey("users", "id"))
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT d.id FROM data d JOIN users u ON d.id = u.id",
+    "SELECT * FROM data d, users u WHERE u.id = d.id AND d.grp = 1",
+    "SELECT d.id, c.name FROM data d JOIN countries c ON c.code = d.country",
+    "SELECT count(*) FROM data d LEFT JOIN users u ON (d.id = u.id)",
+])
+def test_joins_each_shard_answers_whole_are_merged(sql: str) -> None:
+    plan_merge(sql, KEYS)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT d.id FROM data d JOIN users u ON d.grp = u.id",
+    "SELECT * FROM data a, data b WHERE a.grp = b.grp",
+    "SELECT d.id FROM data d JOIN users u ON d.id = u.id OR d.grp = 1",
+])
+def test_a_join_of_sharded_tables_off_their_keys_is_refused(sql: str) -> None:
+    with pytest.raises(MergeUnsupported, match="join of sharded tables"):
+        plan_merge(sql, KEYS)
