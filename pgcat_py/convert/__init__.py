@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from ..config import EX_CONFIG, ConfigError, parse_config
+from .auth_query import convert_auth_query
 from .general import (
     convert_admin,
     convert_auth_type,
@@ -48,6 +49,7 @@ def convert(ini_path: Path, auth_file: Path | None = None) -> Conversion:
     auth_type = convert_auth_type(ini.get("auth_type", "md5"), out)
     secrets_by_user = read_users(ini, ini_path, auth_file, out)
     passwords = usable_passwords(secrets_by_user, auth_type, out)
+    convert_auth_query(ini, secrets_by_user, out.general, "[pgbouncer]", out)
     convert_admin(ini, secrets_by_user, passwords, auth_type, out)
     context = Context(ini, auth_type, passwords, read_user_overrides(sections, passwords, out))
     convert_pools(sections.get("databases", {}), context, out)

@@ -48,7 +48,7 @@ KEEPALIVE_OFF = "pgcat-py always turns keepalives on (tcp_keepidle & co. tune th
 HANDLED_ELSEWHERE = {
     "pool_mode", "default_pool_size", "min_pool_size", "max_prepared_statements",
     "query_timeout", "auth_type", "auth_file", "admin_users", "listen_addr",
-    "unix_socket_dir", "dns_max_ttl"} | {
+    "unix_socket_dir", "dns_max_ttl", "auth_user", "auth_query", "auth_dbname"} | {
     f"{side}_tls_{name}" for side in ("client", "server")
     for name in ("sslmode", "key_file", "cert_file", "ca_file")}
 TLS_TUNING = re.compile(r"(client|server)_tls(13)?_(protocols|ciphers|ecdhcurve|dheparams)")
@@ -69,7 +69,6 @@ NOT_NEEDED = {
     "listen_backlog": "pgcat-py listens with a backlog of 2048",
     "tcp_defer_accept": "not needed", "tcp_socket_buffer": "the OS default is used",
 }
-AUTH_QUERY = "auth_query is not supported by pgcat-py yet: give each user a password"
 NO_EQUIVALENT = dict.fromkeys((  # PgBouncer keys (doc/config.md) pgcat-py has nothing for
     "unix_socket_mode", "unix_socket_group", "peer_id", "disable_pqexec",
     "application_name_add_host", "conffile", "service_name", "job_name", "stats_period",
@@ -79,7 +78,6 @@ NO_EQUIVALENT = dict.fromkeys((  # PgBouncer keys (doc/config.md) pgcat-py has n
     "resolv_conf", "query_wait_notify", "login_notify_message", "cancel_wait_timeout",
     "suspend_timeout", "max_packet_size"), "pgcat-py has no such setting") | {
     "stats_users": "pgcat-py's console has one user, admin_username",
-    "auth_query": AUTH_QUERY, "auth_user": AUTH_QUERY, "auth_dbname": AUTH_QUERY,
     "client_idle_timeout": "pgcat-py does not close idle clients",
     "transaction_timeout": "use idle_transaction_timeout, or PostgreSQL's "
                            "transaction_timeout (17+)",

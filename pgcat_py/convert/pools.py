@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .auth_query import convert_auth_query
 from .general import FOREVER_MS
 from .ini import ConvertError, connstring, parsed, to_int, to_ms
 from .toml_text import Conversion, Table
@@ -48,9 +49,6 @@ def read_user_overrides(sections: dict[str, dict[str, str]], passwords: dict[str
 DATABASE_NO_EQUIVALENT = {  # connection-string keys of [databases] (doc/config.md)
     "connect_query": "pgcat's prewarmer plugin ([pools.NAME.plugins.prewarmer], needs "
                      "query_parser_enabled) runs queries on each new server connection",
-    "auth_user": "auth_query is not supported by pgcat-py yet",
-    "auth_query": "auth_query is not supported by pgcat-py yet",
-    "auth_dbname": "auth_query is not supported by pgcat-py yet",
     "client_encoding": "clients' own startup parameters reach the server",
     "datestyle": "clients' own startup parameters reach the server",
     "timezone": "clients' own startup parameters reach the server",
@@ -60,7 +58,7 @@ DATABASE_NO_EQUIVALENT = {  # connection-string keys of [databases] (doc/config.
 }
 DATABASE_KEYS = {"host", "port", "dbname", "user", "password", "pool_size", "min_pool_size",
                  "reserve_pool", "reserve_pool_size", "pool_mode", "server_lifetime",
-                 "query_wait_timeout"}
+                 "query_wait_timeout", "auth_user", "auth_query", "auth_dbname"}
 ADMIN_DATABASES = ("pgcat", "pgbouncer")  # pgcat-py's console answers to both names
 
 
@@ -118,6 +116,7 @@ def pool_table(params: dict[str, str], context: Context, where: str,
     if wait != "-1":
         waited = parsed(to_ms, wait, where)
         pool.set("connect_timeout", waited or FOREVER_MS, "query_wait_timeout")
+    convert_auth_query(params, context.passwords, pool, where, out, ini.get("auth_user"))
     prepared = parsed(to_int, ini.get("max_prepared_statements", "0"),
                        "[pgbouncer] max_prepared_statements")
     if prepared:

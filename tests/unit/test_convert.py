@@ -105,7 +105,8 @@ def test_unconvertible_keys_are_warned_with_a_reason(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("line", "where", "reason"), [
-    ("auth_query = SELECT 1", "[pgbouncer] auth_query", "not supported by pgcat-py yet"),
+    ("auth_query = SELECT 1", "[pgbouncer] auth_query", "without auth_user"),
+    ("auth_dbname = postgres", "[pgbouncer] auth_dbname", "each pool's own database"),
     ("made_up_key = 1", "[pgbouncer] made_up_key", "not a PgBouncer key"),
     ("client_tls_ciphers = fast", "[pgbouncer] client_tls_ciphers", "OpenSSL's default"),
     ("tcp_keepalive = 0", "[pgbouncer] tcp_keepalive", "always turns keepalives on"),
@@ -281,3 +282,29 @@ def test_the_command_writes_a_config_that_passes_check(tmp_path: Path) -> None:
     assert to_stdout.returncode == 0 and "[pools.olympus]" in to_stdout.stdout
     refused = run("convert", str(write(tmp_path, "%include x.ini\n")), cwd=tmp_path)
     assert refused.returncode == 78 and "%include" in refused.stderr
+
+
+def test_auth_user_and_auth_query_become_pgcat_py_auth_query(tmp_path: Path) -> None:
+    # PgBouncer's $1 is a parameter, ours a quoted literal: the same query text works.
+    query = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"
+    ini = ORY_INI + f"auth_user = olympus\nauth_query = {query}\n"
+    config, _ = converted(tmp_path, ini)
+    general = config.general
+    assert (general.auth_query, general.auth_query_user) == (query, "olympus")
+    assert general.auth_query_password == "s3cret"  # auth_user's line in auth_file
+
+
+def test_auth_user_alone_gets_pgbouncers_default_query_and_a_database_its_own(
+        tmp_path: Path) -> None:
+    ini = ORY_INI.replace("dbname=olympus pool_size=10",
+                          "dbname=olympus pool_size=10 auth_query='SELECT 1, 2'")
+    config, warnings = converted(tmp_path, ini + "auth_user = stats\n")
+    assert "pg_authid WHERE rolname=$1" in (config.general.auth_query or "")
+    assert config.pools["olympus_ro"].auth_query == "SELECT 1, 2"
+    assert "md5 hash kept" in warned(warnings, "[pgbouncer] auth_user")
+
+
+def test_auth_user_without_a_password_gets_a_placeholder(tmp_path: Path) -> None:
+    config, warnings = converted(tmp_path, ORY_INI + "auth_user = nobody\n")
+    assert config.general.auth_query_password
+    assert "set its password" in warned(warnings, "[pgbouncer] auth_user")
