@@ -32,6 +32,7 @@ from ..protocol.wire import message
 from .combine import GroupMerger, Row, sort_key
 from .request import ScatterRequest, refused
 from .shard import ShardStream, row_values, statement_messages
+from .values import has_binary, to_binary
 
 if TYPE_CHECKING:
     from ..frontend.session import ClientSession
@@ -88,6 +89,8 @@ async def execute(session: ClientSession, streams: Sequence[ShardStream], plan: 
         return
     fields = _fields(streams[0].replies[-1][1])  # the shard statement's columns
     merge = _Merge(plan, request, fields, session.router.settings.cross_shard_max_rows)
+    if original[1][0] == _ROW_DESCRIPTION:
+        merge.client_types = [f.type_oid for f in _fields(original[1][1])]
     rows = await merge.prepare(streams)
     prefix, suffix = _answer_parts(request, original)
     out.add(prefix)
@@ -190,6 +193,8 @@ class _Merge:
         self.width = len(fields) - plan.hidden if not plan.grouped else \
             len(plan.columns) - plan.hidden
         self.key: Callable[[Row], Any] = lambda row: 0
+        self.client_types: list[int] = []  # of the client's own statement's columns
+        self.binary_out: list[int] = []  # visible columns the client wants in binary
 
     async def prepare(self, streams: Sequence[ShardStream]) -> list[Row] | None:
         """Grouped plans: every group, merged, filtered and ordered. Plain: None (they
@@ -199,8 +204,11 @@ class _Merge:
             if plan.order:
                 self.key = sort_key(plan.order, self.types, self.binary)
             return None
-        if any(self.request.result_format(i) for i in range(self.width)):
-            raise refused("binary results of a grouped or DISTINCT query")
+        self.binary_out = [i for i in range(self.width) if self.request.result_format(i)]
+        for column in self.binary_out:
+            if not has_binary(self.client_types[column]):
+                raise refused(f"a binary result of type {self.client_types[column]} from a "
+                              "grouped query")
         merger = GroupMerger(plan, self.types, self.max_rows)
         for stream in streams:  # all run concurrently; their rows wait in the sockets
             while (payload := await stream.next_row()) is not None:
@@ -216,6 +224,10 @@ class _Merge:
         stop = None if plan.limit is None else plan.offset + plan.limit
         if rows is not None:
             for row in itertools.islice(rows, plan.offset, stop):
+                for column in self.binary_out:
+                    data = row[column]
+                    if data is not None:
+                        row[column] = to_binary(data, self.client_types[column])
                 await out.row(be.DataRow(tuple(row[:self.width])).encode())
             return
         source = self._merged(streams) if plan.order else self._concatenated(streams)

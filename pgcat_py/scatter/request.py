@@ -3,8 +3,10 @@ batch up to its Sync (Parse, Bind, Describe, Execute, Close, in any order Postgr
 
 The batch is decoded once here (it is the slow path); the statement's text and parameter
 types come from its Parse in the batch, or from the client's earlier Parse of that name.
-Batches the executor cannot answer exactly are refused with 0A000: more than one statement
-or Execute, a row limit on Execute (a suspended portal), a batch that ends in Flush.
+A batch may end with Flush (asyncpg's prepare): its replies go out without ReadyForQuery,
+and the Sync that follows reaches a server on its own. Batches the executor cannot answer
+exactly are refused with 0A000: more than one statement or Execute, a row limit on Execute
+(a suspended portal).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def extended_request(buf: bytes | bytearray, end: int,
                      known_parse: Callable[[str], fe.Parse | None]) -> ScatterRequest:
     """Decode the batch ``buf[:end]`` (it ends with Sync). ``known_parse``: the client's
     earlier Parse of a statement name ("" the unnamed one), if the proxy kept it."""
-    pos, parse, bind = 0, None, None
+    pos, parse, bind, msg_type = 0, None, None, 0
     request = ScatterRequest("", extended=True)
     while pos < end:
         msg_type, length = unpack_header(buf, pos)
@@ -95,8 +97,8 @@ def extended_request(buf: bytes | bytearray, end: int,
         if msg_type != FLUSH:
             detail = message.kind if isinstance(message, fe.Describe | fe.Close) else ""
             request.steps.append((msg_type, detail))
-    if not request.steps or request.steps[-1][0] != SYNC:
-        raise refused("a batch that does not end with Sync")
+    if msg_type not in (SYNC, FLUSH):  # the idle path cuts batches at either
+        raise refused("a batch that does not end with Sync or Flush")
     name = bind.statement if bind is not None else (parse.name if parse is not None else "")
     if parse is None or parse.name != name:
         parse = known_parse(name)

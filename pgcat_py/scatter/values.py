@@ -55,8 +55,9 @@ def decoder(type_oid: int, binary: bool, *, c_collation: bool, what: str) -> Dec
         unpack_float = _BINARY_FLOATS[type_oid].unpack
         return (lambda b: _float_key(unpack_float(b)[0])) if binary else \
             (lambda b: _float_key(float(b)))
-    if type_oid == NUMERIC and not binary:
-        return _numeric_key
+    if type_oid == NUMERIC:
+        return (lambda b: _numeric_key(numeric_text(numeric_from_binary(b)))) if binary \
+            else _numeric_key
     if type_oid == BOOL:
         return (lambda b: b == b"\x01") if binary else (lambda b: b == b"t")
     if type_oid in TEXTS:
@@ -73,6 +74,73 @@ def _float_key(value: float) -> tuple[int, float]:
 def _numeric_key(data: bytes) -> tuple[int, Decimal]:
     value = Decimal(data.decode())
     return (1, Decimal(0)) if value.is_nan() else (0, value)
+
+
+# --- binary (numeric_send / numeric_recv: base-10000 digits) ---------------------------
+_NUMERIC_HEAD = struct.Struct("!hhHH")  # ndigits, weight, sign, dscale
+NUMERIC_POS, NUMERIC_NEG, NUMERIC_NAN = 0x0000, 0x4000, 0xC000
+NUMERIC_PINF, NUMERIC_NINF = 0xD000, 0xF000
+NBASE = 10_000
+
+
+def numeric_from_binary(data: bytes) -> Decimal:
+    ndigits, weight, sign, dscale = _NUMERIC_HEAD.unpack_from(data)
+    special = {NUMERIC_NAN: "NaN", NUMERIC_PINF: "Infinity", NUMERIC_NINF: "-Infinity"}
+    if sign in special:
+        return Decimal(special[sign])
+    value = 0
+    for index in range(ndigits):
+        value = value * NBASE + int.from_bytes(data[8 + 2 * index:10 + 2 * index], "big")
+    exponent = DEC_DIGITS * (weight - ndigits + 1)
+    number = Decimal(-value if sign == NUMERIC_NEG else value).scaleb(exponent)
+    return number.quantize(Decimal(1).scaleb(-dscale),
+                           context=Context(prec=max(ndigits * DEC_DIGITS + dscale, 1) + 10))
+
+
+def numeric_to_binary(value: Decimal) -> bytes:
+    if value.is_nan():
+        return _NUMERIC_HEAD.pack(0, 0, NUMERIC_NAN, 0)
+    if value.is_infinite():
+        return _NUMERIC_HEAD.pack(0, 0, NUMERIC_PINF if value > 0 else NUMERIC_NINF, 0)
+    dscale = numeric_dscale(value)
+    whole, _, fraction = format(abs(value), "f").partition(".")
+    whole = whole.lstrip("0")
+    whole = "0" * (-len(whole) % DEC_DIGITS) + whole
+    fraction += "0" * (-len(fraction) % DEC_DIGITS)
+    digits = [int((whole + fraction)[i:i + DEC_DIGITS])
+              for i in range(0, len(whole) + len(fraction), DEC_DIGITS)]
+    weight = len(whole) // DEC_DIGITS - 1
+    while digits and digits[0] == 0:
+        digits.pop(0)
+        weight -= 1
+    while digits and digits[-1] == 0:
+        digits.pop()
+    if not digits:
+        weight = 0
+    sign = NUMERIC_NEG if value < 0 and digits else NUMERIC_POS
+    return _NUMERIC_HEAD.pack(len(digits), weight, sign, dscale) + b"".join(
+        d.to_bytes(2, "big") for d in digits)
+
+
+def has_binary(type_oid: int) -> bool:
+    """Can to_binary encode values of this type?"""
+    return type_oid in _BINARY_INTS or type_oid in _BINARY_FLOATS or type_oid in TEXTS or \
+        type_oid in (NUMERIC, BOOL)
+
+
+def to_binary(data: bytes, type_oid: int) -> bytes:
+    """A merged value (text) in the binary format PostgreSQL sends for ``type_oid``."""
+    if type_oid in _BINARY_INTS:
+        return _BINARY_INTS[type_oid].pack(int(data))
+    if type_oid in _BINARY_FLOATS:
+        return _BINARY_FLOATS[type_oid].pack(float(data))
+    if type_oid == NUMERIC:
+        return numeric_to_binary(Decimal(data.decode()))
+    if type_oid == BOOL:
+        return b"\x01" if data == b"t" else b"\x00"
+    if type_oid in TEXTS:
+        return data
+    raise unsupported(f"a binary result of type {type_oid} from a grouped query")
 
 
 # --- text output -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import psycopg
 import pytest
 
@@ -212,3 +213,28 @@ def test_inside_a_transaction_a_keyless_select_keeps_pgcats_routing(
     with through(proxy) as conn, conn.transaction():
         count = conn.execute("SELECT count(*) FROM data").fetchone()
         assert count is not None and count[0] < ROWS  # default_shard: one shard's rows
+
+
+async def test_asyncpg_binary_results_match_one_server(proxy: ProxyProcess,
+                                                       oracle: Connection) -> None:
+    """asyncpg prepares (Parse + Describe, no Execute), then binds with binary results."""
+    conn = await asyncpg.connect(host=proxy.host, port=proxy.port, user="app",
+                                 password="app", database="sharded")
+    try:
+        for sql in [*EXAMPLES, *REFUSED_WITH_BINARY]:
+            expected = result(oracle, sql)
+            statement = await conn.prepare(sql)
+            names = [(a.name, a.type.oid) for a in statement.get_attributes()]
+            rows = [tuple(r) for r in await statement.fetch()]
+            assert names == expected[0], sql
+            if fully_ordered(sql):
+                assert rows == expected[1], sql
+            elif "LIMIT" in sql:
+                assert len(rows) == len(expected[1]), sql
+            else:
+                assert canonical(rows) == canonical(expected[1]), sql
+    finally:
+        await conn.close()
+
+
+REFUSED_WITH_BINARY: list[str] = []

@@ -18,7 +18,9 @@ from pgcat_py.scatter.values import (
     TEXT,
     float8_text,
     numeric_divide,
+    numeric_from_binary,
     numeric_text,
+    numeric_to_binary,
 )
 
 
@@ -99,3 +101,16 @@ def test_sums_of_integers_and_floats_keep_their_types() -> None:
     merger.add([b"5", b"0.5", b"1"])
     merger.add([None, b"1e+15", b"0"])
     assert merger.rows() == [[b"5", b"1.0000000000000005e+15", b"1"]]
+
+
+@pytest.mark.parametrize("text", ["0", "1", "-1", "12345.678", "0.0001", "100000000", "-0.50",
+                                  "3.14159265358979323846", "0.00", "NaN"])
+def test_numeric_binary_round_trips_as_numeric_send(text: str) -> None:
+    value = Decimal(text)
+    encoded = numeric_to_binary(value)
+    assert numeric_text(numeric_from_binary(encoded)) == numeric_text(value)
+
+
+def test_numeric_binary_is_base_10000_digits() -> None:
+    # SELECT numeric_send(12345.678): ndigits 3, weight 1, sign +, dscale 3, 1 2345 6780
+    assert numeric_to_binary(Decimal("12345.678")).hex() == "0003000100000003000109291a7c"
