@@ -269,6 +269,16 @@ def test_the_build_lock_covers_the_build_backend() -> None:
         assert requirement.specifier.contains(version), raw
 
 
+def test_the_bench_lock_covers_the_bench_extra() -> None:
+    """requirements-bench.lock (scripts/lock): matplotlib for benchmarks/soak.py's plot."""
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["bench"]
+    locked = read_lock(ROOT / "requirements-bench.lock")
+    for name, requirement in closure(extra, locked).items():
+        assert name in locked, f"requirements-bench.lock lacks {name}: run scripts/lock"
+        assert requirement.specifier.contains(locked[name][0], prereleases=True), name
+
+
 def healthcheck_code() -> str:
     _, _, command = only("HEALTHCHECK").value.partition("CMD ")
     code: str = json.loads(command)[2]
