@@ -4,7 +4,8 @@ The challenge follows the secret, as PostgreSQL's own does with an `md5` pg_hba 
 hash (or a plaintext password) gets AuthenticationMD5Password, a SCRAM verifier gets
 SCRAM-SHA-256, whose proof also gives up the ClientKey the proxy then logs in to servers
 with. A user auth_query does not know goes through a SCRAM exchange against a verifier no
-password matches, and gets the same 28P01 as a wrong password: nothing tells the two apart.
+password matches (PostgreSQL's mock authentication does the same), and gets the same 28P01
+as a wrong password.
 
 When the proof fails the secret is looked up again (backend/auth_query.py says how often):
 an md5 response is checked once more against a changed hash, so a password changed in
