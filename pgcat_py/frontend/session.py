@@ -63,7 +63,6 @@ log = logging.getLogger(__name__)
 
 IDLE = ord("I")  # ReadyForQuery status outside a transaction block
 _STATEMENT_MESSAGES = frozenset(b"PBDC")  # they may name a statement: rewritten whole
-SYNC_MESSAGE = b"S\x00\x00\x00\x04"
 # Seconds the SQL that brings a server's settings in line with a client's may take.
 SYNC_TIMEOUT = 10.0
 ADMIN_HEADROOM = 5  # connections past max_client_conn accepted, for admin logins
@@ -76,12 +75,12 @@ class ClientSession(MessageConnection):
     # ~1.6 KB (CPython shares dict keys only up to 30 attributes). Add new ones here.
     __slots__ = (
         "_attempt", "_closing", "_fbuf", "_last_sql", "_paused_since", "_raw_rest", "_read_route",
-        "_rewriting", "_set_text", "_skip_until_sync", "_syncing", "_task", "_unnamed_ready",
-        "_write_paused", "checkout_failures", "cluster", "connected_at", "ctx", "database",
-        "error_count", "fresh_since", "held", "held_in_batch", "holds_begins", "overrides",
-        "params", "params_key", "pins", "prepared", "process_id", "query_count", "route",
-        "routes_vary", "scanner", "secret_key", "server", "server_pool", "startup_params", "state",
-        "statements", "transaction_mode", "user", "xact_count",
+        "_rewriting", "_set_text", "_skip_until_sync", "_skipping", "_syncing", "_task",
+        "_unnamed_ready", "_write_paused", "checkout_failures", "cluster", "connected_at", "ctx",
+        "database", "error_count", "fresh_since", "held", "held_in_batch", "holds_begins",
+        "overrides", "params", "params_key", "pins", "prepared", "process_id", "query_count",
+        "route", "routes_vary", "scanner", "secret_key", "server", "server_pool",
+        "startup_params", "state", "statements", "transaction_mode", "user", "xact_count",
     )
 
     def __init__(self, ctx: ProxyContext) -> None:
@@ -111,6 +110,7 @@ class ClientSession(MessageConnection):
         self._write_paused = False
         self._skip_until_sync = False
         self._closing = False  # Terminate received; close once the server has answered
+        self._skipping = False  # the server skips all it owes us (see _note_skipping)
         # Routing: the client's custom-command choices, a BEGIN answered but not yet sent,
         # named statements' SQL (to route a Bind), the current transaction's route.
         self.overrides = Overrides()
@@ -227,11 +227,11 @@ class ClientSession(MessageConnection):
         self.after_terminate(server)
 
     def after_terminate(self, server: ServerConnection) -> None:
-        if server.pending > 0 and not server.in_copy:
+        if self._skipping and self._all_skipped(server):
+            self.close()  # nothing more will come (see _note_skipping)
+        elif server.pending > 0 and not server.in_copy:
             self._closing = True
             self.pause_reading()
-            if self.scanner.voidable:
-                _end_skipped_batch(server, self.scanner.voidable)
         else:
             self.close()
 
@@ -499,6 +499,7 @@ class ClientSession(MessageConnection):
         scanner = self.scanner
         if scanner.voidable:  # none was skipped (see FrontendScanner.voidable)
             scanner.voidable = 0
+            self._skipping = False
         if tags & TAG_DEALLOCATED:  # now, not at the transaction's end: names may follow
             tags = self._deallocated(server)
         if self._closing:  # the client said Terminate after this batch: it has its answer
@@ -553,6 +554,24 @@ class ClientSession(MessageConnection):
         self.prepared.named.clear()
         self.pins &= ~PIN_PREPARE
         return server.take_deallocation()
+
+    def on_server_error(self, server: ServerConnection) -> None:
+        """An ErrorResponse went by (the answer counts are updated after this call)."""
+        if self.scanner.voidable:
+            asyncio.get_running_loop().call_soon(self._note_skipping, server)
+
+    def _note_skipping(self, server: ServerConnection) -> None:
+        """Only answers PostgreSQL may skip are owed, and no Sync follows them: after this
+        error, none will come. At a Terminate, it exits; so does the client's session
+        here (the server, unsynced, is not pooled)."""
+        if server is self.server and self._all_skipped(server):
+            self._skipping = True
+            if self._closing:
+                self.close()
+
+    def _all_skipped(self, server: ServerConnection) -> bool:
+        scanner = self.scanner
+        return scanner.voiding and 0 < server.pending <= scanner.voidable
 
     def on_server_lost(self, server: ServerConnection) -> None:
         """The server connection broke under us (its pool bans it). The relay held back any
@@ -620,14 +639,3 @@ class ClientSession(MessageConnection):
             pool.release_after_rollback(server)
         else:
             pool.discard(server)
-
-
-def _end_skipped_batch(server: ServerConnection, voidable: int) -> None:
-    """The client said Terminate while up to ``voidable`` of the answers it is owed may
-    never come (PostgreSQL skips queries behind a failed message up to a Sync). A Sync of
-    ours ends any skip, and its ReadyForQuery comes last: the client is closed once the
-    fewest answers that can come are in, and the server, whose count is now unsure, is
-    discarded rather than pooled."""
-    server.broken = True
-    server.forward(SYNC_MESSAGE, 1)
-    server.pending = max(1, server.pending - voidable)

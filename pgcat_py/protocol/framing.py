@@ -152,9 +152,9 @@ class FrontendScanner:
     point: a server must not be released while it holds such an unsynced batch.
     """
 
-    __slots__ = ("_head", "_skip", "_voiding", "command", "entry_head", "entry_skip",
+    __slots__ = ("_head", "_skip", "command", "entry_head", "entry_skip",
                  "in_batch", "mentions_temp", "named_parse", "session_lock", "set_parse",
-                 "unnamed_parse", "voidable")
+                 "unnamed_parse", "voidable", "voiding")
 
     def __init__(self) -> None:
         self._skip = 0          # payload bytes of the current message still to come
@@ -163,9 +163,9 @@ class FrontendScanner:
         # Queries and FunctionCalls sent behind extended-protocol messages with no Sync in
         # between: if one of those messages fails, PostgreSQL skips them up to the next
         # Sync, and their ReadyForQuery never comes. Cleared by the owner when the server
-        # has answered everything.
+        # has answered everything. ``voiding``: no Sync has come since the last of them.
         self.voidable = 0
-        self._voiding = False
+        self.voiding = False
         # A Parse of a named statement went by: the server session now holds a prepared
         # statement. Conservative: a Parse whose name byte is not in the chunk counts.
         self.named_parse = False
@@ -217,9 +217,9 @@ class FrontendScanner:
             if kind == _KIND_SYNC:
                 syncs += 1
                 if msg_type == SYNC:
-                    self._voiding = False
-                elif self.in_batch or self._voiding:
-                    self._voiding = True
+                    self.voiding = False
+                elif self.in_batch or self.voiding:
+                    self.voiding = True
                     self.voidable += 1
                 self.in_batch = False
                 if msg_type == QUERY:

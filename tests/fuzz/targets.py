@@ -96,6 +96,12 @@ def _frontend_reference(data: bytes) -> tuple[str, int, bool, bool]:
         elif msg_type in b"PBDECH":
             in_batch = True
         pos += 1 + length
+    rest = data[pos:]
+    if 0 < len(rest) < 5:  # a header's start: the smallest length it can still have
+        try:
+            check_frontend_header(rest[0], max(4, int.from_bytes(rest[1:].ljust(4, b"\0"))))
+        except ProtocolViolation:
+            return "violation", 0, False, False
     return "open", syncs, pos == len(data), in_batch
 
 
