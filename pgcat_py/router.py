@@ -296,7 +296,9 @@ class Router:
                 return shard, f"cross-shard: sharding keys on shards {shard}"
             if shard is not None:
                 return shard, "sharding key"
-            if self._scatters and c.shard_keys.status is KeyStatus.ALL:
+            if self._scatters and c.shard_keys.status is not KeyStatus.NONE:
+                # No key (ALL), or one only the server knows (UNKNOWN: id = f(x), an array
+                # parameter): the rows may be on any shard.
                 return SCATTER, "cross-shard: no sharding key"
         return self._default_shard(), "default_shard"
 

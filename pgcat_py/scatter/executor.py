@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from parser.merge_plan import MergePlan
+from parser.merge_plan import Combine, MergePlan
 
 from ..protocol import backend as be
 from ..protocol.framing import (
@@ -32,7 +32,7 @@ from ..protocol.wire import message
 from .combine import GroupMerger, Row, sort_key
 from .request import ScatterRequest, refused
 from .shard import ShardStream, row_values, statement_messages
-from .values import has_binary, to_binary
+from .values import FLOAT8, has_binary, to_binary
 
 if TYPE_CHECKING:
     from ..frontend.session import ClientSession
@@ -89,6 +89,7 @@ async def execute(session: ClientSession, streams: Sequence[ShardStream], plan: 
         return
     fields = _fields(streams[0].replies[-1][1])  # the shard statement's columns
     merge = _Merge(plan, request, fields, session.router.settings.cross_shard_max_rows)
+    merge.shortest_floats = _shortest_floats(session.params)
     if original[1][0] == _ROW_DESCRIPTION:
         merge.client_types = [f.type_oid for f in _fields(original[1][1])]
     rows = await merge.prepare(streams)
@@ -96,6 +97,13 @@ async def execute(session: ClientSession, streams: Sequence[ShardStream], plan: 
     out.add(prefix)
     await merge.write(streams, rows, out)
     out.add(be.CommandComplete(f"SELECT {out.rows}").encode() + suffix)
+
+
+def _shortest_floats(params: dict[str, str]) -> bool:
+    try:
+        return int(params.get("extra_float_digits", "1")) > 0
+    except ValueError:
+        return False
 
 
 def _messages(request: ScatterRequest, plan: MergePlan, *, describe: bool) -> list[bytes]:
@@ -195,6 +203,7 @@ class _Merge:
         self.key: Callable[[Row], Any] = lambda row: 0
         self.client_types: list[int] = []  # of the client's own statement's columns
         self.binary_out: list[int] = []  # visible columns the client wants in binary
+        self.shortest_floats = True  # extra_float_digits > 0 (PostgreSQL's default, 1)
 
     async def prepare(self, streams: Sequence[ShardStream]) -> list[Row] | None:
         """Grouped plans: every group, merged, filtered and ordered. Plain: None (they
@@ -210,6 +219,12 @@ class _Merge:
                 raise refused(f"a binary result of type {self.client_types[column]} from a "
                               "grouped query")
         merger = GroupMerger(plan, self.types, self.max_rows)
+        if not self.shortest_floats and any(
+                t == FLOAT8 and c.combine in (Combine.SUM, Combine.AVG)
+                for c, t in zip(plan.columns, merger.types, strict=True)):
+            # float8out prints 15 + extra_float_digits significant digits then, not the
+            # shortest exact ones the merge reproduces.
+            raise refused("a merged float8 sum or avg with extra_float_digits <= 0")
         for stream in streams:  # all run concurrently; their rows wait in the sockets
             while (payload := await stream.next_row()) is not None:
                 merger.add(row_values(payload))
