@@ -49,6 +49,10 @@ class Combine(enum.Enum):
     AVG = "avg"  # sources: the shards' sum and count
     BOOL_AND = "bool_and"
     BOOL_OR = "bool_or"
+    # DISTINCT aggregates: the source is the distinct value, once per shard group.
+    COUNT_DISTINCT = "count_distinct"
+    SUM_DISTINCT = "sum_distinct"
+    AVG_DISTINCT = "avg_distinct"
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,11 @@ class Planner:
         self.partials: list[exp.Expr] = []  # the shard select list being built
         self.aggregates: dict[exp.Expr, int] = {}  # aggregate expression -> merged column
         self.keys: dict[exp.Expr, int] = {}  # key expression -> merged column
+        self.group_by: list[exp.Expr] = []
+        # DISTINCT aggregates (count(DISTINCT x)): the shards group by x too and return
+        # each x once per group; the proxy gathers the distinct values per group.
+        self.distinct_arg: exp.Expr | None = None
+        self.distinct_partial = -1
 
     def plan(self) -> MergePlan:
         select = self.tree
@@ -131,6 +136,10 @@ class Planner:
                 raise MergeUnsupported("* in a cross-shard aggregate query")
             self._visible(_unwrap_alias(item))
         keys = tuple(self._group_key(g, items) for g in _group_items(select))
+        # The shard groups by the expressions themselves: its select list is the partials,
+        # so a position or an output name would name something else there.
+        self.group_by = [_resolve_alias(items, items[int(g.this) - 1] if _is_position(g)
+                                        else g).copy() for g in _group_items(select)]
         having_node = select.args.get("having")
         having = having_condition(having_node.this, self._operand) if having_node else None
         order = tuple(self._order_key(o, items) for o in _order_items(select))
@@ -145,6 +154,8 @@ class Planner:
             shard.set(clause, None)
         if self.aggregates:  # DISTINCT applies to whole groups, after the merge
             shard.set("distinct", None)
+            group_by = self.group_by + ([self.distinct_arg.copy()] if self.distinct_arg else [])
+            shard.set("group", exp.Group(expressions=group_by) if group_by else None)
         shard.set("expressions", [exp.alias_(p, f"__pgcat_{i}")
                                   for i, p in enumerate(self.partials)])
         return MergePlan(_sql(shard), grouped=True, columns=tuple(self.columns),
@@ -170,7 +181,9 @@ class Planner:
         where = node.args.get("expression") if isinstance(node, exp.Filter) else None
         _check_call(call)
         start = len(self.partials)
-        if isinstance(call, exp.Avg):
+        if isinstance(call.this, exp.Distinct):
+            column = self._distinct_aggregate(call, where)
+        elif isinstance(call, exp.Avg):
             arg = call.this
             self.partials += [_filtered(exp.Sum(this=arg.copy()), where),
                               _filtered(exp.Count(this=arg.copy()), where)]
@@ -181,6 +194,29 @@ class Planner:
         self.columns.append(column)
         self.aggregates[node] = len(self.columns) - 1
         return len(self.columns) - 1
+
+    def _distinct_aggregate(self, call: exp.Expr, where: exp.Expr | None) -> MergedColumn:
+        values = call.this.expressions
+        if where is not None or len(values) != 1:
+            raise MergeUnsupported(f"the DISTINCT aggregate {_name(call)} across shards")
+        value = values[0]
+        if isinstance(call, exp.Min | exp.Max):  # the same as without DISTINCT
+            self.partials.append(type(call)(this=value.copy()))
+            return MergedColumn(_PARTIALS[type(call)][0], (len(self.partials) - 1,))
+        if self.distinct_arg is None:
+            self.distinct_arg = value
+            self.partials.append(value.copy())
+            self.distinct_partial = len(self.partials) - 1
+        elif self.distinct_arg != value:
+            raise MergeUnsupported("DISTINCT aggregates over different expressions across "
+                                   "shards")
+        kinds: dict[type[exp.Expr], Combine] = {
+            exp.Count: Combine.COUNT_DISTINCT, exp.Sum: Combine.SUM_DISTINCT,
+            exp.Avg: Combine.AVG_DISTINCT}
+        kind = kinds.get(type(call))
+        if kind is None:
+            raise MergeUnsupported(f"the DISTINCT aggregate {_name(call)} across shards")
+        return MergedColumn(kind, (self.distinct_partial,))
 
     def _add(self, column: MergedColumn, node: exp.Expr) -> int:
         self.partials.append(node.copy())
@@ -199,6 +235,13 @@ class Planner:
         return self._add(MergedColumn(Combine.KEY, (len(self.partials),)), node)
 
     def _group_key(self, node: exp.Expr, items: list[exp.Expr]) -> int:
+        if isinstance(node, exp.Column) and not node.table and any(
+                isinstance(i, exp.Alias) and i.alias == node.name and i.this != node
+                for i in items):
+            # PostgreSQL takes an input column of that name first, if the table has one:
+            # without the schema the proxy cannot tell which is meant.
+            raise MergeUnsupported(f"GROUP BY {node.name}, an output column name (use the "
+                                   "expression or its position) across shards")
         index = _output_index(items, node)
         return index if index is not None else self._key(node)
 
@@ -236,8 +279,6 @@ def _check_call(call: exp.Expr) -> None:
     if type(call) not in _PARTIALS and not isinstance(call, exp.Avg):
         raise MergeUnsupported(f"the aggregate {_name(call)} across shards")
     inner = call.this
-    if isinstance(inner, exp.Distinct):
-        raise MergeUnsupported(f"a DISTINCT aggregate ({_name(call)}) across shards")
     if isinstance(inner, exp.Order) or call.find(exp.Order) is not None:
         raise MergeUnsupported(f"an ordered aggregate ({_name(call)}) across shards")
     if any(is_aggregate(f) for f in call.find_all(exp.Func) if f is not call):

@@ -28,6 +28,8 @@ from ..protocol.errors import CONFIGURATION_LIMIT_EXCEEDED, ProxyError
 from .values import (
     BOOL,
     FLOATS,
+    INT2,
+    INT4,
     INT8,
     INTEGERS,
     NUMERIC,
@@ -85,10 +87,13 @@ def sort_key(keys: Sequence[SortKey], types: Sequence[int], binary: Sequence[boo
 
 def output_type(combine: Combine, partial_types: Sequence[int]) -> int:
     """The type of a merged column, from its partials' types."""
-    if combine is Combine.COUNT:
+    if combine in (Combine.COUNT, Combine.COUNT_DISTINCT):
         return INT8
-    if combine is Combine.AVG:
+    if combine in (Combine.AVG, Combine.AVG_DISTINCT):
         return FLOAT8 if partial_types[0] in FLOATS else NUMERIC
+    if combine is Combine.SUM_DISTINCT:  # sum's result type for its argument's type
+        kind = partial_types[0]
+        return INT8 if kind in (INT2, INT4) else NUMERIC if kind in (INT8, NUMERIC) else kind
     if combine in (Combine.BOOL_AND, Combine.BOOL_OR):
         return BOOL
     return partial_types[0]
@@ -103,7 +108,9 @@ class GroupMerger:
         self.max_rows = max_rows
         self.types = [output_type(c.combine, [shard_types[s] for s in c.sources])
                       for c in plan.columns]
-        self._folds = [_fold(c.combine, shard_types[c.sources[0]]) for c in plan.columns]
+        self._folds = [self._fold_for(c.combine, shard_types[c.sources[0]])
+                       for c in plan.columns]
+        self.held = 0  # groups and distinct values held, against max_rows
         self._keys = [(plan.columns[k].sources[0], _group_value(shard_types[
             plan.columns[k].sources[0]])) for k in plan.group_keys]
         self.groups: dict[tuple[Any, ...], list[Any]] = {}
@@ -112,19 +119,47 @@ class GroupMerger:
         key = tuple(None if (v := row[s]) is None else norm(v) for s, norm in self._keys)
         state = self.groups.get(key)
         if state is None:
-            if len(self.groups) >= self.max_rows:
-                raise ProxyError(
-                    f"a cross-shard query would hold more than {self.max_rows} groups in the "
-                    "proxy (cross_shard_max_rows)", sqlstate=CONFIGURATION_LIMIT_EXCEEDED)
+            self._hold()
             state = self.groups[key] = [None] * len(self._folds)
         for index, (column, fold) in enumerate(zip(self.plan.columns, self._folds,
                                                    strict=True)):
             state[index] = fold(state[index], [row[s] for s in column.sources])
 
+    def _hold(self) -> None:
+        self.held += 1
+        if self.held > self.max_rows:
+            raise ProxyError(
+                f"a cross-shard query would hold more than {self.max_rows} groups or distinct "
+                "values in the proxy (cross_shard_max_rows)",
+                sqlstate=CONFIGURATION_LIMIT_EXCEEDED)
+
+    def _fold_for(self, combine: Combine, partial_type: int
+                  ) -> Callable[[Any, list[bytes | None]], Any]:
+        if combine in (Combine.COUNT_DISTINCT, Combine.SUM_DISTINCT, Combine.AVG_DISTINCT):
+            return self._distinct_fold(partial_type, combine is not Combine.COUNT_DISTINCT)
+        return _fold(combine, partial_type)
+
+    def _distinct_fold(self, partial_type: int, numeric: bool
+                       ) -> Callable[[Any, list[bytes | None]], Any]:
+        """The set of distinct non-NULL values (equal values once: 1.0 and 1.00)."""
+        value_of = _number(partial_type) if numeric else _group_value(partial_type)
+
+        def fold(state: Any, values: list[bytes | None]) -> Any:
+            seen = set() if state is None else state
+            data = values[0]
+            if data is not None:
+                value = value_of(data)
+                if value not in seen:
+                    self._hold()
+                    seen.add(value)
+            return seen
+        return fold
+
     def rows(self) -> list[Row]:
-        if not self.groups and not self.plan.group_keys and any(
-                c.combine is not Combine.KEY for c in self.plan.columns):
-            return []  # no shard answered a row: cannot happen for an aggregate (one each)
+        if not self.groups and not self.plan.group_keys:
+            # No GROUP BY: one row even over no rows (the shards of a DISTINCT aggregate,
+            # grouped by its value, return none then).
+            self.groups[()] = [None] * len(self._folds)
         finals = [_final(c.combine, t) for c, t in zip(self.plan.columns, self.types,
                                                        strict=True)]
         rows = [[final(value) for final, value in zip(finals, state, strict=True)]
@@ -157,16 +192,7 @@ def _fold(combine: Combine, partial_type: int) -> Callable[[Any, list[bytes | No
     if combine is Combine.COUNT:
         return lambda state, values: (state or 0) + int(values[0] or b"0")
     if combine in (Combine.SUM, Combine.AVG):
-        if partial_type in INTEGERS:
-            number: Callable[[bytes], Any] = int
-        elif partial_type == NUMERIC:
-            number = lambda b: Decimal(b.decode())  # noqa: E731
-        elif partial_type == FLOAT8:
-            number = float
-        else:
-            raise unsupported(f"{combine.value} over type {partial_type} (merging sums of "
-                              "real would not round as PostgreSQL does)")
-        return _sum_fold(number, combine is Combine.AVG)
+        return _sum_fold(_number(partial_type), combine is Combine.AVG)
     if combine in (Combine.MIN, Combine.MAX):
         decode = decoder(partial_type, False, c_collation=False, what=combine.value)
         return _extreme_fold(decode, combine is Combine.MAX)
@@ -174,6 +200,17 @@ def _fold(combine: Combine, partial_type: int) -> Callable[[Any, list[bytes | No
     return lambda state, values: state if values[0] is None else (
         (values[0] == b"t") if state is None else
         (state or values[0] == b"t") if want else (state and values[0] == b"t"))
+
+
+def _number(partial_type: int) -> Callable[[bytes], Any]:
+    if partial_type in INTEGERS:
+        return int
+    if partial_type == NUMERIC:
+        return lambda b: Decimal(b.decode())
+    if partial_type == FLOAT8:
+        return float
+    raise unsupported(f"a sum or average over type {partial_type} (merging sums of real "
+                      "would not round as PostgreSQL does)")
 
 
 def _sum_fold(number: Callable[[bytes], Any], with_count: bool
@@ -214,6 +251,14 @@ def _final(combine: Combine, output: int) -> Callable[[Any], bytes | None]:
         return _final_avg
     if combine in (Combine.BOOL_AND, Combine.BOOL_OR):
         return lambda state: None if state is None else (b"t" if state else b"f")
+    if combine is Combine.COUNT:
+        return lambda state: b"0" if state is None else str(state).encode()
+    if combine is Combine.COUNT_DISTINCT:
+        return lambda state: str(len(state or ())).encode()
+    if combine is Combine.SUM_DISTINCT:
+        return lambda state: _number_text(sum(state)) if state else None
+    if combine is Combine.AVG_DISTINCT:
+        return lambda state: _final_avg((sum(state), len(state)) if state else None)
     return _number_text
 
 

@@ -20,9 +20,11 @@ KEYS = ["grp", "small", "flag", "name"]
 AGGREGATES = ["count(*)", "count(val)", "sum(val)", "sum(small)", "sum(f)", "min(id)",
               "max(val)", "min(f)", "max(grp)", "avg(val)", "avg(small)", "avg(f)",
               "avg(grp)", "bool_and(flag)", "bool_or(flag)", "count(*) FILTER (WHERE small > 1)",
-              "sum(val) FILTER (WHERE flag)", "avg(f) FILTER (WHERE grp > 2)"]
-HAVING = ["count(*) > 20", "sum(val) > 0", "avg(small) >= 2", "max(id) < 390 OR min(f) < -20",
-          "NOT bool_or(flag)", "sum(val) IS NULL"]
+              "sum(val) FILTER (WHERE flag)", "avg(f) FILTER (WHERE grp > 2)",
+              "count(DISTINCT small)", "sum(DISTINCT small)", "avg(DISTINCT small)",
+              "min(DISTINCT f)"]
+HAVING = ["count(DISTINCT small) > 3", "count(*) > 20", "sum(val) > 0", "avg(small) >= 2",
+          "max(id) < 390 OR min(f) < -20", "NOT bool_or(flag)", "sum(val) IS NULL"]
 
 
 def fully_ordered(sql: str) -> bool:

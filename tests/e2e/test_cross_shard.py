@@ -144,6 +144,10 @@ EXAMPLES = [
     ORD + "SELECT avg(val) FROM data WHERE id < 0",
     "SELECT grp, max(val) AS m FROM data GROUP BY grp ORDER BY m DESC NULLS LAST LIMIT 3",
     ORD + "SELECT count(*), sum(a.small + b.small) FROM data a JOIN data b ON a.id = b.id",
+    ORD + "SELECT count(DISTINCT grp), sum(DISTINCT grp), avg(DISTINCT grp), count(*) FROM data",
+    ORD + "SELECT flag, count(DISTINCT name), max(val) FROM data GROUP BY flag ORDER BY 1",
+    ORD + "SELECT count(DISTINCT grp), count(*) FROM data WHERE id < 0",
+    ORD + "SELECT count(*) AS n, small FROM data GROUP BY 2 ORDER BY 2",
 ]
 
 
@@ -171,7 +175,8 @@ def test_generated_selects_match_one_server(proxy: ProxyProcess, oracle: Connect
 
 REFUSED = {
     "window": "SELECT id, row_number() OVER (ORDER BY id) FROM data",
-    "distinct_aggregate": "SELECT count(DISTINCT grp) FROM data",
+    "distinct_aggregates_of_two_columns": "SELECT count(DISTINCT grp), count(DISTINCT small) "
+                                          "FROM data",
     "expression_over_aggregates": "SELECT sum(val) / count(*) FROM data",
     "string_agg": "SELECT string_agg(name, ',') FROM data",
     "subquery": "SELECT id FROM data WHERE grp IN (SELECT grp FROM data WHERE id = 1)",

@@ -98,7 +98,9 @@ def test_distinct_without_aggregates_groups_by_every_column() -> None:
 
 @pytest.mark.parametrize(("sql", "named"), [
     ("SELECT row_number() OVER () FROM data", "window function"),
-    ("SELECT count(DISTINCT grp) FROM data", "DISTINCT aggregate"),
+    ("SELECT count(DISTINCT grp), sum(DISTINCT val) FROM data", "different expressions"),
+    ("SELECT count(DISTINCT grp) FILTER (WHERE flag) FROM data", "DISTINCT aggregate"),
+    ("SELECT grp AS small, count(*) FROM data GROUP BY small", "output column name"),
     ("SELECT sum(val) / count(*) FROM data", "expression over aggregates"),
     ("SELECT string_agg(name, ',') FROM data", "STRING_AGG"),
     ("SELECT stddev(val) FROM data", "STDDEV"),
@@ -138,3 +140,16 @@ def test_joins_each_shard_answers_whole_are_merged(sql: str) -> None:
 def test_a_join_of_sharded_tables_off_their_keys_is_refused(sql: str) -> None:
     with pytest.raises(MergeUnsupported, match="join of sharded tables"):
         plan_merge(sql, KEYS)
+
+
+def test_distinct_aggregates_group_the_shards_by_their_value() -> None:
+    plan = plan_merge("SELECT grp, count(DISTINCT small), sum(val) FROM data GROUP BY 1")
+    assert plan.shard_sql.endswith("GROUP BY grp, small")
+    assert [c.combine for c in plan.columns] == [Combine.KEY, Combine.COUNT_DISTINCT,
+                                                  Combine.SUM]
+    assert plan.group_keys == (0,)
+
+
+def test_group_by_position_is_an_expression_for_the_shard() -> None:
+    plan = plan_merge("SELECT avg(val), grp AS g FROM data GROUP BY 2")
+    assert plan.shard_sql.endswith("GROUP BY grp")
