@@ -54,6 +54,7 @@ HOST = "127.0.0.1"
 POOL = "app"
 IDLE_TIMEOUT_MS = 10_000
 DRAIN_TIMEOUT_S = 60.0
+WARMUP_SLACK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,8 @@ class Soak:
             time.sleep(max(0.0, min(next_at, end) - now))
             if time.monotonic() < end:
                 t = time.monotonic() - self.chaos.started
-                self.sample("warmup" if t <= s.warmup else "load")
+                # the sample due at the warm-up's end is its last (its time runs a bit over)
+                self.sample("warmup" if t <= s.warmup + WARMUP_SLACK_S else "load")
         self.sample("warmup" if s.seconds <= s.warmup else "load")
         self.chaos.stop()
         self.load.stop()
