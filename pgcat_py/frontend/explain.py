@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from parser.merge_plan import MergeUnsupported, plan_merge
+
 from ..admin.result import INT8_OID, TEXT_OID, result_set
 from ..protocol import backend as be
-from ..router import RouteError
+from ..router import RouteError, Router
 
 if TYPE_CHECKING:
     from .session import ClientSession
@@ -35,14 +37,27 @@ def explain_route(session: ClientSession, sql: str, status: bytes) -> bytes | No
     router = cluster.router
     try:
         route = router.route(statement, session.overrides)
-        servers = cluster.candidates(route.shard, route.role)
+        shards = (route.shard,) if route.shard >= 0 else \
+            route.shards or tuple(range(len(cluster.shards)))  # a cross-shard SELECT
+        servers = [p for shard in shards for p in cluster.candidates(shard, route.role)]
     except RouteError as exc:
         return be.error_response(exc.message, "58000", "ERROR") + ready
+    reason = route.reason if route.shard >= 0 else _merge_note(route.reason, statement, router)
     c = router.classify(statement)
     seen = ["", "", "", ""] if c is None else [
         "t" if c.is_write else "f", ",".join(kind.value for kind in c.kinds),
         ",".join(c.tables), ",".join(str(key) for key in c.shard_keys.keys)
         or c.shard_keys.status.name.lower()]
-    row = [route.shard, route.role, route.reason, ",".join(p.target.name for p in servers),
+    row = [route.shard, route.role, reason, ",".join(p.target.name for p in servers),
            *seen]
     return result_set(COLUMNS, [row], "EXPLAIN") + ready
+
+
+def _merge_note(reason: str, statement: str, router: Router) -> str:
+    """A cross-shard SELECT: how it would be merged, or why it would be refused."""
+    try:
+        plan = plan_merge(statement, router.settings.parser.sharding_keys)
+    except MergeUnsupported as exc:
+        return f"{reason}; refused (0A000): {exc}"
+    how = "grouped" if plan.grouped else "merged in order" if plan.order else "concatenated"
+    return f"{reason}; {how}; each shard runs: {plan.shard_sql}"

@@ -274,3 +274,13 @@ def test_float_sums_need_shortest_float_output(proxy: ProxyProcess) -> None:
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="extra_float_digits"):
             conn.execute("SELECT avg(f) FROM data")
         assert conn.execute("SELECT max(f) FROM data").fetchone() is not None  # no sum: fine
+
+
+def test_explain_route_shows_the_merge_or_the_refusal(proxy: ProxyProcess) -> None:
+    with through(proxy) as conn:
+        row = conn.execute("EXPLAIN ROUTE SELECT grp, count(*) FROM data GROUP BY grp"
+                           ).fetchone()
+        assert row is not None and row[0] == -1 and "grouped" in row[2], row
+        assert len(row[3].split(",")) == SHARDS, row
+        row = conn.execute("EXPLAIN ROUTE SELECT sum(id) OVER () FROM data").fetchone()
+        assert row is not None and "refused (0A000)" in row[2], row
