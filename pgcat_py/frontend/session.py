@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..backend.params import sync_statements
 from ..conn import ConnectionClosed, MessageConnection, tune_socket
+from ..plugins.linked import checked_chunk
 from ..protocol import backend as be
 from ..protocol.errors import (
     CONNECTION_FAILURE,
@@ -74,13 +75,14 @@ class ClientSession(MessageConnection):
     # Every attribute, declared: an instance __dict__ holding this many costs an idle client
     # ~1.6 KB (CPython shares dict keys only up to 30 attributes). Add new ones here.
     __slots__ = (
-        "_attempt", "_closing", "_fbuf", "_last_sql", "_paused_since", "_raw_rest", "_read_route",
-        "_rewriting", "_set_text", "_skip_until_sync", "_skipping", "_syncing", "_task",
-        "_unnamed_ready", "_write_paused", "checkout_failures", "cluster", "connected_at", "ctx",
-        "database", "error_count", "fresh_since", "held", "held_in_batch", "holds_begins",
-        "overrides", "params", "params_key", "pins", "prepared", "process_id", "query_count",
-        "route", "routes_vary", "scanner", "secret_key", "server", "server_pool",
-        "startup_params", "state", "statements", "transaction_mode", "user", "xact_count",
+        "_attempt", "_closing", "_fbuf", "_last_sql", "_paused_since", "_plugged", "_raw_rest",
+        "_read_route", "_rewriting", "_set_text", "_skip_until_sync", "_skipping", "_syncing",
+        "_task", "_unnamed_ready", "_write_paused", "checkout_failures", "cluster",
+        "connected_at", "ctx", "database", "error_count", "fresh_since", "held",
+        "held_in_batch", "holds_begins", "overrides", "params", "params_key", "pins", "prepared",
+        "process_id", "query_count", "route", "routes_vary", "scanner", "secret_key", "server",
+        "server_pool", "startup_params", "state", "statements", "transaction_mode", "user",
+        "xact_count",
     )
 
     def __init__(self, ctx: ProxyContext) -> None:
@@ -111,6 +113,7 @@ class ClientSession(MessageConnection):
         self._skip_until_sync = False
         self._closing = False  # Terminate received; close once the server has answered
         self._skipping = False  # the server skips all it owes us (see _note_skipping)
+        self._plugged = False  # the pool has plugins: they see chunks on the relay too
         # Routing: the client's custom-command choices, a BEGIN answered but not yet sent,
         # named statements' SQL (to route a Bind), the current transaction's route.
         self.overrides = Overrides()
@@ -169,6 +172,8 @@ class ClientSession(MessageConnection):
                 self.fatal(exc)
                 return
             if scanner.command >= 0 and linked_command(self, server, data):
+                return
+            if self._plugged and checked_chunk(self, server, data, term):
                 return
             if scanner.set_parse >= 0:
                 remember_set_parse(self, server, data)
@@ -485,8 +490,11 @@ class ClientSession(MessageConnection):
         if self.transaction_mode and self.prepared.unnamed_parse and not self._rewriting:
             self._rewriting = True  # this transaction's chunks go through the mapping
             self._raw_rest = 0
+        self._plugged = False  # what waited was seen by the plugins on the idle path
         if self._rbuf:
             self.data_received(self.take_buffered())
+        cluster = self.cluster
+        self._plugged = cluster is not None and cluster.router.plugins is not None
 
     def on_server_answered(self, server: ServerConnection, status: int, tags: int) -> None:
         """The server answered everything sent (a ReadyForQuery, outside COPY), leaving

@@ -13,10 +13,10 @@ pool without one has `plugins = None`, and the fixed-route path never looks.
   statement is not sent, the session goes on), then ask the plugin_module hook (hook.py),
   which may refuse the statement or move its transaction to another role or shard.
 
-Like routing, the plugins see what starts a transaction: every statement of an autocommit
-client in transaction mode, and the first statement of an explicit transaction; the rest
-of a transaction (and of a session-mode session after its first query) goes to its server
-as it comes.
+Like routing, these see what starts a transaction: every statement of an autocommit
+client in transaction mode, and the first statement of an explicit transaction. The rest
+of a transaction (and of a session-mode session after its first query) is seen on its
+way to the server (linked.py).
 """
 
 from __future__ import annotations

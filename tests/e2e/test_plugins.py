@@ -25,6 +25,7 @@ from tests.harness.proxy import (
     start_proxy,
     toml_value,
 )
+from tests.harness.waiting import wait_for
 
 from .conftest import ProxyRunner, dsn
 
@@ -347,3 +348,41 @@ def test_db_activity_sends_reads_of_just_written_tables_to_the_primary(
         reasons = {row[4] for row in admin.execute("SHOW ROUTES").fetchall()
                    if row[0] == "app"}
     assert {"db activity initializing", "recently written table"} <= reasons, reasons
+
+
+# --- plugins on the rest of a transaction (plugins/linked.py) -------------------------------
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_table_access_inside_a_transaction_refuses_and_aborts_it(
+        guarded: ProxyProcess, protocol: str) -> None:
+    # Without it a denied table was one BEGIN away: only a transaction's first statement
+    # went through the plugins.
+    with connect(guarded, autocommit=False) as conn:
+        assert run(conn, "SELECT count(*) FROM orders WHERE %s", protocol, (True,)) == [(0,)]
+        with pytest.raises(errors.InsufficientPrivilege) as refused:
+            run(conn, "SELECT * FROM pg_user WHERE %s", protocol, (True,))
+        assert refused.value.diag.message_primary == 'permission for table "pg_user" denied'
+        with pytest.raises(errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        assert conn.execute("SELECT 1").fetchall() == [(1,)]
+
+
+def test_query_logger_logs_every_statement_of_a_transaction(guarded: ProxyProcess) -> None:
+    marker = f"in-block-{time.monotonic_ns()}"
+    with connect(guarded, autocommit=False) as conn:
+        conn.execute("SELECT 1")
+        conn.execute(f"SELECT '{marker}' AS m")
+        conn.commit()
+    line = f"[pool: app][user: app] SELECT '{marker}' AS m"
+    assert wait_for(lambda: line in guarded.log_text(), 5.0), guarded.log_tail()
+
+
+def test_table_access_in_session_mode_after_the_first_query(
+        topology: Topology, proxy_runner: ProxyRunner) -> None:
+    proxy = proxy_runner(config(topology, {**PARSER, "pool_mode": "session"}, TABLE_ACCESS))
+    with connect(proxy) as conn:
+        assert conn.execute("SELECT 1").fetchall() == [(1,)]  # the server is held from here
+        for _ in range(2):
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute("SELECT * FROM pg_user")
+        assert conn.execute("SELECT 2").fetchall() == [(2,)]
