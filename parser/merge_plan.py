@@ -53,12 +53,16 @@ class Combine(enum.Enum):
     COUNT_DISTINCT = "count_distinct"
     SUM_DISTINCT = "sum_distinct"
     AVG_DISTINCT = "avg_distinct"
+    # Without ORDER BY the order of the values is unspecified: shard by shard is one order.
+    STRING_AGG = "string_agg"  # separator: MergedColumn.separator
+    ARRAY_AGG = "array_agg"
 
 
 @dataclass(frozen=True, slots=True)
 class MergedColumn:
     combine: Combine
     sources: tuple[int, ...]  # shard result columns (0-based)
+    separator: str = ""  # string_agg's
 
 
 @dataclass(frozen=True, slots=True)

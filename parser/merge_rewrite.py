@@ -28,6 +28,8 @@ _PARTIALS: dict[type[exp.Expr], tuple[Combine, str]] = {
     exp.Max: (Combine.MAX, "max"),
     exp.LogicalAnd: (Combine.BOOL_AND, "bool_and"),
     exp.LogicalOr: (Combine.BOOL_OR, "bool_or"),
+    exp.GroupConcat: (Combine.STRING_AGG, "string_agg"),
+    exp.ArrayAgg: (Combine.ARRAY_AGG, "array_agg"),
 }
 # Built-in aggregates sqlglot parses as plain function calls: they are refused by name
 # (a user-defined aggregate cannot be told from a function without the catalog).
@@ -190,7 +192,7 @@ class Planner:
             column = MergedColumn(Combine.AVG, (start, start + 1))
         else:
             self.partials.append(node.copy())
-            column = MergedColumn(_PARTIALS[type(call)][0], (start,))
+            column = MergedColumn(_PARTIALS[type(call)][0], (start,), _separator(call))
         self.columns.append(column)
         self.aggregates[node] = len(self.columns) - 1
         return len(self.columns) - 1
@@ -283,6 +285,16 @@ def _check_call(call: exp.Expr) -> None:
         raise MergeUnsupported(f"an ordered aggregate ({_name(call)}) across shards")
     if any(is_aggregate(f) for f in call.find_all(exp.Func) if f is not call):
         raise MergeUnsupported(f"a nested aggregate ({_name(call)})")
+
+
+def _separator(call: exp.Expr) -> str:
+    if not isinstance(call, exp.GroupConcat):
+        return ""
+    separator = call.args.get("separator")
+    if not isinstance(separator, exp.Literal) or not separator.is_string:
+        raise MergeUnsupported(f"{_name(call)} with a separator that is not a constant "
+                               "across shards")
+    return str(separator.this)
 
 
 def _is_partial(node: exp.Expr) -> bool:

@@ -33,6 +33,7 @@ from .values import (
     INT8,
     INTEGERS,
     NUMERIC,
+    TEXT,
     TEXTS,
     decoder,
     float8_text,
@@ -137,6 +138,10 @@ class GroupMerger:
                   ) -> Callable[[Any, list[bytes | None]], Any]:
         if combine in (Combine.COUNT_DISTINCT, Combine.SUM_DISTINCT, Combine.AVG_DISTINCT):
             return self._distinct_fold(partial_type, combine is not Combine.COUNT_DISTINCT)
+        if combine in (Combine.STRING_AGG, Combine.ARRAY_AGG):
+            if combine is Combine.STRING_AGG and partial_type != TEXT:
+                raise unsupported(f"string_agg of type {partial_type}")
+            return _list_fold
         return _fold(combine, partial_type)
 
     def _distinct_fold(self, partial_type: int, numeric: bool
@@ -160,8 +165,8 @@ class GroupMerger:
             # No GROUP BY: one row even over no rows (the shards of a DISTINCT aggregate,
             # grouped by its value, return none then).
             self.groups[()] = [None] * len(self._folds)
-        finals = [_final(c.combine, t) for c, t in zip(self.plan.columns, self.types,
-                                                       strict=True)]
+        finals = [_final(c.combine, t, c.separator) for c, t in zip(self.plan.columns,
+                                                                     self.types, strict=True)]
         rows = [[final(value) for final, value in zip(finals, state, strict=True)]
                 for state in self.groups.values()]
         if self.plan.having is not None:
@@ -242,7 +247,21 @@ def _extreme_fold(decode: Callable[[bytes], Any], maximum: bool
     return fold
 
 
-def _final(combine: Combine, output: int) -> Callable[[Any], bytes | None]:
+def _list_fold(state: Any, values: list[bytes | None]) -> Any:
+    if values[0] is None:
+        return state
+    if state is None:
+        return [values[0]]
+    state.append(values[0])
+    return state
+
+
+def _final(combine: Combine, output: int, separator: str) -> Callable[[Any], bytes | None]:
+    if combine is Combine.STRING_AGG:
+        return lambda state: None if state is None else separator.encode().join(state)
+    if combine is Combine.ARRAY_AGG:  # '{1,2}' and '{3}' are '{1,2,3}' (lower bound 1)
+        return lambda state: None if state is None else \
+            b"{" + b",".join(part[1:-1] for part in state) + b"}"
     if combine is Combine.KEY:
         return lambda state: state
     if combine in (Combine.MIN, Combine.MAX):

@@ -178,7 +178,7 @@ REFUSED = {
     "distinct_aggregates_of_two_columns": "SELECT count(DISTINCT grp), count(DISTINCT small) "
                                           "FROM data",
     "expression_over_aggregates": "SELECT sum(val) / count(*) FROM data",
-    "string_agg": "SELECT string_agg(name, ',') FROM data",
+    "ordered_string_agg": "SELECT string_agg(name, ',' ORDER BY id) FROM data",
     "subquery": "SELECT id FROM data WHERE grp IN (SELECT grp FROM data WHERE id = 1)",
     "text_order_without_c": "SELECT name FROM data ORDER BY name",
     "text_min": "SELECT min(name) FROM data",
@@ -266,6 +266,22 @@ def test_bind_parameters_reach_every_shard(proxy: ProxyProcess, oracle: Connecti
             assert [c.name for c in got.description or ()] == \
                 [c.name for c in expected.description or ()]
             assert got.fetchall() == expected.fetchall()
+
+
+@pytest.mark.parametrize("prepare", [False, True])
+def test_string_agg_and_array_agg_hold_the_same_values(proxy: ProxyProcess, oracle: Connection,
+                                                      prepare: bool) -> None:
+    sql = ("SELECT grp, string_agg(name, ' | '), array_agg(small), array_agg(val), count(*) "
+           "FROM data GROUP BY grp ORDER BY grp")
+    with through(proxy) as conn:
+        got = conn.execute(sql, prepare=prepare).fetchall()
+    expected = oracle.execute(sql).fetchall()
+
+    def unordered(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+        return [(g, sorted(str(s).split(" | ")) if s is not None else None,
+                 sorted(a, key=repr), sorted(v, key=repr), n)  # type: ignore[arg-type]
+                for g, s, a, v, n in rows]
+    assert unordered(got) == unordered(expected)
 
 
 def test_float_sums_need_shortest_float_output(proxy: ProxyProcess) -> None:

@@ -114,3 +114,12 @@ def test_numeric_binary_round_trips_as_numeric_send(text: str) -> None:
 def test_numeric_binary_is_base_10000_digits() -> None:
     # SELECT numeric_send(12345.678): ndigits 3, weight 1, sign +, dscale 3, 1 2345 6780
     assert numeric_to_binary(Decimal("12345.678")).hex() == "0003000100000003000109291a7c"
+
+
+def test_array_agg_and_string_agg_partials_join() -> None:
+    plan = plan_merge("SELECT array_agg(i), string_agg(s, '-') FROM t")
+    merger = GroupMerger(plan, [1007, TEXT], max_rows=1)  # int4[]
+    merger.add([b"{1,NULL}", b"a-b"])
+    merger.add([None, None])
+    merger.add([b"{3}", b"c"])
+    assert merger.rows() == [[b"{1,NULL,3}", b"a-b-c"]]

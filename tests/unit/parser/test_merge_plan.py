@@ -102,7 +102,8 @@ def test_distinct_without_aggregates_groups_by_every_column() -> None:
     ("SELECT count(DISTINCT grp) FILTER (WHERE flag) FROM data", "DISTINCT aggregate"),
     ("SELECT grp AS small, count(*) FROM data GROUP BY small", "output column name"),
     ("SELECT sum(val) / count(*) FROM data", "expression over aggregates"),
-    ("SELECT string_agg(name, ',') FROM data", "STRING_AGG"),
+    ("SELECT string_agg(name, ',' ORDER BY id) FROM data", "ordered aggregate"),
+    ("SELECT string_agg(name, sep) FROM data", "not a constant"),
     ("SELECT stddev(val) FROM data", "STDDEV"),
     ("SELECT json_agg(id) FROM data", "JSON_AGG"),
     ("SELECT id FROM data WHERE grp IN (SELECT 1)", "subquery"),
@@ -153,3 +154,9 @@ def test_distinct_aggregates_group_the_shards_by_their_value() -> None:
 def test_group_by_position_is_an_expression_for_the_shard() -> None:
     plan = plan_merge("SELECT avg(val), grp AS g FROM data GROUP BY 2")
     assert plan.shard_sql.endswith("GROUP BY grp")
+
+
+def test_string_agg_and_array_agg_concatenate_their_partials() -> None:
+    plan = plan_merge("SELECT string_agg(name, '; '), array_agg(id) FROM data")
+    assert plan.columns == (MergedColumn(Combine.STRING_AGG, (0,), "; "),
+                            MergedColumn(Combine.ARRAY_AGG, (1,)))
