@@ -6,10 +6,10 @@ Run: .venv/bin/python benchmarks/soak.py [--minutes 30] [--interval 60] [--warmu
                                          [--replica-down 20] [--reload-every 45] [--keep]
 
 Builds a throwaway PostgreSQL primary and a streaming replica under /tmp (pgcat_py.localpg),
-and starts pgcat-py from this checkout in front of them: pool `app`, transaction mode, the
-query parser with read/write splitting on (reads to the replica, to the primary while it is
-banned), pool_size 4 per server, worker_threads 1, ban_time 10 s, pool idle_timeout 10 s (so
-idle servers close soon after the clients leave). Then, for --minutes:
+and starts pgcat-py from this checkout in front of them (soak_proxy.py): pool `app`,
+transaction mode, the query parser with read/write splitting on (reads to the replica, to the
+primary while it is banned), pool_size 4 per server, worker_threads 1, ban_time 10 s, pool
+idle_timeout 10 s (so idle servers close soon after the clients leave). Then, for --minutes:
 - the clients of soak_load.py (reads, writes, transactions, psycopg prepare=True, asyncpg,
   cancelled pg_sleep, reconnect storms of 40 short connections);
 - the faults and reloads of soak_chaos.py (the replica crashed and restarted every
@@ -30,7 +30,6 @@ import argparse
 import json
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,21 +37,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-from pgbench_bench import stop_pid, wait_until_ready
 from soak_chaos import Actions, Chaos, ChaosSettings
 from soak_errors import ErrorLog
-from soak_load import SCHEMA, Load, LoadSettings
+from soak_load import Load, LoadSettings
+from soak_proxy import POOL, REPO, Proxy, kill_replica, prepare_database
 from soak_report import Sample, plot, print_verdict, verdict, write_csv, write_verdict
 from soak_watch import ServerWatch, open_fds, process_tree, rss_kb, show_pools
 
-from pgcat_py.localpg import Topology, create_topology, free_port
-from pgcat_py.localpg.commands import as_server_user, run_command
+from pgcat_py.localpg import Topology, create_topology
 
-REPO = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-POOL = "app"
-IDLE_TIMEOUT_MS = 10_000
 DRAIN_TIMEOUT_S = 60.0
 WARMUP_SLACK_S = 1.0
 
@@ -90,103 +83,6 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     chaos = ChaosSettings(replica_every_s=a.replica_every, replica_down_s=a.replica_down,
                           reload_every_s=a.reload_every)
     return Settings(seconds, a.interval, warmup, a.pool_size, a.workers, chaos, a.out, a.keep)
-
-
-# --- pgcat-py -----------------------------------------------------------------------------
-@dataclass
-class Proxy:
-    topology: Topology
-    settings: Settings
-    config: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-    general_variant: int = 0  # flipped by each SIGHUP reload
-    pool_variant: int = 0  # flipped by each admin RELOAD
-
-    def config_text(self) -> str:
-        servers = ", ".join(f'["{HOST}", {node.port}, "{role}"]' for node, role in
-                            ((self.topology.primary, "primary"),
-                             *((r, "replica") for r in self.topology.replicas)))
-        return f"""\
-[general]
-host = "{HOST}"
-port = {self.port}
-admin_username = "admin"
-admin_password = "admin"
-worker_threads = {self.settings.workers}
-ban_time = 10
-client_stall_timeout = {60_000 - 1_000 * self.general_variant}
-
-[pools.{POOL}]
-pool_mode = "transaction"
-query_parser_enabled = true
-query_parser_read_write_splitting = true
-idle_timeout = {IDLE_TIMEOUT_MS + 1_000 * self.pool_variant}
-
-[pools.{POOL}.users.0]
-username = "app"
-password = "app"
-pool_size = {self.settings.pool_size}
-
-[pools.{POOL}.shards.0]
-database = "app"
-servers = [{servers}]
-"""
-
-    def start(self) -> None:
-        self.config.write_text(self.config_text())
-        log = self.config.with_suffix(".log")
-        argv = [sys.executable, "-m", "pgcat_py", str(self.config), "--log-level", "warning"]
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-        process = self.process
-        wait_until_ready(self.port, lambda: True, log, exited=lambda: process.poll() is not None)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_pid(self.process.pid)
-            self.process.wait()
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def dsn(self, user: str = "app", password: str = "app", dbname: str = POOL) -> str:
-        return (f"host={HOST} port={self.port} user={user} password={password} dbname={dbname} "
-                "sslmode=disable connect_timeout=10")
-
-    @property
-    def admin_dsn(self) -> str:
-        return self.dsn("admin", "admin", "pgbouncer")
-
-    def reload(self, number: int, rebuild: bool) -> None:
-        if rebuild:
-            self.pool_variant ^= 1
-            self.config.write_text(self.config_text())
-            with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-                conn.execute("RELOAD")
-        else:
-            self.general_variant ^= 1
-            self.config.write_text(self.config_text())
-            assert self.process is not None
-            self.process.send_signal(signal.SIGHUP)
-
-
-# --- the replica --------------------------------------------------------------------------
-def kill_replica(topology: Topology) -> None:
-    """An immediate stop: the postmaster and backends quit at once, like a crash."""
-    node = topology.replicas[0]
-    argv = [str(topology.pg_bin / "pg_ctl"), "-D", str(node.datadir), "-m", "immediate", "-w",
-            "stop"]
-    run_command(as_server_user(argv), what=f"killing {node.name}", log=node.log_file)
-
-
-def prepare_database(topology: Topology) -> None:
-    with psycopg.connect(topology.primary.dsn(), autocommit=True) as conn:
-        conn.execute(SCHEMA)
-    topology.wait_for_replicas(timeout=60)
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -266,7 +162,7 @@ class Soak:
 
 
 def build(settings: Settings, topology: Topology, base: Path) -> Soak:
-    proxy = Proxy(topology, settings, base / "pgcat.toml")
+    proxy = Proxy(topology, settings.pool_size, settings.workers, base / "pgcat.toml")
     actions = Actions(kill_replica=lambda: kill_replica(topology),
                       start_replica=topology.start, reload=proxy.reload)
     chaos = Chaos(settings.chaos, actions, started=time.monotonic())
