@@ -56,6 +56,11 @@ class Combine(enum.Enum):
     # Without ORDER BY the order of the values is unspecified: shard by shard is one order.
     STRING_AGG = "string_agg"  # separator: MergedColumn.separator
     ARRAY_AGG = "array_agg"
+    # sources: count(x), sum(x), sum(x::numeric * x::numeric); integers and numeric only
+    VAR_SAMP = "var_samp"
+    VAR_POP = "var_pop"
+    STDDEV_SAMP = "stddev_samp"
+    STDDEV_POP = "stddev_pop"
 
 
 @dataclass(frozen=True, slots=True)

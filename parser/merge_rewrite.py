@@ -31,6 +31,12 @@ _PARTIALS: dict[type[exp.Expr], tuple[Combine, str]] = {
     exp.GroupConcat: (Combine.STRING_AGG, "string_agg"),
     exp.ArrayAgg: (Combine.ARRAY_AGG, "array_agg"),
 }
+# stddev / variance: from count, sum and sum of squares, as numeric_stddev_internal does
+_STATISTICS: dict[type[exp.Expr], Combine] = {
+    exp.Stddev: Combine.STDDEV_SAMP, exp.StddevSamp: Combine.STDDEV_SAMP,
+    exp.StddevPop: Combine.STDDEV_POP, exp.Variance: Combine.VAR_SAMP,
+    exp.VariancePop: Combine.VAR_POP,
+}
 # Built-in aggregates sqlglot parses as plain function calls: they are refused by name
 # (a user-defined aggregate cannot be told from a function without the catalog).
 _AGGREGATE_NAMES = frozenset({
@@ -185,6 +191,14 @@ class Planner:
         start = len(self.partials)
         if isinstance(call.this, exp.Distinct):
             column = self._distinct_aggregate(call, where)
+        elif type(call) in _STATISTICS:
+            arg = call.this
+            square = exp.Mul(this=exp.cast(arg.copy(), "numeric"),
+                             expression=exp.cast(arg.copy(), "numeric"))
+            self.partials += [_filtered(exp.Count(this=arg.copy()), where),
+                              _filtered(exp.Sum(this=arg.copy()), where),
+                              _filtered(exp.Sum(this=square), where)]
+            column = MergedColumn(_STATISTICS[type(call)], (start, start + 1, start + 2))
         elif isinstance(call, exp.Avg):
             arg = call.this
             self.partials += [_filtered(exp.Sum(this=arg.copy()), where),
@@ -278,7 +292,8 @@ def refuse_unmergeable(select: exp.Select) -> None:
 
 
 def _check_call(call: exp.Expr) -> None:
-    if type(call) not in _PARTIALS and not isinstance(call, exp.Avg):
+    if type(call) not in _PARTIALS and type(call) not in _STATISTICS \
+            and not isinstance(call, exp.Avg):
         raise MergeUnsupported(f"the aggregate {_name(call)} across shards")
     inner = call.this
     if isinstance(inner, exp.Order) or call.find(exp.Order) is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from functools import total_ordering
+from functools import reduce, total_ordering
 from typing import Any
 
 from parser.merge_plan import (
@@ -39,7 +39,9 @@ from .values import (
     float8_text,
     numeric_divide,
     numeric_text,
+    plus,
     unsupported,
+    variance,
 )
 
 Row = list[bytes | None]
@@ -97,6 +99,8 @@ def output_type(combine: Combine, partial_types: Sequence[int]) -> int:
         return INT8 if kind in (INT2, INT4) else NUMERIC if kind in (INT8, NUMERIC) else kind
     if combine in (Combine.BOOL_AND, Combine.BOOL_OR):
         return BOOL
+    if combine in _STATISTICS:
+        return NUMERIC
     return partial_types[0]
 
 
@@ -109,8 +113,8 @@ class GroupMerger:
         self.max_rows = max_rows
         self.types = [output_type(c.combine, [shard_types[s] for s in c.sources])
                       for c in plan.columns]
-        self._folds = [self._fold_for(c.combine, shard_types[c.sources[0]])
-                       for c in plan.columns]
+        self._folds = [self._fold_for(c.combine, shard_types[c.sources[
+            1 if c.combine in _STATISTICS else 0]]) for c in plan.columns]
         self.held = 0  # groups and distinct values held, against max_rows
         self._keys = [(plan.columns[k].sources[0], _group_value(shard_types[
             plan.columns[k].sources[0]])) for k in plan.group_keys]
@@ -138,6 +142,10 @@ class GroupMerger:
                   ) -> Callable[[Any, list[bytes | None]], Any]:
         if combine in (Combine.COUNT_DISTINCT, Combine.SUM_DISTINCT, Combine.AVG_DISTINCT):
             return self._distinct_fold(partial_type, combine is not Combine.COUNT_DISTINCT)
+        if combine in _STATISTICS:
+            if partial_type in FLOATS:  # float8's Youngs-Cramer sums round differently
+                raise unsupported(f"{combine.value} of a float column")
+            return _statistics_fold
         if combine in (Combine.STRING_AGG, Combine.ARRAY_AGG):
             if combine is Combine.STRING_AGG and partial_type != TEXT:
                 raise unsupported(f"string_agg of type {partial_type}")
@@ -226,11 +234,11 @@ def _sum_fold(number: Callable[[bytes], Any], with_count: bool
             total, count = state if state is not None else (None, 0)
             count += int(values[1] or b"0")
             if data is not None:
-                total = number(data) if total is None else total + number(data)
+                total = number(data) if total is None else plus(total, number(data))
             return total, count
         if data is None:
             return state
-        return number(data) if state is None else state + number(data)
+        return number(data) if state is None else plus(state, number(data))
     return fold
 
 
@@ -245,6 +253,20 @@ def _extreme_fold(decode: Callable[[bytes], Any], maximum: bool
             return value, data
         return state
     return fold
+
+
+_STATISTICS = {Combine.VAR_SAMP: (True, False), Combine.VAR_POP: (False, False),
+               Combine.STDDEV_SAMP: (True, True), Combine.STDDEV_POP: (False, True)}
+
+
+def _statistics_fold(state: Any, values: list[bytes | None]) -> Any:
+    """(count, sum, sum of squares) as numerics; partials of no rows (NULL sums) add 0."""
+    count, total, squares = state if state is not None else (0, Decimal(0), Decimal(0))
+    count += int(values[0] or b"0")
+    if values[1] is not None and values[2] is not None:
+        total = plus(total, Decimal(values[1].decode()))
+        squares = plus(squares, Decimal(values[2].decode()))
+    return count, total, squares
 
 
 def _list_fold(state: Any, values: list[bytes | None]) -> Any:
@@ -275,9 +297,13 @@ def _final(combine: Combine, output: int, separator: str) -> Callable[[Any], byt
     if combine is Combine.COUNT_DISTINCT:
         return lambda state: str(len(state or ())).encode()
     if combine is Combine.SUM_DISTINCT:
-        return lambda state: _number_text(sum(state)) if state else None
+        return lambda state: _number_text(reduce(plus, state)) if state else None
     if combine is Combine.AVG_DISTINCT:
-        return lambda state: _final_avg((sum(state), len(state)) if state else None)
+        return lambda state: _final_avg((reduce(plus, state), len(state)) if state else None)
+    if combine in _STATISTICS:
+        sample, root = _STATISTICS[combine]
+        return lambda state: None if state is None else _number_text(
+            variance(*state, sample=sample, root=root))
     return _number_text
 
 

@@ -15,7 +15,16 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal, localcontext
+from decimal import (
+    MAX_EMAX,
+    MAX_PREC,
+    MIN_EMIN,
+    ROUND_DOWN,
+    ROUND_HALF_UP,
+    Context,
+    Decimal,
+    localcontext,
+)
 from typing import Any
 
 from ..protocol.errors import FEATURE_NOT_SUPPORTED, ProxyError
@@ -38,6 +47,13 @@ _BINARY_INTS = {INT2: struct.Struct("!h"), INT4: struct.Struct("!i"),
 _BINARY_FLOATS = {FLOAT4: struct.Struct("!f"), FLOAT8: struct.Struct("!d")}
 
 Decoder = Callable[[bytes], Any]
+# Sums of numeric are exact in PostgreSQL (up to 131072 digits): never round them.
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def plus(a: Any, b: Any) -> Any:
+    """a + b, exactly for numeric (Decimal)."""
+    return EXACT.add(a, b) if isinstance(a, Decimal) else a + b
 
 
 def unsupported(what: str) -> ProxyError:
@@ -193,6 +209,32 @@ def numeric_divide(dividend: Decimal, divisor: int) -> Decimal:
         quotient = dividend / divisor
     return quotient.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP,
                              context=Context(prec=scale + max(quotient.adjusted(), 0) + 5))
+
+
+def variance(count: int, total: Decimal, squares: Decimal, *, sample: bool,
+             root: bool) -> Decimal | None:
+    """numeric_stddev_internal (utils/adt/numeric.c) from the merged count, sum and sum of
+    squares: (N * sumX2 - sumX^2) / (N * (N - 1)) (or N * N), to select_div_scale's scale,
+    then its square root to that scale. NULL when N <= 1 (sample) or N == 0."""
+    if count <= (1 if sample else 0):
+        return None
+    if total.is_nan() or squares.is_nan():
+        return Decimal("NaN")
+    scale2 = 2 * numeric_dscale(total)
+    with localcontext(EXACT):
+        numerator = (count * squares - total * total).quantize(Decimal(1).scaleb(-scale2))
+    if numerator <= 0:
+        return Decimal(0)
+    denominator = count * (count - 1) if sample else count * count
+    scale = _div_scale(numerator, Decimal(denominator))
+    result = numeric_divide(numerator, denominator)
+    if not root:
+        return result
+    digits = scale + max(result.adjusted(), 0) + 20
+    with localcontext(Context(prec=digits, rounding=ROUND_DOWN)):
+        root_value = result.sqrt()
+    return root_value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP,
+                               context=Context(prec=digits))
 
 
 def _div_scale(var1: Decimal, var2: Decimal) -> int:

@@ -148,6 +148,9 @@ EXAMPLES = [
     ORD + "SELECT flag, count(DISTINCT name), max(val) FROM data GROUP BY flag ORDER BY 1",
     ORD + "SELECT count(DISTINCT grp), count(*) FROM data WHERE id < 0",
     ORD + "SELECT count(*) AS n, small FROM data GROUP BY 2 ORDER BY 2",
+    ORD + "SELECT stddev(val), variance(val), stddev_pop(small), var_pop(small), "
+    "var_samp(grp) FILTER (WHERE flag) FROM data",
+    ORD + "SELECT grp, stddev_samp(val) FROM data WHERE id < 40 GROUP BY grp ORDER BY grp",
 ]
 
 
@@ -179,6 +182,7 @@ REFUSED = {
                                           "FROM data",
     "expression_over_aggregates": "SELECT sum(val) / count(*) FROM data",
     "ordered_string_agg": "SELECT string_agg(name, ',' ORDER BY id) FROM data",
+    "stddev_of_float8": "SELECT stddev(f) FROM data",
     "subquery": "SELECT id FROM data WHERE grp IN (SELECT grp FROM data WHERE id = 1)",
     "text_order_without_c": "SELECT name FROM data ORDER BY name",
     "text_min": "SELECT min(name) FROM data",

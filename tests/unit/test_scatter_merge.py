@@ -21,6 +21,7 @@ from pgcat_py.scatter.values import (
     numeric_from_binary,
     numeric_text,
     numeric_to_binary,
+    variance,
 )
 
 
@@ -123,3 +124,21 @@ def test_array_agg_and_string_agg_partials_join() -> None:
     merger.add([None, None])
     merger.add([b"{3}", b"c"])
     assert merger.rows() == [[b"{1,NULL,3}", b"a-b-c"]]
+
+
+@pytest.mark.parametrize(("sample", "root", "text"), [
+    (True, False, b"1.6666666666666667"), (True, True, b"1.2909944487358056"),
+    (False, False, b"1.2500000000000000"), (False, True, b"1.1180339887498948"),
+])
+def test_variance_and_stddev_from_merged_partials(sample: bool, root: bool, text: bytes) -> None:
+    # var_samp(x) over 1, 2, 3, 4 in PostgreSQL: 1.6666666666666667
+    assert numeric_text(variance(4, Decimal(10), Decimal(30), sample=sample, root=root) or
+                        Decimal("NaN")) == text
+
+
+def test_numeric_sums_are_exact_past_28_digits() -> None:
+    plan = plan_merge("SELECT sum(v) FROM t")
+    merger = GroupMerger(plan, [NUMERIC], max_rows=1)
+    merger.add([b"12345678901234567890123456789.5"])
+    merger.add([b"0.25"])
+    assert merger.rows() == [[b"12345678901234567890123456789.75"]]
