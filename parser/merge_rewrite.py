@@ -12,6 +12,18 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from parser.merge_clauses import (
+    group_items,
+    is_position,
+    limits,
+    order_items,
+    output_index,
+    refuse_unmergeable,
+    resolve_alias,
+    sort_key_of,
+    sql_of,
+    unwrap_alias,
+)
 from parser.merge_conditions import having_condition
 from parser.merge_plan import (
     Combine,
@@ -94,29 +106,29 @@ class Planner:
         starred = any(item.is_star for item in items)
         hidden: list[exp.Expr] = []
         found: list[tuple[exp.Ordered, int | None]] = []
-        for ordered in _order_items(select):
-            index: int | None = _output_index(items, ordered.this)
-            if index is None or (starred and not _is_position(ordered.this)):
+        for ordered in order_items(select):
+            index: int | None = output_index(items, ordered.this)
+            if index is None or (starred and not is_position(ordered.this)):
                 # Not an output column, or at a position the star makes unknown: hidden.
-                hidden.append(_resolve_alias(items, ordered.this).copy())
+                hidden.append(resolve_alias(items, ordered.this).copy())
                 index = None
             found.append((ordered, index))
         count, number = len(hidden), 0
         order: list[SortKey] = []
         for ordered, index in found:
             if index is None:  # hidden columns count from the end of the shard row
-                order.append(_sort_key(ordered, number - count))
+                order.append(sort_key_of(ordered, number - count))
                 number += 1
             else:
-                order.append(_sort_key(ordered, index, items))
-        limit, offset = _limits(select)
+                order.append(sort_key_of(ordered, index, items))
+        limit, offset = limits(select)
         shard = select.copy()
         for number, expression in enumerate(hidden):
             shard.append("expressions", exp.alias_(expression, f"__pgcat_order_{number}"))
         shard.set("offset", None)
         if limit is not None:
             shard.set("limit", exp.Limit(expression=exp.Literal.number(limit + offset)))
-        return MergePlan(_sql(shard), grouped=False, order=tuple(order), limit=limit,
+        return MergePlan(sql_of(shard), grouped=False, order=tuple(order), limit=limit,
                          offset=offset, hidden=count)
 
     # --- DISTINCT without aggregates: every visible column is a group key ----------------
@@ -125,15 +137,15 @@ class Planner:
         if any(item.is_star for item in items):
             raise MergeUnsupported("SELECT DISTINCT * across shards (name the columns)")
         for index, item in enumerate(items):
-            self._add(MergedColumn(Combine.KEY, (index,)), _unwrap_alias(item))
+            self._add(MergedColumn(Combine.KEY, (index,)), unwrap_alias(item))
         keys = tuple(range(len(items)))
         order: list[SortKey] = []
-        for ordered in _order_items(select):
-            position = _output_index(items, ordered.this)
+        for ordered in order_items(select):
+            position = output_index(items, ordered.this)
             if position is None:  # PostgreSQL refuses it (42P10); so do we
                 raise MergeUnsupported("for SELECT DISTINCT, ORDER BY expressions must "
                                        "appear in select list")
-            order.append(_sort_key(ordered, position, items))
+            order.append(sort_key_of(ordered, position, items))
         return self._finish(select, items, keys, tuple(order), distinct=True, having=None)
 
     # --- grouped: partial aggregates per group --------------------------------------------
@@ -142,21 +154,21 @@ class Planner:
         for item in items:
             if item.is_star:
                 raise MergeUnsupported("* in a cross-shard aggregate query")
-            self._visible(_unwrap_alias(item))
-        keys = tuple(self._group_key(g, items) for g in _group_items(select))
+            self._visible(unwrap_alias(item))
+        keys = tuple(self._group_key(g, items) for g in group_items(select))
         # The shard groups by the expressions themselves: its select list is the partials,
         # so a position or an output name would name something else there.
-        self.group_by = [_resolve_alias(items, items[int(g.this) - 1] if _is_position(g)
-                                        else g).copy() for g in _group_items(select)]
+        self.group_by = [resolve_alias(items, items[int(g.this) - 1] if is_position(g)
+                                        else g).copy() for g in group_items(select)]
         having_node = select.args.get("having")
         having = having_condition(having_node.this, self._operand) if having_node else None
-        order = tuple(self._order_key(o, items) for o in _order_items(select))
+        order = tuple(self._order_key(o, items) for o in order_items(select))
         return self._finish(select, items, keys, order,
                             distinct=bool(select.args.get("distinct")), having=having)
 
     def _finish(self, select: exp.Select, items: list[exp.Expr], keys: tuple[int, ...],
                 order: tuple[SortKey, ...], *, distinct: bool, having: object) -> MergePlan:
-        limit, offset = _limits(select)
+        limit, offset = limits(select)
         shard = select.copy()
         for clause in ("having", "order", "limit", "offset"):
             shard.set(clause, None)
@@ -166,7 +178,7 @@ class Planner:
             shard.set("group", exp.Group(expressions=group_by) if group_by else None)
         shard.set("expressions", [exp.alias_(p, f"__pgcat_{i}")
                                   for i, p in enumerate(self.partials)])
-        return MergePlan(_sql(shard), grouped=True, columns=tuple(self.columns),
+        return MergePlan(sql_of(shard), grouped=True, columns=tuple(self.columns),
                          group_keys=keys, distinct=distinct, order=order, limit=limit,
                          offset=offset, having=having,  # type: ignore[arg-type]
                          hidden=len(self.columns) - len(items))
@@ -258,7 +270,7 @@ class Planner:
             # without the schema the proxy cannot tell which is meant.
             raise MergeUnsupported(f"GROUP BY {node.name}, an output column name (use the "
                                    "expression or its position) across shards")
-        index = _output_index(items, node)
+        index = output_index(items, node)
         return index if index is not None else self._key(node)
 
     def _operand(self, node: exp.Expr) -> int:
@@ -266,29 +278,10 @@ class Planner:
         return self._aggregate(node) if _is_partial(node) else self._key(node)
 
     def _order_key(self, ordered: exp.Ordered, items: list[exp.Expr]) -> SortKey:
-        index = _output_index(items, ordered.this)
+        index = output_index(items, ordered.this)
         if index is None:
-            index = self._operand(_resolve_alias(items, ordered.this))
-        return _sort_key(ordered, index, items)
-
-
-def refuse_unmergeable(select: exp.Select) -> None:
-    """0A000 for what no merge makes exact, naming the construct."""
-    checks: list[tuple[type[exp.Expr] | tuple[type[exp.Expr], ...], str]] = [
-        (exp.Window, "a window function"), (exp.With, "WITH (a common table expression)"),
-        ((exp.Subquery, exp.SetOperation), "a subquery"), (exp.Fetch, "FETCH FIRST"),
-        (exp.Lock, "FOR UPDATE / FOR SHARE"), (exp.Into, "SELECT INTO"),
-        ((exp.Rollup, exp.Cube, exp.GroupingSets), "ROLLUP / CUBE / GROUPING SETS"),
-    ]
-    for kind, what in checks:
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if select.find(*kinds) is not None:
-            raise MergeUnsupported(f"{what} in a cross-shard query")
-    if any(isinstance(e, exp.Select) for e in select.find_all(exp.Select) if e is not select):
-        raise MergeUnsupported("a subquery in a cross-shard query")
-    distinct = select.args.get("distinct")
-    if distinct is not None and distinct.args.get("on") is not None:
-        raise MergeUnsupported("DISTINCT ON in a cross-shard query")
+            index = self._operand(resolve_alias(items, ordered.this))
+        return sort_key_of(ordered, index, items)
 
 
 def _check_call(call: exp.Expr) -> None:
@@ -318,83 +311,3 @@ def _is_partial(node: exp.Expr) -> bool:
 
 def _filtered(call: exp.Expr, where: exp.Expr | None) -> exp.Expr:
     return call if where is None else exp.Filter(this=call, expression=where.copy())
-
-
-def _order_items(select: exp.Select) -> list[exp.Ordered]:
-    order = select.args.get("order")
-    return list(order.expressions) if order is not None else []
-
-
-def _group_items(select: exp.Select) -> list[exp.Expr]:
-    group = select.args.get("group")
-    return list(group.expressions) if group is not None else []
-
-
-def _unwrap_alias(node: exp.Expr) -> exp.Expr:
-    return node.this if isinstance(node, exp.Alias) else node
-
-
-def _is_position(node: exp.Expr) -> bool:
-    return isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit()
-
-
-def _output_index(items: list[exp.Expr], node: exp.Expr) -> int | None:
-    """The select item ``node`` names (ORDER BY / GROUP BY): a position, an output name,
-    or the same expression; None when it is none of them."""
-    if _is_position(node):
-        position = int(node.this)
-        if not 1 <= position <= len(items):
-            raise MergeUnsupported(f"position {position} is not in the select list")
-        return position - 1
-    if isinstance(node, exp.Column) and not node.table:
-        for index, item in enumerate(items):
-            if isinstance(item, exp.Alias) and item.alias == node.name:
-                return index
-    for index, item in enumerate(items):
-        if _unwrap_alias(item) == node:
-            return index
-    return None
-
-
-def _resolve_alias(items: list[exp.Expr], node: exp.Expr) -> exp.Expr:
-    """The expression an output name in ORDER BY stands for (else ``node`` itself)."""
-    if isinstance(node, exp.Column) and not node.table:
-        for item in items:
-            if isinstance(item, exp.Alias) and item.alias == node.name:
-                return _unwrap_alias(item)
-    return _unwrap_alias(node)
-
-
-def _sort_key(ordered: exp.Ordered, column: int,
-              items: list[exp.Expr] | None = None) -> SortKey:
-    target = _unwrap_alias(items[column]) if items is not None and column < len(items) \
-        else ordered.this
-    c_collation = _is_c_collation(ordered.this) or _is_c_collation(target)
-    return SortKey(column, bool(ordered.args.get("desc")),
-                   bool(ordered.args.get("nulls_first")), c_collation)
-
-
-def _is_c_collation(node: exp.Expr) -> bool:
-    if not isinstance(node, exp.Collate):
-        return False
-    return node.expression.name.upper() in ("C", "POSIX")
-
-
-def _limits(select: exp.Select) -> tuple[int | None, int]:
-    return _count(select.args.get("limit"), "LIMIT"), _count(select.args.get("offset"),
-                                                            "OFFSET") or 0
-
-
-def _count(clause: exp.Expr | None, what: str) -> int | None:
-    if clause is None:
-        return None
-    value = clause.args.get("expression")
-    if (isinstance(value, exp.Var) and value.name.upper() == "ALL") or isinstance(value, exp.Null):
-        return None
-    if isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit():
-        return int(value.this)
-    raise MergeUnsupported(f"{what} that is not a constant across shards")
-
-
-def _sql(tree: exp.Expr) -> str:
-    return tree.sql(dialect="postgres")
