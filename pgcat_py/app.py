@@ -42,6 +42,7 @@ from .protocol.errors import (
 )
 from .protocol.startup import CancelRequest
 from .reload import reload_config
+from .scatter import running_servers
 from .stats import RouteKey, Stats
 from .sweep import ClientSweep
 from .topology import PoolEntry, build_pools, credentials_for, socket_options
@@ -147,10 +148,13 @@ class App:
             return
         session = self.by_key.get((process_id, secret_key))
         server = session.server if session is not None else None
-        if server is None:
-            return  # nothing running for that key: a no-op, as in PostgreSQL
-        request = CancelRequest(server.process_id, server.secret_key).encode()
-        self._spawn(_send_cancel(server.target.host, server.target.port, request))
+        # Nothing running for that key is a no-op, as in PostgreSQL; a cross-shard query
+        # is cancelled on each of its servers.
+        servers = [server] if server is not None else \
+            running_servers(session) if session is not None else []
+        for server in servers:
+            request = CancelRequest(server.process_id, server.secret_key).encode()
+            self._spawn(_send_cancel(server.target.host, server.target.port, request))
 
     async def serve_admin(self, session: ClientSession) -> None:
         await serve_admin(self, session)

@@ -25,12 +25,21 @@ from ..protocol.framing import QUERY, first_message
 from .executor import ClientOutput, execute
 from .request import ScatterRequest, extended_request, parse_of, simple_request
 from .shard import ShardStream, checkout
+from .writes import run_writes
 
 if TYPE_CHECKING:
+    from ..backend.server import ServerConnection
     from ..frontend.session import ClientSession
     from ..router import Route
 
 log = logging.getLogger(__name__)
+# The servers of each running cross-shard query, for the client's CancelRequest.
+_RUNNING: dict[ClientSession, list[ServerConnection]] = {}
+
+
+def running_servers(session: ClientSession) -> list[ServerConnection]:
+    """The servers a cross-shard query of ``session`` runs on (none if it runs none)."""
+    return _RUNNING.get(session, [])
 
 
 def start_scatter(session: ClientSession, route: Route) -> None:
@@ -49,7 +58,8 @@ async def _serve(session: ClientSession, route: Route) -> None:
 
     out = ClientOutput(session)
     try:
-        await _run(session, route, _take_request(session), out)
+        runner = run_writes if route.writes else _run  # writes: cross_shard_writes
+        await runner(session, route, _take_request(session), out)
     except ProxyError as exc:
         out.add(be.error_response(exc.message, exc.sqlstate, "ERROR", exc.detail)
                 + be.READY_IDLE)
@@ -121,11 +131,13 @@ async def _run(session: ClientSession, route: Route, request: ScatterRequest,
     got = await asyncio.gather(*(checkout(cluster, shard, route.role, session.fresh_since)
                                  for shard in shards), return_exceptions=True)
     streams = [ShardStream(*g) for g in got if not isinstance(g, BaseException)]
+    _RUNNING[session] = [s.server for s in streams]
     try:
         for result in got:
             if isinstance(result, BaseException):
                 raise result
         await execute(session, streams, plan, request, out)
     finally:
+        _RUNNING.pop(session, None)
         for stream in streams:
             stream.give_back()

@@ -8,6 +8,8 @@ column names and type OIDs, the same rows (in the same order when ORDER BY fixes
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -304,3 +306,18 @@ def test_explain_route_shows_the_merge_or_the_refusal(proxy: ProxyProcess) -> No
         assert len(row[3].split(",")) == SHARDS, row
         row = conn.execute("EXPLAIN ROUTE SELECT sum(id) OVER () FROM data").fetchone()
         assert row is not None and "refused (0A000)" in row[2], row
+
+
+def test_a_cancel_request_stops_a_cross_shard_query_on_every_shard(proxy: ProxyProcess) -> None:
+    sql = "SELECT count(*) FROM data WHERE pg_sleep(0.05) IS NOT NULL"
+    with through(proxy) as conn:
+        route = conn.execute(f"EXPLAIN ROUTE {sql}").fetchone()
+        assert route is not None and route[0] == -1, route  # every shard
+        timer = threading.Timer(0.5, conn.cancel)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute(sql)
+        assert time.monotonic() - started < 4  # ~7 s per shard without the cancel
+        timer.join()
+        assert conn.execute("SELECT count(*) FROM data").fetchone() == (ROWS,)
