@@ -60,12 +60,13 @@ class _Desc:
     __hash__ = None  # type: ignore[assignment]
 
 
-def sort_key(keys: Sequence[SortKey], types: Sequence[int], binary: Sequence[bool]
-             ) -> Callable[[Row], tuple[Any, ...]]:
+def sort_key(keys: Sequence[SortKey], types: Sequence[int], binary: Sequence[bool],
+             iso_dates: bool = False) -> Callable[[Row], tuple[Any, ...]]:
     """A key function ordering rows as ORDER BY ``keys`` does (``types`` and ``binary``:
-    of the columns the keys name)."""
+    of the columns the keys name; ``iso_dates``: the session's DateStyle is ISO)."""
     specs = [(k.column, decoder(types[k.column], binary[k.column], c_collation=k.c_collation,
-                                what="ORDER BY"), k.descending, -1 if k.nulls_first else 1)
+                                what="ORDER BY", iso_dates=iso_dates),
+              k.descending, -1 if k.nulls_first else 1)
              for k in keys]
 
     def key(row: Row) -> tuple[Any, ...]:
@@ -102,9 +103,11 @@ class GroupMerger:
     """Folds the partial rows of a grouped plan; ``rows()`` gives the merged rows (every
     merged column, hidden ones last) after HAVING and DISTINCT, in no particular order."""
 
-    def __init__(self, plan: MergePlan, shard_types: Sequence[int], max_rows: int) -> None:
+    def __init__(self, plan: MergePlan, shard_types: Sequence[int], max_rows: int,
+                 iso_dates: bool = False) -> None:
         self.plan = plan
         self.max_rows = max_rows
+        self.iso_dates = iso_dates
         self.types = [output_type(c.combine, [shard_types[s] for s in c.sources])
                       for c in plan.columns]
         self._folds = [self._fold_for(c.combine, shard_types[c.sources[
@@ -144,6 +147,10 @@ class GroupMerger:
             if combine is Combine.STRING_AGG and partial_type != TEXT:
                 raise unsupported(f"string_agg of type {partial_type}")
             return _list_fold
+        if combine in (Combine.MIN, Combine.MAX):
+            decode = decoder(partial_type, False, c_collation=False, what=combine.value,
+                             iso_dates=self.iso_dates)
+            return _extreme_fold(decode, combine is Combine.MAX)
         return _fold(combine, partial_type)
 
     def _distinct_fold(self, partial_type: int, numeric: bool

@@ -29,6 +29,7 @@ from ..protocol.framing import (
     SYNC,
 )
 from ..protocol.wire import message
+from . import datetimes
 from .combine import GroupMerger, Row, sort_key
 from .request import ScatterRequest, refused
 from .shard import ShardStream, row_values, statement_messages
@@ -90,6 +91,9 @@ async def execute(session: ClientSession, streams: Sequence[ShardStream], plan: 
     fields = _fields(streams[0].replies[-1][1])  # the shard statement's columns
     merge = _Merge(plan, request, fields, session.router.settings.cross_shard_max_rows)
     merge.shortest_floats = _shortest_floats(session.params)
+    # The shards' DateStyle (the client's, synced): text dates are read in ISO only.
+    merge.iso_dates = streams[0].server.reported.get("datestyle", ("", ""))[1].upper() \
+        .startswith("ISO")
     if original[1][0] == _ROW_DESCRIPTION:
         merge.client_types = [f.type_oid for f in _fields(original[1][1])]
     rows = await merge.prepare(streams)
@@ -204,6 +208,7 @@ class _Merge:
         self.client_types: list[int] = []  # of the client's own statement's columns
         self.binary_out: list[int] = []  # visible columns the client wants in binary
         self.shortest_floats = True  # extra_float_digits > 0 (PostgreSQL's default, 1)
+        self.iso_dates = False  # DateStyle ISO: dates and times in text can be compared
 
     async def prepare(self, streams: Sequence[ShardStream]) -> list[Row] | None:
         """Grouped plans: every group, merged, filtered and ordered. Plain: None (they
@@ -211,14 +216,16 @@ class _Merge:
         plan = self.plan
         if not plan.grouped:
             if plan.order:
-                self.key = sort_key(plan.order, self.types, self.binary)
+                self.key = sort_key(plan.order, self.types, self.binary, self.iso_dates)
             return None
         self.binary_out = [i for i in range(self.width) if self.request.result_format(i)]
         for column in self.binary_out:
-            if not has_binary(self.client_types[column]):
+            kind = self.client_types[column]
+            if not has_binary(kind) or (kind in datetimes.TYPES and kind != datetimes.UUID
+                                        and not self.iso_dates):
                 raise refused(f"a binary result of type {self.client_types[column]} from a "
                               "grouped query")
-        merger = GroupMerger(plan, self.types, self.max_rows)
+        merger = GroupMerger(plan, self.types, self.max_rows, self.iso_dates)
         if not self.shortest_floats and any(
                 t == FLOAT8 and c.combine in (Combine.SUM, Combine.AVG)
                 for c, t in zip(plan.columns, merger.types, strict=True)):
@@ -230,7 +237,8 @@ class _Merge:
                 merger.add(row_values(payload))
         rows = merger.rows()
         if plan.order:
-            rows.sort(key=sort_key(plan.order, merger.types, [False] * len(merger.types)))
+            rows.sort(key=sort_key(plan.order, merger.types, [False] * len(merger.types),
+                                   self.iso_dates))
         return rows
 
     async def write(self, streams: Sequence[ShardStream], rows: list[Row] | None,

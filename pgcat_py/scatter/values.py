@@ -28,6 +28,7 @@ from decimal import (
 from typing import Any
 
 from ..protocol.errors import FEATURE_NOT_SUPPORTED, ProxyError
+from . import datetimes
 
 # Type OIDs (pg_type.dat).
 BOOL, INT8, INT2, INT4, OID = 16, 20, 21, 23, 26
@@ -61,9 +62,15 @@ def unsupported(what: str) -> ProxyError:
                       sqlstate=FEATURE_NOT_SUPPORTED)
 
 
-def decoder(type_oid: int, binary: bool, *, c_collation: bool, what: str) -> Decoder:
+def decoder(type_oid: int, binary: bool, *, c_collation: bool, what: str,
+            iso_dates: bool = False) -> Decoder:
     """A function from a column's bytes to a value that orders as PostgreSQL orders it
-    (NaN above every number, as PostgreSQL sorts it)."""
+    (NaN above every number, as PostgreSQL sorts it). ``iso_dates``: DateStyle is ISO,
+    so dates and times in text can be read (datetimes.py)."""
+    if type_oid in datetimes.TYPES:
+        if not (binary or iso_dates or type_oid == datetimes.UUID):
+            raise unsupported(f"{what} on a date or time column with a DateStyle other than ISO")
+        return datetimes.decoder(type_oid, binary)
     if type_oid in INTEGERS:
         unpack = _BINARY_INTS[type_oid].unpack
         return (lambda b: unpack(b)[0]) if binary else int
@@ -141,7 +148,7 @@ def numeric_to_binary(value: Decimal) -> bytes:
 def has_binary(type_oid: int) -> bool:
     """Can to_binary encode values of this type?"""
     return type_oid in _BINARY_INTS or type_oid in _BINARY_FLOATS or type_oid in TEXTS or \
-        type_oid in (NUMERIC, BOOL)
+        type_oid in (NUMERIC, BOOL) or type_oid in datetimes.TYPES
 
 
 def to_binary(data: bytes, type_oid: int) -> bytes:
@@ -156,6 +163,8 @@ def to_binary(data: bytes, type_oid: int) -> bytes:
         return b"\x01" if data == b"t" else b"\x00"
     if type_oid in TEXTS:
         return data
+    if type_oid in datetimes.TYPES:  # the shards answered in text, DateStyle ISO
+        return datetimes.to_binary(data, type_oid)
     raise unsupported(f"a binary result of type {type_oid} from a grouped query")
 
 

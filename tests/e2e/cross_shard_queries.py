@@ -8,21 +8,23 @@ of 1/4, so sums and averages are exact whatever the order of addition.
 
 from __future__ import annotations
 
+import datetime
 import random
 
 ORDERED = "/* ordered */ "
 WHERE = ["small > 1", "grp IS NULL", "id % 7 = 3", "val < 0", "id IN (3, 50, 77, 120, 301)",
          "flag", "f >= 0 AND grp < 5", "id = 42", "name IS NOT NULL"]
 COLUMNS = ["id", "grp", "val", "f", "flag", "small", 'name COLLATE "C" AS cname',
-           "small * 2 AS dbl"]
-SORTABLE = ["grp", "val", "f", "flag", "small", "cname", "dbl"]
-KEYS = ["grp", "small", "flag", "name"]
+           "small * 2 AS dbl", "ts", "d"]
+SORTABLE = ["grp", "val", "f", "flag", "small", "cname", "dbl", "ts", "d"]
+KEYS = ["grp", "small", "flag", "name", "d"]
 AGGREGATES = ["count(*)", "count(val)", "sum(val)", "sum(small)", "sum(f)", "min(id)",
               "max(val)", "min(f)", "max(grp)", "avg(val)", "avg(small)", "avg(f)",
               "avg(grp)", "bool_and(flag)", "bool_or(flag)", "count(*) FILTER (WHERE small > 1)",
               "sum(val) FILTER (WHERE flag)", "avg(f) FILTER (WHERE grp > 2)",
               "count(DISTINCT small)", "sum(DISTINCT small)", "avg(DISTINCT small)",
-              "min(DISTINCT f)", "stddev(val)", "var_pop(small)", "variance(grp)"]
+              "min(DISTINCT f)", "stddev(val)", "var_pop(small)", "variance(grp)", "max(ts)",
+              "min(d)"]
 HAVING = ["count(DISTINCT small) > 3", "count(*) > 20", "sum(val) > 0", "avg(small) >= 2",
           "max(id) < 390 OR min(f) < -20", "NOT bool_or(flag)", "sum(val) IS NULL"]
 
@@ -32,7 +34,9 @@ def fully_ordered(sql: str) -> bool:
 
 
 def canonical(rows: list[tuple[object, ...]]) -> list[str]:
-    return sorted(map(repr, rows))
+    """Rows as comparable text (an aware datetime by its instant, whatever its tzinfo)."""
+    return sorted(repr(tuple(v.isoformat() if isinstance(v, datetime.datetime) else v
+                             for v in row)) for row in rows)
 
 
 class QueryGenerator:

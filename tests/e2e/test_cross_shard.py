@@ -7,6 +7,7 @@ column names and type OIDs, the same rows (in the same order when ORDER BY fixes
 
 from __future__ import annotations
 
+import datetime
 import random
 import threading
 import time
@@ -33,7 +34,8 @@ ROWS = 400
 SEED = 12
 QUERIES = 300
 TABLE = ("(id bigint NOT NULL, grp int, val numeric(10, 2), f float8, name text, "
-         "flag bool, small int)")
+         "flag bool, small int, ts timestamptz, d date)")
+EPOCH = datetime.datetime(2024, 10, 26, 22, tzinfo=datetime.UTC)  # a DST change near
 Connection = psycopg.Connection[tuple[object, ...]]
 
 
@@ -45,7 +47,11 @@ def _rows() -> list[tuple[object, ...]]:
                      None if rng.random() < 0.1 else Decimal(rng.randrange(-5000, 5000)) / 100,
                      None if rng.random() < 0.1 else float(rng.randrange(-100, 100)) / 4,
                      rng.choice([None, "alpha", "beta", "Gamma", "delta", "épsilon", "zeta"]),
-                     rng.choice([None, True, False]), rng.randrange(5)))
+                     rng.choice([None, True, False]), rng.randrange(5),
+                     None if rng.random() < 0.1 else
+                     EPOCH + datetime.timedelta(minutes=rng.randrange(0, 600)),
+                     rng.choice([None, datetime.date(1999, 12, 31), datetime.date(2024, 2, 29),
+                                 datetime.date(1, 1, 1), datetime.date(2000, 1, 1)])))
     return rows
 
 
@@ -69,7 +75,7 @@ def topology() -> Iterator[Topology]:
 def _load(topo: Topology) -> None:
     rows = _rows()
     shard_map = ShardMap(SHARDS, ShardingFunction.parse("pg_bigint_hash"))
-    insert = "INSERT INTO data VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    insert = "INSERT INTO data VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
     with psycopg.connect(topo.primary.dsn(), autocommit=True) as conn:
         conn.execute(f"CREATE TABLE data {TABLE}")
         conn.cursor().executemany(insert, rows)
@@ -145,6 +151,8 @@ EXAMPLES = [
     ORD + "SELECT id FROM data WHERE id = ANY(ARRAY[7, 8, 9, 10]) ORDER BY id",
     ORD + "SELECT avg(val) FROM data WHERE id < 0",
     "SELECT grp, max(val) AS m FROM data GROUP BY grp ORDER BY m DESC NULLS LAST LIMIT 3",
+    ORD + "SELECT id, ts FROM data ORDER BY ts DESC NULLS LAST, id LIMIT 25",
+    ORD + "SELECT d, min(ts), max(ts), count(*) FROM data GROUP BY d ORDER BY d NULLS FIRST",
     ORD + "SELECT count(*), sum(a.small + b.small) FROM data a JOIN data b ON a.id = b.id",
     ORD + "SELECT count(DISTINCT grp), sum(DISTINCT grp), avg(DISTINCT grp), count(*) FROM data",
     ORD + "SELECT flag, count(DISTINCT name), max(val) FROM data GROUP BY flag ORDER BY 1",
@@ -321,3 +329,12 @@ def test_a_cancel_request_stops_a_cross_shard_query_on_every_shard(proxy: ProxyP
         assert time.monotonic() - started < 4  # ~7 s per shard without the cancel
         timer.join()
         assert conn.execute("SELECT count(*) FROM data").fetchone() == (ROWS,)
+
+
+def test_dates_are_compared_only_in_datestyle_iso(proxy: ProxyProcess) -> None:
+    with through(proxy) as conn:
+        conn.execute("SET DateStyle = 'SQL, DMY'")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="DateStyle"):
+            conn.execute("SELECT id FROM data ORDER BY ts, id")
+        conn.execute("SET DateStyle = 'ISO, MDY'")
+        assert len(conn.execute("SELECT id FROM data ORDER BY ts, id").fetchall()) == ROWS
