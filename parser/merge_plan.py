@@ -153,4 +153,4 @@ def plan_merge(sql: str, keys: tuple[ShardingKey, ...] = ()) -> MergePlan:
         raise MergeUnsupported("several statements in one query")
     if isinstance(found[0], exp.Select):
         check_joins(found[0], keys)
-    return Planner(found[0]).plan()
+    return Planner(found[0], sql).plan()

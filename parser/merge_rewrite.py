@@ -76,8 +76,9 @@ def _name(node: exp.Expr) -> str:
 class Planner:
     """Plans one statement; see the module docstring. ``plan()`` once per instance."""
 
-    def __init__(self, tree: exp.Expr) -> None:
+    def __init__(self, tree: exp.Expr, sql: str = "") -> None:
         self.tree = tree
+        self.sql = sql  # the client's text: sent as it is when nothing needs rewriting
         self.columns: list[MergedColumn] = []
         self.partials: list[exp.Expr] = []  # the shard select list being built
         self.aggregates: dict[exp.Expr, int] = {}  # aggregate expression -> merged column
@@ -122,6 +123,9 @@ class Planner:
             else:
                 order.append(sort_key_of(ordered, index, items))
         limit, offset = limits(select)
+        if not hidden and not offset and self.sql:  # the shards run the client's own text
+            return MergePlan(self.sql, grouped=False, order=tuple(order), limit=limit,
+                             offset=offset)
         shard = select.copy()
         for number, expression in enumerate(hidden):
             shard.append("expressions", exp.alias_(expression, f"__pgcat_order_{number}"))

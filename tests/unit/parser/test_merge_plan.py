@@ -159,3 +159,9 @@ def test_string_agg_and_array_agg_concatenate_their_partials() -> None:
     plan = plan_merge("SELECT string_agg(name, '; '), array_agg(id) FROM data")
     assert plan.columns == (MergedColumn(Combine.STRING_AGG, (0,), "; "),
                             MergedColumn(Combine.ARRAY_AGG, (1,)))
+
+
+def test_a_plain_select_that_needs_no_rewrite_is_sent_as_the_client_wrote_it() -> None:
+    sql = "select id, $$a'b$$ AS s from data where name ~* E'^x\\n' order by id limit 5"
+    assert plan_merge(sql).shard_sql == sql
+    assert plan_merge(sql + " offset 2").shard_sql != sql + " offset 2"  # LIMIT 7, no OFFSET
