@@ -17,6 +17,10 @@ custom commands) and the pool's keys into a Route, following pgcat's meanings
   scatter route (shard SCATTER, the shards in ``shards``): pgcat_py/scatter/ runs it on each
   and merges the results. Off, such a statement keeps pgcat's behaviour (default_shard, or
   the "several shards" error).
+- cross_shard_writes (ours, issue 12): a lone INSERT, UPDATE, DELETE or COPY FROM that
+  needs several shards, outside an explicit transaction, gets a scatter route with
+  ``writes`` set: pgcat_py/scatter/writes.py splits or broadcasts it. Inside one it is
+  refused (0A000). Off, pgcat's behaviour stays.
 - db_activity_based_routing (activity.py, a tracker per pool): a read the parser sent to a
   replica goes to the primary while the pool initializes, or when it reads a table written
   within table_mutation_cache_ms_ttl.
@@ -36,6 +40,7 @@ from typing import TYPE_CHECKING
 
 from parser import (
     Classification,
+    CopyDirection,
     IsolationLevel,
     KeyStatus,
     Parser,
@@ -57,6 +62,8 @@ PRIMARY, REPLICA, ANY = "primary", "replica", "any"
 TEXT_CACHE_SIZE = 4096  # routes remembered by exact SQL text, per pool
 TEXT_CACHE_MAX_LENGTH = 2048  # longer texts are not remembered (memory)
 SCATTER = -1  # Route.shard of a cross-shard statement (pgcat_py/scatter/)
+_SCATTERED_WRITES = frozenset({(StatementKind.INSERT,), (StatementKind.UPDATE,),
+                               (StatementKind.DELETE,), (StatementKind.COPY,)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,7 @@ class Route:
     role: str  # "primary", "replica" or "any"
     reason: str
     shards: tuple[int, ...] = ()
+    writes: bool = False  # a SCATTER route of a write (cross_shard_writes)
 
 
 class RouteError(ProxyError):
@@ -104,6 +112,7 @@ class RouterSettings:
     sharding_function: str = "pg_bigint_hash"
     cross_shard_queries: bool = False  # ours: merge SELECTs over several shards
     cross_shard_max_rows: int = 100_000  # groups a merge may hold in memory
+    cross_shard_writes: bool = False  # ours: split or broadcast writes over several shards
 
 
 # A statement as the router sees it: its SQL and, for the extended protocol, the Bind
@@ -158,7 +167,8 @@ class Router:
     @property
     def _scatters(self) -> bool:
         s = self.settings
-        return (s.cross_shard_queries and s.shards > 1 and self._auto_keys
+        return ((s.cross_shard_queries or s.cross_shard_writes) and s.shards > 1
+                and self._auto_keys
                 and not s.session_mode)
 
     def fixed_route(self) -> Route:
@@ -189,9 +199,11 @@ class Router:
         role, why = self._role(classification, overrides, read_only_txn)
         shard, where = self._shard(sql, classification, overrides, bind)
         if isinstance(shard, tuple) or shard == SCATTER:
-            if read_only_txn is None and self._is_lone_select(classification):
+            writes = self._is_scattered_write(classification, read_only_txn)
+            if writes or (read_only_txn is None and self.settings.cross_shard_queries
+                          and self._is_lone_select(classification)):
                 shards = shard if isinstance(shard, tuple) else ()
-                return Route(SCATTER, role, f"{why}; {where}", shards)
+                return Route(SCATTER, role, f"{why}; {where}", shards, writes)
             shard, where = self._not_scattered(shard)
         if self.activity is not None and classification is not None:
             role, why = self._by_activity(classification, overrides, role, why, shard)
@@ -205,6 +217,21 @@ class Router:
 
     def _is_lone_select(self, c: Classification | None) -> bool:
         return (c is not None and c.kinds == (StatementKind.SELECT,) and not c.is_write)
+
+    def _is_scattered_write(self, c: Classification | None, read_only_txn: bool | None
+                            ) -> bool:
+        """cross_shard_writes: a lone INSERT, UPDATE, DELETE or COPY FROM; refused in an
+        explicit transaction (its shards would need one server each until COMMIT)."""
+        if (not self.settings.cross_shard_writes or c is None
+                or c.kinds not in _SCATTERED_WRITES
+                or (c.kinds[0] is StatementKind.COPY
+                    and c.copy_direction is not CopyDirection.FROM)):
+            return False
+        if read_only_txn is not None:
+            raise RouteError("a write on several shards inside an explicit transaction is not "
+                             "supported (cross_shard_writes runs only single statements)",
+                             sqlstate=FEATURE_NOT_SUPPORTED)
+        return True
 
     def _not_scattered(self, shard: int | tuple[int, ...]) -> tuple[int, str]:
         """pgcat's answer for a statement that is not merged: the key error, or

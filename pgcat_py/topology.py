@@ -83,7 +83,9 @@ def build_router(pool: Pool, shards: int, pool_mode: str, *, plugins: PoolPlugin
         session_mode=pool_mode == "session", parser=parser,
         sharding_function=pool.sharding_function,
         cross_shard_queries=pool.cross_shard_queries,
-        cross_shard_max_rows=pool.cross_shard_max_rows), plugins=plugins, activity=activity)
+        cross_shard_max_rows=pool.cross_shard_max_rows,
+        cross_shard_writes=pool.cross_shard_writes == "allow"), plugins=plugins,
+        activity=activity)
 
 
 def pool_activity(pool: Pool) -> DbActivity | None:

@@ -151,6 +151,10 @@ POOL = {
                            "automatic_sharding_key).",
     "cross_shard_max_rows": "Groups (or DISTINCT rows) a cross-shard merge may hold; past it "
                             "the query fails with 53400.",
+    "cross_shard_writes": '"allow": a multi-row INSERT is split by its rows\' shards, UPDATE / '
+                          "DELETE without a key run on every shard and COPY FROM STDIN rows go "
+                          "to their key's shard (outside explicit transactions; no two-phase "
+                          'commit); "refuse" (default): pgcat\'s behaviour.',
 }
 
 USER = {
@@ -213,5 +217,5 @@ EXTENSIONS: dict[str, frozenset[str]] = {
         "auth_query_pool_size", "plugin_module", "reserve_pool_size", "reserve_pool_timeout",
         "server_reset_query", "replica_to_primary_failover_enabled", "ban_replica_lag",
         "ban_replica_lag_bytes", "read_your_writes", "write_functions", "cross_shard_queries",
-        "cross_shard_max_rows"}),
+        "cross_shard_max_rows", "cross_shard_writes"}),
 }

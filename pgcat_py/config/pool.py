@@ -8,7 +8,7 @@ per shard, `min_pool_size <= pool_size`, ...) are in `rules.py`, so each error n
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -172,6 +172,10 @@ class Pool(Section):
     # groups (or DISTINCT rows) a merge holds in memory; past it the query fails (53400).
     cross_shard_queries: bool = False
     cross_shard_max_rows: Annotated[int, Field(ge=1)] = 100_000
+    # Ours (issue 12): "allow" splits a multi-row INSERT by its rows' shards, runs UPDATE /
+    # DELETE without a key on every shard and routes COPY FROM STDIN rows (outside explicit
+    # transactions; no two-phase commit); "refuse" keeps pgcat's default_shard / refusal.
+    cross_shard_writes: Literal["allow", "refuse"] = "refuse"
 
     @field_validator("automatic_sharding_key")
     @classmethod

@@ -1,0 +1,233 @@
+"""Cross-shard writes (issue 12, item 2) against 3 real shards. Each shard's table is
+`PARTITION BY HASH (id)` with only its own partition (MODULUS 3), so PostgreSQL itself
+refuses a row sent to the wrong shard; the rows found on each shard are also compared with
+sharding/'s pg_bigint_hash. One proxy allows cross-shard writes, one keeps the default
+("refuse"): pgcat's behaviour, unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgcat_py.localpg import Topology, create_topology, free_port
+from sharding import ShardMap
+from tests.conftest import _new_base, _remove_base, _require_pg_binaries
+from tests.harness.proxy import ProxyProcess, proxy_config, start_proxy
+
+from .conftest import dsn
+
+pytestmark = [pytest.mark.pg, pytest.mark.timeout(300)]
+
+SHARDS = 3
+SHARD_MAP = ShardMap(SHARDS)
+TABLE = "(id bigint PRIMARY KEY, v text, n int DEFAULT 0)"
+Connection = psycopg.Connection[tuple[object, ...]]
+
+
+@pytest.fixture(scope="module")
+def topology() -> Iterator[Topology]:
+    _require_pg_binaries()
+    base = _new_base()
+    topo: Topology | None = None
+    try:
+        topo = create_topology(base, replicas=0, shards=SHARDS)
+        for index, shard in enumerate(topo.shards):
+            with psycopg.connect(shard.dsn(), autocommit=True) as conn:
+                conn.execute(f"CREATE TABLE data {TABLE} PARTITION BY HASH (id)")
+                conn.execute(f"CREATE TABLE data_{index} PARTITION OF data "
+                             f"FOR VALUES WITH (MODULUS {SHARDS}, REMAINDER {index})")
+                conn.execute("CREATE TABLE plain (id int)")  # not sharded: on every shard
+        yield topo
+    finally:
+        try:
+            if topo is not None:
+                topo.stop()
+        finally:
+            _remove_base(base)
+
+
+def _proxy(topology: Topology, tmp: Path, writes: str) -> ProxyProcess:
+    text = proxy_config(topology, port=free_port(), pool_size=3, sharded_pool=True,
+                        extra_pool={"query_parser_enabled": True,
+                                    "query_parser_read_write_splitting": True,
+                                    "automatic_sharding_key": "data.id",
+                                    "cross_shard_writes": writes})
+    return start_proxy(text, tmp)
+
+
+@pytest.fixture(scope="module")
+def proxy(topology: Topology, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[ProxyProcess]:
+    started = _proxy(topology, Path(tmp_path_factory.mktemp("writes")), "allow")
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def refusing(topology: Topology, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[ProxyProcess]:
+    started = _proxy(topology, Path(tmp_path_factory.mktemp("refuse")), "refuse")
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def empty(topology: Topology) -> Topology:
+    for shard in topology.shards:
+        with psycopg.connect(shard.dsn(), autocommit=True) as conn:
+            conn.execute("TRUNCATE data")
+    return topology
+
+
+def through(proxy: ProxyProcess) -> Connection:
+    return psycopg.connect(dsn(proxy, dbname="sharded"), autocommit=True)
+
+
+def on_shards(topology: Topology) -> list[list[tuple[object, ...]]]:
+    """Each shard's rows of data, by id."""
+    found = []
+    for shard in topology.shards:
+        with psycopg.connect(shard.dsn(), autocommit=True) as conn:
+            found.append(conn.execute("SELECT id, v, n FROM data ORDER BY id").fetchall())
+    return found
+
+
+def assert_placed(topology: Topology, ids: list[int]) -> None:
+    rows = on_shards(topology)
+    for index, shard_rows in enumerate(rows):
+        assert [r[0] for r in shard_rows] == sorted(
+            i for i in ids if SHARD_MAP.shard_for(i) == index)
+
+
+def values(ids: list[int]) -> str:
+    return ", ".join(f"({i}, 'v{i}')" for i in ids)
+
+
+IDS = [7, 1, 12, 5, 3, 30, 2, 9, 11, 4]
+
+
+def test_multi_row_insert_is_split_by_shard(proxy: ProxyProcess, empty: Topology) -> None:
+    assert len({SHARD_MAP.shard_for(i) for i in IDS}) == SHARDS
+    with through(proxy) as conn:
+        cursor = conn.execute(f"INSERT INTO data (id, v) VALUES {values(IDS)} "
+                              "RETURNING id, v || '!' AS shout")
+        assert cursor.rowcount == len(IDS)
+        assert cursor.statusmessage == f"INSERT 0 {len(IDS)}"
+        assert [c.name for c in cursor.description or ()] == ["id", "shout"]
+        assert cursor.fetchall() == [(i, f"v{i}!") for i in IDS]  # the VALUES order
+    assert_placed(empty, IDS)
+
+
+def test_insert_without_returning_and_on_conflict(proxy: ProxyProcess, empty: Topology
+                                                  ) -> None:
+    with through(proxy) as conn:
+        cursor = conn.execute(f"INSERT INTO data (id, v) VALUES {values(IDS[:5])}")
+        assert cursor.statusmessage == "INSERT 0 5" and cursor.description is None
+        cursor = conn.execute(f"INSERT INTO data (id, v) VALUES {values(IDS)} "
+                              "ON CONFLICT (id) DO NOTHING RETURNING id")
+        assert cursor.statusmessage == "INSERT 0 5"
+        assert sorted(r[0] for r in cursor.fetchall()) == sorted(IDS[5:])
+        cursor = conn.execute("INSERT INTO data AS d (id, v) VALUES (1, 'x'), (2, 'y'), "
+                              "(3, 'z') ON CONFLICT (id) DO UPDATE SET n = d.n + 1 "
+                              "RETURNING id, n")
+        assert cursor.fetchall() == [(1, 1), (2, 1), (3, 1)]
+    assert_placed(empty, IDS)
+
+
+def test_insert_with_parameters(proxy: ProxyProcess, empty: Topology) -> None:
+    params: list[object] = []
+    for i in IDS:
+        params += [i, f"p{i}"]
+    rows = ", ".join(["(%s, %s)"] * len(IDS))
+    with through(proxy) as conn:
+        cursor = conn.execute(f"INSERT INTO data (id, v) VALUES {rows} RETURNING v", params)
+        assert cursor.fetchall() == [(f"p{i}",) for i in IDS]
+        cursor = conn.execute("INSERT INTO data (id, v) VALUES (100, 'a'), (101, 'b'), "
+                              "(102, 'c')", prepare=True)
+        assert cursor.rowcount == 3
+    assert_placed(empty, [*IDS, 100, 101, 102])
+
+
+def test_update_and_delete_without_key_reach_every_shard(proxy: ProxyProcess,
+                                                         empty: Topology) -> None:
+    with through(proxy) as conn:
+        conn.execute(f"INSERT INTO data (id, v) VALUES {values(IDS)}")
+        cursor = conn.execute("UPDATE data SET n = 7 WHERE id > 3 RETURNING id")
+        assert cursor.statusmessage == f"UPDATE {sum(i > 3 for i in IDS)}"
+        assert sorted(r[0] for r in cursor.fetchall()) == sorted(i for i in IDS if i > 3)
+        cursor = conn.execute("UPDATE data SET v = %s WHERE n = %s", ["seven", 7])
+        assert cursor.rowcount == sum(i > 3 for i in IDS)
+        cursor = conn.execute("DELETE FROM data WHERE id IN (1, 2, 30)")
+        assert cursor.statusmessage == "DELETE 3"
+        assert conn.execute("DELETE FROM data WHERE id = 9").statusmessage == "DELETE 1"
+    left = [i for i in IDS if i not in (1, 2, 30, 9)]
+    assert_placed(empty, left)
+    assert {r[2] for shard in on_shards(empty) for r in shard} == {0, 7}
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO data (id, v) VALUES (1, 'a'), (2 + 1, 'b')",
+    "INSERT INTO data (id, v) VALUES (1, 'a'), (DEFAULT, 'b')",
+    "INSERT INTO data VALUES (1, 'a'), (2, 'b')",
+    "INSERT INTO data (id, v) SELECT g, 'x' FROM generate_series(1, 5) g",
+    "UPDATE data SET id = id + 100",
+    "DELETE FROM data WHERE v IN (SELECT v FROM data WHERE id = 1)",
+])
+def test_what_cannot_be_placed_is_refused(proxy: ProxyProcess, empty: Topology,
+                                          sql: str) -> None:
+    with through(proxy) as conn, pytest.raises(psycopg.errors.FeatureNotSupported):
+        conn.execute(sql)
+    assert on_shards(empty) == [[], [], []]
+
+
+def test_an_error_on_one_shard_writes_nothing(proxy: ProxyProcess, empty: Topology) -> None:
+    with through(proxy) as conn:
+        conn.execute("INSERT INTO data (id, v) VALUES (3, 'there')")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(f"INSERT INTO data (id, v) VALUES {values(IDS)}")
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # the session goes on
+    assert_placed(empty, [3])
+
+
+def test_explicit_transaction_is_refused(proxy: ProxyProcess, empty: Topology) -> None:
+    with through(proxy) as conn:
+        conn.execute("BEGIN")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(f"INSERT INTO data (id, v) VALUES {values(IDS)}")
+        conn.execute("ROLLBACK")
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO data (id, v) VALUES (1, 'one')")  # one shard: as before
+        conn.execute("COMMIT")
+    assert_placed(empty, [1])
+
+
+def test_refuse_keeps_pgcat_behaviour(refusing: ProxyProcess, empty: Topology) -> None:
+    with through(refusing) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="on 3 shards"):
+            conn.execute(f"INSERT INTO data (id, v) VALUES {values(IDS)}")
+        for i in IDS:  # one shard each, by the key
+            conn.execute("INSERT INTO data (id, v) VALUES (%s, 'a')", [i])
+        on_first = sum(SHARD_MAP.shard_for(i) == 0 for i in IDS)
+        assert conn.execute("UPDATE data SET n = 1").rowcount == on_first  # default_shard
+    assert_placed(empty, IDS)
+
+
+def test_psql_sees_one_answer(proxy: ProxyProcess, empty: Topology) -> None:
+    env = {**os.environ, "PGPASSWORD": "app"}
+    sql = f"INSERT INTO data (id, v) VALUES {values(IDS)}; UPDATE data SET n = 2"
+    out = subprocess.run(["psql", "-X", "-h", proxy.host, "-p", str(proxy.port), "-U", "app",
+                          "-d", "sharded", "-c", sql.split("; ")[0], "-c", sql.split("; ")[1]],
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["INSERT", "0", str(len(IDS)), "UPDATE", str(len(IDS))]
+    assert_placed(empty, IDS)
