@@ -32,6 +32,7 @@ from sqlglot.errors import ParseError
 from parser.settings import ShardingKey
 
 PLAN_CACHE_SIZE = 1024  # plans kept by SQL text
+MAX_CACHED_TEXT = 8192  # longer texts are planned every time (the cache holds its keys)
 
 
 class MergeUnsupported(ValueError):
@@ -136,10 +137,18 @@ class MergePlan:
     hidden: int = 0
 
 
-@functools.lru_cache(maxsize=PLAN_CACHE_SIZE)
 def plan_merge(sql: str, keys: tuple[ShardingKey, ...] = ()) -> MergePlan:
     """The MergePlan of one SELECT; MergeUnsupported when it cannot be merged exactly.
     ``keys``: the pool's sharding keys (a join of sharded tables must be on them)."""
+    return _planned(sql, keys) if len(sql) <= MAX_CACHED_TEXT else _plan(sql, keys)
+
+
+@functools.lru_cache(maxsize=PLAN_CACHE_SIZE)
+def _planned(sql: str, keys: tuple[ShardingKey, ...]) -> MergePlan:
+    return _plan(sql, keys)
+
+
+def _plan(sql: str, keys: tuple[ShardingKey, ...]) -> MergePlan:
     from parser.merge_joins import check_joins
     from parser.merge_rewrite import Planner
 
