@@ -338,3 +338,30 @@ def test_dates_are_compared_only_in_datestyle_iso(proxy: ProxyProcess) -> None:
             conn.execute("SELECT id FROM data ORDER BY ts, id")
         conn.execute("SET DateStyle = 'ISO, MDY'")
         assert len(conn.execute("SELECT id FROM data ORDER BY ts, id").fetchall()) == ROWS
+
+
+def test_a_statement_prepared_by_a_cross_shard_query_runs_later_on_one_shard(
+        proxy: ProxyProcess, oracle: Connection) -> None:
+    sql = "SELECT id, name FROM data WHERE id IN (%s, %s) ORDER BY id"
+    shard_map = ShardMap(SHARDS, ShardingFunction.parse("pg_bigint_hash"))
+    other = next(k for k in range(2, ROWS) if shard_map.shard_for(k) != shard_map.shard_for(1))
+    with through(proxy) as conn:
+        for params in [(1, other), (1, 1), (other, other), (1, other)]:
+            got = conn.execute(sql, params, prepare=True).fetchall()  # named: _pg3_0
+            assert got == oracle.execute(sql, params).fetchall(), params
+
+
+async def test_asyncpg_prepared_statement_moves_between_one_and_several_shards(
+        proxy: ProxyProcess, oracle: Connection) -> None:
+    conn = await asyncpg.connect(host=proxy.host, port=proxy.port, user="app",
+                                 password="app", database="sharded")
+    try:
+        statement = await conn.prepare(
+            "SELECT id, val FROM data WHERE id = ANY($1::bigint[]) ORDER BY id")
+        for keys in ([1, 2, 3, 250], [7], [7, 7], list(range(1, 40))):
+            rows = [tuple(r) for r in await statement.fetch(keys)]
+            expected = oracle.execute("SELECT id, val FROM data WHERE id = ANY(%s) ORDER BY id",
+                                      (keys,)).fetchall()
+            assert rows == expected, keys
+    finally:
+        await conn.close()
