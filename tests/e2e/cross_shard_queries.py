@@ -13,7 +13,8 @@ import random
 
 ORDERED = "/* ordered */ "
 WHERE = ["small > 1", "grp IS NULL", "id % 7 = 3", "val < 0", "id IN (3, 50, 77, 120, 301)",
-         "flag", "f >= 0 AND grp < 5", "id = 42", "name IS NOT NULL"]
+         "flag", "f >= 0 AND grp < 5", "id = 42", "name IS NOT NULL",
+         "id = ANY(ARRAY[5, 6, 7, 8])", "ts < '2024-10-27 03:00+02'", "d > '1999-01-01'"]
 COLUMNS = ["id", "grp", "val", "f", "flag", "small", 'name COLLATE "C" AS cname',
            "small * 2 AS dbl", "ts", "d"]
 SORTABLE = ["grp", "val", "f", "flag", "small", "cname", "dbl", "ts", "d"]
@@ -60,6 +61,8 @@ class QueryGenerator:
 
     def _limit(self) -> str:
         rng = self.rng
+        if rng.random() < 0.1:
+            return f" OFFSET {rng.randrange(0, 50)}"
         if rng.random() < 0.5:
             return ""
         return f" LIMIT {rng.randrange(0, 30)}" + (
@@ -103,6 +106,8 @@ class QueryGenerator:
         if rng.random() < 0.5:
             position = rng.randrange(len(keys), len(keys) + len(aggregates)) + 1
             order.append(f"{position}{self._direction()}")
+        elif rng.random() < 0.3:
+            order.append(f"max(id){self._direction()}")  # an aggregate not selected
         order += [_sortable(k) + self._direction() for k in keys]
         return f"{ORDERED}{sql} ORDER BY {', '.join(order)}{self._limit()}"
 
