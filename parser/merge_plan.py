@@ -65,13 +65,6 @@ class Combine(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class MergedColumn:
-    combine: Combine
-    sources: tuple[int, ...]  # shard result columns (0-based)
-    separator: str = ""  # string_agg's
-
-
-@dataclass(frozen=True, slots=True)
 class SortKey:
     """One ORDER BY key: a merged column (plain plans: a shard column; negative counts
     from the end, for hidden columns), the direction, where NULLs go, and whether it
@@ -81,6 +74,16 @@ class SortKey:
     descending: bool
     nulls_first: bool
     c_collation: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MergedColumn:
+    combine: Combine
+    sources: tuple[int, ...]  # shard result columns (0-based)
+    separator: str = ""  # string_agg's
+    # An ordered string_agg / array_agg: its ORDER BY, by position in sources[1:] (the
+    # sub-group's sort values; sources[0] is the sub-group's unordered partial).
+    order: tuple[SortKey, ...] = ()
 
 
 # HAVING, evaluated by the proxy on merged rows (three-valued, as SQL).

@@ -88,6 +88,10 @@ class Planner:
         # each x once per group; the proxy gathers the distinct values per group.
         self.distinct_arg: exp.Expr | None = None
         self.distinct_partial = -1
+        # Ordered string_agg / array_agg: the shards group by the ORDER BY values too and
+        # aggregate each sub-group unordered; the proxy orders the sub-groups' partials.
+        self.aggregate_order: list[exp.Expr] = []
+        self.aggregate_order_partials: list[int] = []
 
     def plan(self) -> MergePlan:
         select = self.tree
@@ -179,6 +183,7 @@ class Planner:
         if self.aggregates:  # DISTINCT applies to whole groups, after the merge
             shard.set("distinct", None)
             group_by = self.group_by + ([self.distinct_arg.copy()] if self.distinct_arg else [])
+            group_by += [key.copy() for key in self.aggregate_order]
             shard.set("group", exp.Group(expressions=group_by) if group_by else None)
         shard.set("expressions", [exp.alias_(p, f"__pgcat_{i}")
                                   for i, p in enumerate(self.partials)])
@@ -203,6 +208,11 @@ class Planner:
             return found
         call = node.this if isinstance(node, exp.Filter) else node
         where = node.args.get("expression") if isinstance(node, exp.Filter) else None
+        if isinstance(call, exp.GroupConcat | exp.ArrayAgg) and isinstance(call.this, exp.Order):
+            column = self._ordered_aggregate(call, where)
+            self.columns.append(column)
+            self.aggregates[node] = len(self.columns) - 1
+            return len(self.columns) - 1
         _check_call(call)
         start = len(self.partials)
         if isinstance(call.this, exp.Distinct):
@@ -226,6 +236,28 @@ class Planner:
         self.columns.append(column)
         self.aggregates[node] = len(self.columns) - 1
         return len(self.columns) - 1
+
+    def _ordered_aggregate(self, call: exp.Expr, where: exp.Expr | None) -> MergedColumn:
+        order = call.this
+        keys = [ordered.this for ordered in order.expressions]
+        if isinstance(order.this, exp.Distinct) or any(
+                is_aggregate(f) for k in keys for f in k.find_all(exp.Func)):
+            raise MergeUnsupported(f"the ordered aggregate {_name(call)} across shards")
+        if not self.aggregate_order:
+            self.aggregate_order = keys
+            for key in keys:
+                self.partials.append(key.copy())
+                self.aggregate_order_partials.append(len(self.partials) - 1)
+        elif self.aggregate_order != keys:
+            raise MergeUnsupported("ordered aggregates with different ORDER BY across shards")
+        inner = call.copy()
+        inner.set("this", order.this.copy())
+        self.partials.append(_filtered(inner, where))
+        sort = tuple(sort_key_of(ordered, index) for index, ordered in
+                     enumerate(order.expressions))
+        return MergedColumn(_PARTIALS[type(call)][0],
+                            (len(self.partials) - 1, *self.aggregate_order_partials),
+                            _separator(call), sort)
 
     def _distinct_aggregate(self, call: exp.Expr, where: exp.Expr | None) -> MergedColumn:
         values = call.this.expressions

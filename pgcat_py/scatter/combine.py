@@ -14,6 +14,7 @@ from typing import Any
 
 from parser.merge_plan import (
     Combine,
+    MergedColumn,
     MergePlan,
     SortKey,
 )
@@ -110,8 +111,9 @@ class GroupMerger:
         self.iso_dates = iso_dates
         self.types = [output_type(c.combine, [shard_types[s] for s in c.sources])
                       for c in plan.columns]
-        self._folds = [self._fold_for(c.combine, shard_types[c.sources[
-            1 if c.combine in _STATISTICS else 0]]) for c in plan.columns]
+        self._folds = [self._ordered_fold(c, shard_types) if c.order else
+                       self._fold_for(c.combine, shard_types[c.sources[
+                           1 if c.combine in _STATISTICS else 0]]) for c in plan.columns]
         self.held = 0  # groups and distinct values held, against max_rows
         self._keys = [(plan.columns[k].sources[0], _group_value(shard_types[
             plan.columns[k].sources[0]])) for k in plan.group_keys]
@@ -131,8 +133,8 @@ class GroupMerger:
         self.held += 1
         if self.held > self.max_rows:
             raise ProxyError(
-                f"a cross-shard query would hold more than {self.max_rows} groups or distinct "
-                "values in the proxy (cross_shard_max_rows)",
+                f"a cross-shard query would hold more than {self.max_rows} groups, distinct or "
+                "ordered values in the proxy (cross_shard_max_rows)",
                 sqlstate=CONFIGURATION_LIMIT_EXCEEDED)
 
     def _fold_for(self, combine: Combine, partial_type: int
@@ -152,6 +154,23 @@ class GroupMerger:
                              iso_dates=self.iso_dates)
             return _extreme_fold(decode, combine is Combine.MAX)
         return _fold(combine, partial_type)
+
+    def _ordered_fold(self, column: MergedColumn, shard_types: Sequence[int]
+                      ) -> Callable[[Any, list[bytes | None]], Any]:
+        """An ordered string_agg / array_agg: (sort key, partial) per shard sub-group."""
+        if column.combine is Combine.STRING_AGG and shard_types[column.sources[0]] != TEXT:
+            raise unsupported(f"string_agg of type {shard_types[column.sources[0]]}")
+        order_types = [shard_types[s] for s in column.sources[1:]]
+        key = sort_key(column.order, order_types, [False] * len(order_types), self.iso_dates)
+
+        def fold(state: Any, values: list[bytes | None]) -> Any:
+            if values[0] is None:
+                return state
+            entries = [] if state is None else state
+            self._hold()
+            entries.append((key(values[1:]), values[0]))
+            return entries
+        return fold
 
     def _distinct_fold(self, partial_type: int, numeric: bool
                        ) -> Callable[[Any, list[bytes | None]], Any]:
@@ -174,8 +193,9 @@ class GroupMerger:
             # No GROUP BY: one row even over no rows (the shards of a DISTINCT aggregate,
             # grouped by its value, return none then).
             self.groups[()] = [None] * len(self._folds)
-        finals = [_final(c.combine, t, c.separator) for c, t in zip(self.plan.columns,
-                                                                     self.types, strict=True)]
+        finals = [_ordered(_final(c.combine, t, c.separator)) if c.order else
+                  _final(c.combine, t, c.separator)
+                  for c, t in zip(self.plan.columns, self.types, strict=True)]
         rows = [[final(value) for final, value in zip(finals, state, strict=True)]
                 for state in self.groups.values()]
         if self.plan.having is not None:
@@ -268,6 +288,12 @@ def _statistics_fold(state: Any, values: list[bytes | None]) -> Any:
         total = plus(total, Decimal(values[1].decode()))
         squares = plus(squares, Decimal(values[2].decode()))
     return count, total, squares
+
+
+def _ordered(final: Callable[[Any], bytes | None]) -> Callable[[Any], bytes | None]:
+    """The partials of an ordered aggregate's sub-groups, in its ORDER BY's order."""
+    return lambda state: final(None if state is None else
+                               [partial for _, partial in sorted(state, key=lambda e: e[0])])
 
 
 def _list_fold(state: Any, values: list[bytes | None]) -> Any:

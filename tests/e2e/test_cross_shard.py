@@ -191,7 +191,9 @@ REFUSED = {
     "distinct_aggregates_of_two_columns": "SELECT count(DISTINCT grp), count(DISTINCT small) "
                                           "FROM data",
     "expression_over_aggregates": "SELECT sum(val) / count(*) FROM data",
-    "ordered_string_agg": "SELECT string_agg(name, ',' ORDER BY id) FROM data",
+    "ordered_aggregates_in_two_orders": "SELECT string_agg(name, ',' ORDER BY id), "
+                                        "array_agg(id ORDER BY grp) FROM data",
+    "ordered_by_text_without_c": "SELECT string_agg(name, ',' ORDER BY name) FROM data",
     "stddev_of_float8": "SELECT stddev(f) FROM data",
     "subquery": "SELECT id FROM data WHERE grp IN (SELECT grp FROM data WHERE id = 1)",
     "text_order_without_c": "SELECT name FROM data ORDER BY name",
@@ -296,6 +298,25 @@ def test_string_agg_and_array_agg_hold_the_same_values(proxy: ProxyProcess, orac
                  sorted(a, key=repr), sorted(v, key=repr), n)  # type: ignore[arg-type]
                 for g, s, a, v, n in rows]
     assert unordered(got) == unordered(expected)
+
+
+ORDERED_AGGREGATES = [
+    "SELECT grp, string_agg(name, ',' ORDER BY id DESC), array_agg(small ORDER BY id), "
+    "count(*), string_agg(name, '' ORDER BY id DESC) FILTER (WHERE flag) "
+    "FROM data WHERE id < 100 GROUP BY grp ORDER BY grp",
+    "SELECT array_agg(val ORDER BY val NULLS FIRST, id), count(DISTINCT small) FROM data "
+    "WHERE small > 2 AND id < 200",
+    'SELECT flag, string_agg(name, \'-\' ORDER BY name COLLATE "C" DESC, id) FROM data '
+    "WHERE id < 100 GROUP BY flag ORDER BY flag",
+]
+
+
+@pytest.mark.parametrize("sql", ORDERED_AGGREGATES)
+@pytest.mark.parametrize("prepare", [False, True])
+def test_ordered_string_agg_and_array_agg_match_one_server(
+        proxy: ProxyProcess, oracle: Connection, sql: str, prepare: bool) -> None:
+    with through(proxy) as conn:
+        assert_same(conn, oracle, ORDERED + sql, prepare=prepare)
 
 
 def test_float_sums_need_shortest_float_output(proxy: ProxyProcess) -> None:

@@ -102,7 +102,9 @@ def test_distinct_without_aggregates_groups_by_every_column() -> None:
     ("SELECT count(DISTINCT grp) FILTER (WHERE flag) FROM data", "DISTINCT aggregate"),
     ("SELECT grp AS small, count(*) FROM data GROUP BY small", "output column name"),
     ("SELECT sum(val) / count(*) FROM data", "expression over aggregates"),
-    ("SELECT string_agg(name, ',' ORDER BY id) FROM data", "ordered aggregate"),
+    ("SELECT string_agg(name, ',' ORDER BY id), array_agg(id ORDER BY grp) FROM data",
+     "different ORDER BY"),
+    ("SELECT string_agg(DISTINCT name, ',' ORDER BY name) FROM data", "ordered aggregate"),
     ("SELECT string_agg(name, sep) FROM data", "not a constant"),
     ("SELECT json_agg(id) FROM data", "JSON_AGG"),
     ("SELECT id FROM data WHERE grp IN (SELECT 1)", "subquery"),
@@ -165,3 +167,12 @@ def test_a_plain_select_that_needs_no_rewrite_is_sent_as_the_client_wrote_it() -
     sql = "select id, $$a'b$$ AS s from data where name ~* E'^x\\n' order by id limit 5"
     assert plan_merge(sql).shard_sql == sql
     assert plan_merge(sql + " offset 2").shard_sql != sql + " offset 2"  # LIMIT 7, no OFFSET
+
+
+def test_an_ordered_aggregate_groups_the_shards_by_its_order_values() -> None:
+    plan = plan_merge("SELECT grp, string_agg(name, ',' ORDER BY id DESC) FROM data "
+                      "GROUP BY grp")
+    assert plan.shard_sql.endswith("GROUP BY grp, id")
+    assert "STRING_AGG(name, ',')" in plan.shard_sql
+    column = plan.columns[1]
+    assert column.combine is Combine.STRING_AGG and column.order == (SortKey(0, True, True),)
