@@ -177,6 +177,12 @@ class Planner:
     def _finish(self, select: exp.Select, items: list[exp.Expr], keys: tuple[int, ...],
                 order: tuple[SortKey, ...], *, distinct: bool, having: object) -> MergePlan:
         limit, offset = limits(select)
+        if not keys and (self.distinct_arg or self.aggregate_order) and any(
+                c.combine is Combine.KEY for c in self.columns):
+            # Over no rows the shards return no sub-group, and the proxy has no value for
+            # the expression in the one row PostgreSQL returns.
+            raise MergeUnsupported("a non-aggregate expression beside a DISTINCT or ordered "
+                                   "aggregate without GROUP BY across shards")
         shard = select.copy()
         for clause in ("having", "order", "limit", "offset"):
             shard.set(clause, None)

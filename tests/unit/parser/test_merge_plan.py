@@ -101,6 +101,7 @@ def test_distinct_without_aggregates_groups_by_every_column() -> None:
     ("SELECT count(DISTINCT grp), sum(DISTINCT val) FROM data", "different expressions"),
     ("SELECT count(DISTINCT grp) FILTER (WHERE flag) FROM data", "DISTINCT aggregate"),
     ("SELECT grp AS small, count(*) FROM data GROUP BY small", "output column name"),
+    ("SELECT 'x', count(DISTINCT grp) FROM data", "beside a DISTINCT"),
     ("SELECT sum(val) / count(*) FROM data", "expression over aggregates"),
     ("SELECT string_agg(name, ',' ORDER BY id), array_agg(id ORDER BY grp) FROM data",
      "different ORDER BY"),
