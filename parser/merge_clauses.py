@@ -13,7 +13,7 @@ def refuse_unmergeable(select: exp.Select) -> None:
     """0A000 for what no merge makes exact, naming the construct."""
     checks: list[tuple[type[exp.Expr] | tuple[type[exp.Expr], ...], str]] = [
         (exp.Window, "a window function"), (exp.With, "WITH (a common table expression)"),
-        ((exp.Subquery, exp.SetOperation), "a subquery"), (exp.Fetch, "FETCH FIRST"),
+        ((exp.Subquery, exp.SetOperation), "a subquery"),
         (exp.Lock, "FOR UPDATE / FOR SHARE"), (exp.Into, "SELECT INTO"),
         ((exp.Rollup, exp.Cube, exp.GroupingSets), "ROLLUP / CUBE / GROUPING SETS"),
     ]
@@ -96,6 +96,13 @@ def limits(select: exp.Select) -> tuple[int | None, int]:
 def _count(clause: exp.Expr | None, what: str) -> int | None:
     if clause is None:
         return None
+    if isinstance(clause, exp.Fetch):  # FETCH FIRST n ROWS ONLY is LIMIT n
+        options = clause.args.get("limit_options")
+        if options is not None and (options.args.get("with_ties") or
+                                    options.args.get("percent")):
+            raise MergeUnsupported("FETCH FIRST ... WITH TIES / PERCENT across shards")
+        count = clause.args.get("count")
+        return 1 if count is None else _count(exp.Limit(expression=count), what)
     value = clause.args.get("expression")
     if (isinstance(value, exp.Var) and value.name.upper() == "ALL") or isinstance(value, exp.Null):
         return None

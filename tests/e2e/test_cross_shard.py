@@ -152,6 +152,7 @@ EXAMPLES = [
     ORD + "SELECT avg(val) FROM data WHERE id < 0",
     "SELECT grp, max(val) AS m FROM data GROUP BY grp ORDER BY m DESC NULLS LAST LIMIT 3",
     ORD + "SELECT id, ts FROM data ORDER BY ts DESC NULLS LAST, id LIMIT 25",
+    ORD + "SELECT id FROM data ORDER BY id DESC OFFSET 5 ROWS FETCH FIRST 4 ROWS ONLY",
     ORD + "SELECT d, min(ts), max(ts), count(*) FROM data GROUP BY d ORDER BY d NULLS FIRST",
     ORD + "SELECT count(*), sum(a.small + b.small) FROM data a JOIN data b ON a.id = b.id",
     ORD + "SELECT count(DISTINCT grp), sum(DISTINCT grp), avg(DISTINCT grp), count(*) FROM data",

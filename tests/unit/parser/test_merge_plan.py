@@ -177,3 +177,11 @@ def test_an_ordered_aggregate_groups_the_shards_by_its_order_values() -> None:
     assert "STRING_AGG(name, ',')" in plan.shard_sql
     column = plan.columns[1]
     assert column.combine is Combine.STRING_AGG and column.order == (SortKey(0, True, True),)
+
+
+def test_fetch_first_is_a_limit() -> None:
+    plan = plan_merge("SELECT id FROM data ORDER BY id OFFSET 2 ROWS FETCH FIRST 3 ROWS ONLY")
+    assert (plan.limit, plan.offset) == (3, 2) and plan.shard_sql.endswith("LIMIT 5")
+    assert plan_merge("SELECT id FROM data ORDER BY id FETCH FIRST ROW ONLY").limit == 1
+    with pytest.raises(MergeUnsupported, match="WITH TIES"):
+        plan_merge("SELECT id FROM data ORDER BY id FETCH FIRST 3 ROWS WITH TIES")
