@@ -30,10 +30,11 @@ from sharding import KeyValue, ShardingError
 
 from ..protocol import backend as be
 from ..protocol import frontend as fe
-from ..protocol.errors import FEATURE_NOT_SUPPORTED, ProxyError
+from ..protocol.errors import CONFIGURATION_LIMIT_EXCEEDED, FEATURE_NOT_SUPPORTED, ProxyError
 from ..protocol.framing import COMMAND_COMPLETE, DATA_ROW, ERROR_RESPONSE, READY_FOR_QUERY
 from ..protocol.wire import message
 from .commit import Part, PartlyCommitted, commit, open_parts, release, rollback
+from .copy_in import run_copy
 from .executor import ClientOutput, _answer_parts
 from .request import ScatterRequest
 from .shard import ShardStream, statement_messages
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from ..frontend.session import ClientSession
     from ..router import Route
 
-CONFIGURATION_LIMIT_EXCEEDED = "53400"
 _ROW_DESCRIPTION = ord("T")
 _DESCRIBED = frozenset(b"Ttn")  # RowDescription, ParameterDescription, NoData
 _BEGIN = [fe.Parse("", "BEGIN").encode(), fe.Bind("", "", (), (), ()).encode(),
@@ -66,7 +66,8 @@ async def run_writes(session: ClientSession, route: Route, request: ScatterReque
     c = session.router.classify(request.sql)
     kind = c.kinds[0] if c is not None and len(c.kinds) == 1 else None
     if kind is StatementKind.COPY:
-        raise _unsupported("COPY FROM into a sharded table")
+        await run_copy(session, route, request, out)
+        return
     if kind not in (StatementKind.INSERT, StatementKind.UPDATE, StatementKind.DELETE):
         raise _unsupported("a cross-shard write other than INSERT, UPDATE, DELETE or COPY")
     if not request.executes:

@@ -10,103 +10,45 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from pgcat_py.localpg import Topology, create_topology, free_port
-from sharding import ShardMap
-from tests.conftest import _new_base, _remove_base, _require_pg_binaries
-from tests.harness.proxy import ProxyProcess, proxy_config, start_proxy
+from pgcat_py.localpg import Topology
+from tests.harness.proxy import ProxyProcess
 
-from .conftest import dsn
+from .sharded_writes import (
+    SHARD_MAP,
+    SHARDS,
+    assert_placed,
+    emptied,
+    on_shards,
+    sharded_topology,
+    through,
+    writes_proxy,
+)
 
 pytestmark = [pytest.mark.pg, pytest.mark.timeout(300)]
 
-SHARDS = 3
-SHARD_MAP = ShardMap(SHARDS)
-TABLE = "(id bigint PRIMARY KEY, v text, n int DEFAULT 0)"
-Connection = psycopg.Connection[tuple[object, ...]]
 
-
-@pytest.fixture(scope="module")
-def topology() -> Iterator[Topology]:
-    _require_pg_binaries()
-    base = _new_base()
-    topo: Topology | None = None
-    try:
-        topo = create_topology(base, replicas=0, shards=SHARDS)
-        for index, shard in enumerate(topo.shards):
-            with psycopg.connect(shard.dsn(), autocommit=True) as conn:
-                conn.execute(f"CREATE TABLE data {TABLE} PARTITION BY HASH (id)")
-                conn.execute(f"CREATE TABLE data_{index} PARTITION OF data "
-                             f"FOR VALUES WITH (MODULUS {SHARDS}, REMAINDER {index})")
-                conn.execute("CREATE TABLE plain (id int)")  # not sharded: on every shard
-        yield topo
-    finally:
-        try:
-            if topo is not None:
-                topo.stop()
-        finally:
-            _remove_base(base)
-
-
-def _proxy(topology: Topology, tmp: Path, writes: str) -> ProxyProcess:
-    text = proxy_config(topology, port=free_port(), pool_size=3, sharded_pool=True,
-                        extra_pool={"query_parser_enabled": True,
-                                    "query_parser_read_write_splitting": True,
-                                    "automatic_sharding_key": "data.id",
-                                    "cross_shard_writes": writes})
-    return start_proxy(text, tmp)
+topology = pytest.fixture(scope="module")(sharded_topology)
 
 
 @pytest.fixture(scope="module")
 def proxy(topology: Topology, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[ProxyProcess]:
-    started = _proxy(topology, Path(tmp_path_factory.mktemp("writes")), "allow")
-    try:
-        yield started
-    finally:
-        started.stop()
+    yield from writes_proxy(topology, tmp_path_factory, "allow")
 
 
 @pytest.fixture(scope="module")
 def refusing(topology: Topology, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[ProxyProcess]:
-    started = _proxy(topology, Path(tmp_path_factory.mktemp("refuse")), "refuse")
-    try:
-        yield started
-    finally:
-        started.stop()
+    yield from writes_proxy(topology, tmp_path_factory, "refuse")
 
 
 @pytest.fixture
 def empty(topology: Topology) -> Topology:
-    for shard in topology.shards:
-        with psycopg.connect(shard.dsn(), autocommit=True) as conn:
-            conn.execute("TRUNCATE data")
-    return topology
-
-
-def through(proxy: ProxyProcess) -> Connection:
-    return psycopg.connect(dsn(proxy, dbname="sharded"), autocommit=True)
-
-
-def on_shards(topology: Topology) -> list[list[tuple[object, ...]]]:
-    """Each shard's rows of data, by id."""
-    found = []
-    for shard in topology.shards:
-        with psycopg.connect(shard.dsn(), autocommit=True) as conn:
-            found.append(conn.execute("SELECT id, v, n FROM data ORDER BY id").fetchall())
-    return found
-
-
-def assert_placed(topology: Topology, ids: list[int]) -> None:
-    rows = on_shards(topology)
-    for index, shard_rows in enumerate(rows):
-        assert [r[0] for r in shard_rows] == sorted(
-            i for i in ids if SHARD_MAP.shard_for(i) == index)
+    return emptied(topology)
 
 
 def values(ids: list[int]) -> str:
