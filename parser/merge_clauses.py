@@ -88,7 +88,7 @@ def _is_c_collation(node: exp.Expr) -> bool:
     return node.expression.name.upper() in ("C", "POSIX")
 
 
-def limits(select: exp.Select) -> tuple[int | None, int]:
+def limits(select: exp.Expr) -> tuple[int | None, int]:
     return _count(select.args.get("limit"), "LIMIT"), _count(select.args.get("offset"),
                                                             "OFFSET") or 0
 

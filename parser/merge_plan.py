@@ -163,6 +163,6 @@ def _plan(sql: str, keys: tuple[ShardingKey, ...]) -> MergePlan:
     found = [t for t in trees if t is not None]
     if len(found) != 1:
         raise MergeUnsupported("several statements in one query")
-    if isinstance(found[0], exp.Select):
-        check_joins(found[0], keys)
+    for select in found[0].find_all(exp.Select):  # a UNION's branches too
+        check_joins(select, keys)
     return Planner(found[0], sql).plan()

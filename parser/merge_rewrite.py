@@ -32,6 +32,7 @@ from parser.merge_plan import (
     MergeUnsupported,
     SortKey,
 )
+from parser.merge_unions import plan_union
 
 _PARTIALS: dict[type[exp.Expr], tuple[Combine, str]] = {
     exp.Count: (Combine.COUNT, "count"),
@@ -95,6 +96,8 @@ class Planner:
 
     def plan(self) -> MergePlan:
         select = self.tree
+        if isinstance(select, exp.Union):
+            return plan_union(select, self.sql)
         if not isinstance(select, exp.Select):
             raise MergeUnsupported(f"a cross-shard {type(select).__name__.upper()} "
                                    "(only a single SELECT is merged)")

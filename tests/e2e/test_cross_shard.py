@@ -153,6 +153,10 @@ EXAMPLES = [
     "SELECT grp, max(val) AS m FROM data GROUP BY grp ORDER BY m DESC NULLS LAST LIMIT 3",
     ORD + "SELECT id, ts FROM data ORDER BY ts DESC NULLS LAST, id LIMIT 25",
     ORD + "SELECT id FROM data ORDER BY id DESC OFFSET 5 ROWS FETCH FIRST 4 ROWS ONLY",
+    ORD + "SELECT id, name FROM data WHERE grp = 1 UNION ALL SELECT id, name FROM data "
+    "WHERE small = 2 ORDER BY 1 DESC LIMIT 30 OFFSET 2",
+    "SELECT grp, small FROM data WHERE flag UNION SELECT small, grp FROM data",
+    ORD + "SELECT grp FROM data UNION SELECT small FROM data UNION SELECT 42 ORDER BY 1",
     ORD + "SELECT d, min(ts), max(ts), count(*) FROM data GROUP BY d ORDER BY d NULLS FIRST",
     ORD + "SELECT count(*), sum(a.small + b.small) FROM data a JOIN data b ON a.id = b.id",
     ORD + "SELECT count(DISTINCT grp), sum(DISTINCT grp), avg(DISTINCT grp), count(*) FROM data",
@@ -202,6 +206,8 @@ REFUSED = {
     "distinct_on": "SELECT DISTINCT ON (grp) grp, id FROM data ORDER BY grp, id",
     "limit_parameter": "SELECT id FROM data ORDER BY id LIMIT (SELECT 1)",
     "join_off_the_key": "SELECT count(*) FROM data a JOIN data b ON a.grp = b.grp",
+    "intersect": "SELECT grp FROM data INTERSECT SELECT small FROM data",
+    "union_in_union_all": "SELECT grp FROM data UNION SELECT 1 UNION ALL SELECT 2 FROM data",
 }
 
 

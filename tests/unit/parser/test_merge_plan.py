@@ -110,7 +110,9 @@ def test_distinct_without_aggregates_groups_by_every_column() -> None:
     ("SELECT json_agg(id) FROM data", "JSON_AGG"),
     ("SELECT id FROM data WHERE grp IN (SELECT 1)", "subquery"),
     ("WITH x AS (SELECT 1) SELECT * FROM x", "WITH"),
-    ("SELECT id FROM data UNION SELECT id FROM data", "UNION"),
+    ("SELECT id FROM data INTERSECT SELECT id FROM data", "INTERSECT"),
+    ("SELECT id FROM data UNION SELECT 1 UNION ALL SELECT 2", "UNION inside a UNION ALL"),
+    ("SELECT count(*) FROM data UNION ALL SELECT 1", "aggregate in a branch"),
     ("SELECT DISTINCT ON (grp) grp FROM data", "DISTINCT ON"),
     ("SELECT id FROM data LIMIT $1", "LIMIT"),
     ("SELECT grp FROM data GROUP BY ROLLUP (grp)", "ROLLUP"),
@@ -185,3 +187,11 @@ def test_fetch_first_is_a_limit() -> None:
     assert plan_merge("SELECT id FROM data ORDER BY id FETCH FIRST ROW ONLY").limit == 1
     with pytest.raises(MergeUnsupported, match="WITH TIES"):
         plan_merge("SELECT id FROM data ORDER BY id FETCH FIRST 3 ROWS WITH TIES")
+
+
+def test_union_all_is_a_plain_plan_and_union_a_distinct_one() -> None:
+    plan = plan_merge("SELECT id FROM data WHERE grp = 1 UNION ALL SELECT id FROM data "
+                      "ORDER BY 1 DESC LIMIT 5 OFFSET 1")
+    assert not plan.grouped and plan.shard_sql.endswith("ORDER BY 1 DESC LIMIT 6")
+    plan = plan_merge("SELECT grp, small FROM data UNION SELECT small, grp FROM data")
+    assert plan.grouped and plan.distinct and plan.group_keys == (0, 1)
