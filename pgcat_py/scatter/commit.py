@@ -24,6 +24,7 @@ from ..router import PRIMARY
 from .shard import ShardStream, checkout
 
 if TYPE_CHECKING:
+    from ..backend.server import ServerConnection
     from ..frontend.session import ClientSession
     from ..router import Route
 
@@ -58,12 +59,20 @@ async def open_parts(session: ClientSession, route: Route, shards: Sequence[int]
     except BaseException:
         release(session, parts)
         raise
+    _running()[session] = [p.stream.server for p in parts]  # for the client's cancel
     return parts
+
+
+def _running() -> dict[ClientSession, list[ServerConnection]]:
+    from . import _RUNNING  # the package's registry of cross-shard servers (cancel)
+
+    return _RUNNING
 
 
 def release(session: ClientSession, parts: Sequence[Part]) -> None:
     """Give the servers back; one still in a transaction (or mid-answer) is closed. A
     write on a primary counts for read_your_writes, as the relay's does."""
+    _running().pop(session, None)
     for part in parts:
         pool = part.stream.pool
         if pool.role == PRIMARY and pool.read_your_writes:

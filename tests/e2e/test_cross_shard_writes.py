@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 
 import psycopg
@@ -173,3 +174,55 @@ def test_psql_sees_one_answer(proxy: ProxyProcess, empty: Topology) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["INSERT", "0", str(len(IDS)), "UPDATE", str(len(IDS))]
     assert_placed(empty, IDS)
+
+
+def test_named_prepared_statement_is_split_each_time(proxy: ProxyProcess, empty: Topology
+                                                     ) -> None:
+    sql = "INSERT INTO data (id, v) VALUES (%s, %s), (%s, %s), (%s, %s) RETURNING id"
+    with through(proxy) as conn:
+        for start in (1, 4, 7, 10):  # psycopg prepares it by name after a few runs
+            params = [x for i in range(start, start + 3) for x in (i, f"n{i}")]
+            got = conn.execute(sql, params, prepare=True).fetchall()
+            assert got == [(i,) for i in range(start, start + 3)]
+    assert_placed(empty, list(range(1, 13)))
+
+
+def test_cancel_rolls_back_every_shard(proxy: ProxyProcess, empty: Topology) -> None:
+    with through(proxy) as conn:
+        conn.execute(f"INSERT INTO data (id, v) VALUES {values(IDS)}")
+        timer = threading.Timer(1.0, conn.cancel)
+        timer.start()
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("UPDATE data SET n = 1 WHERE (SELECT true FROM pg_sleep(3))")
+        finally:
+            timer.cancel()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert {r[2] for shard in on_shards(empty) for r in shard} == {0}
+
+
+def test_a_failed_commit_names_the_shards_that_committed(proxy: ProxyProcess, empty: Topology
+                                                         ) -> None:
+    """A deferred constraint fails at COMMIT on one shard only: the others have committed
+    (no two-phase commit); the client is told which, in a WARNING and the error's DETAIL."""
+    boom = next(i for i in IDS if SHARD_MAP.shard_for(i) == 2)
+    with psycopg.connect(empty.shards[2].dsn(), autocommit=True) as conn:
+        conn.execute("CREATE OR REPLACE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN IF NEW.v = 'boom' THEN RAISE EXCEPTION 'boom at commit'; "
+                     "END IF; RETURN NULL; END $$")
+        conn.execute("CREATE CONSTRAINT TRIGGER boom AFTER INSERT ON data_2 DEFERRABLE "
+                     "INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION boom()")
+    try:
+        rows = ", ".join(f"({i}, '{'boom' if i == boom else 'ok'}')" for i in IDS)
+        notices: list[str] = []
+        with through(proxy) as conn:
+            conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+            with pytest.raises(psycopg.errors.RaiseException) as caught:
+                conn.execute(f"INSERT INTO data (id, v) VALUES {rows}")
+        detail = caught.value.diag.message_detail or ""
+        assert "committed on shard(s) 0, 1" in detail and "failed to commit on shard(s) 2" in detail
+        assert any("some shards only" in n for n in notices)
+        assert_placed(empty, [i for i in IDS if SHARD_MAP.shard_for(i) != 2])
+    finally:
+        with psycopg.connect(empty.shards[2].dsn(), autocommit=True) as conn:
+            conn.execute("DROP TRIGGER boom ON data_2")
