@@ -12,6 +12,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 
+import asyncpg
 import psycopg
 import pytest
 
@@ -226,3 +227,22 @@ def test_a_failed_commit_names_the_shards_that_committed(proxy: ProxyProcess, em
     finally:
         with psycopg.connect(empty.shards[2].dsn(), autocommit=True) as conn:
             conn.execute("DROP TRIGGER boom ON data_2")
+
+
+async def test_asyncpg_binary_parameters_and_results(proxy: ProxyProcess, empty: Topology
+                                                     ) -> None:
+    """asyncpg prepares (Parse + Describe + Flush), then binds binary int8 keys and asks for
+    binary results."""
+    conn = await asyncpg.connect(host=proxy.host, port=proxy.port, user="app",
+                                 password="app", database="sharded")
+    try:
+        args: list[object] = [x for i in IDS for x in (i, f"a{i}")]
+        rows = ", ".join(f"(${2 * k + 1}, ${2 * k + 2})" for k in range(len(IDS)))
+        got = await conn.fetch(f"INSERT INTO data (id, v) VALUES {rows} RETURNING id, v, n",
+                               *args)
+        assert [tuple(r) for r in got] == [(i, f"a{i}", 0) for i in IDS]
+        status = await conn.execute("DELETE FROM data WHERE n = $1", 0)
+        assert status == f"DELETE {len(IDS)}"
+    finally:
+        await conn.close()
+    assert_placed(empty, [])
