@@ -16,6 +16,7 @@ from parser.merge_plan import MergeUnsupported, plan_merge
 from ..admin.result import INT8_OID, TEXT_OID, result_set
 from ..protocol import backend as be
 from ..router import RouteError, Router
+from ..scatter.writes import explain_write
 
 if TYPE_CHECKING:
     from .session import ClientSession
@@ -42,7 +43,9 @@ def explain_route(session: ClientSession, sql: str, status: bytes) -> bytes | No
         servers = [p for shard in shards for p in cluster.candidates(shard, route.role)]
     except RouteError as exc:
         return be.error_response(exc.message, "58000", "ERROR") + ready
-    reason = route.reason if route.shard >= 0 else _merge_note(route.reason, statement, router)
+    reason = route.reason if route.shard >= 0 else \
+        f"{route.reason}; {explain_write(router, statement)}" if route.writes else \
+        _merge_note(route.reason, statement, router)
     c = router.classify(statement)
     seen = ["", "", "", ""] if c is None else [
         "t" if c.is_write else "f", ",".join(kind.value for kind in c.kinds),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from parser import ParamRef, StatementKind
+from parser.copy_plan import plan_copy
 from parser.write_split import (
     ShardOf,
     ShardStatement,
@@ -41,7 +42,7 @@ from .shard import ShardStream, statement_messages
 
 if TYPE_CHECKING:
     from ..frontend.session import ClientSession
-    from ..router import Route
+    from ..router import Route, Router
 
 _ROW_DESCRIPTION = ord("T")
 _DESCRIBED = frozenset(b"Ttn")  # RowDescription, ParameterDescription, NoData
@@ -97,6 +98,33 @@ def _plan(session: ClientSession, route: Route, request: ScatterRequest,
     everything = tuple(range(1, len(request.params) + 1))
     shards = route.shards or tuple(range(router.settings.shards))
     return [ShardStatement(shard, request.sql, everything) for shard in shards]
+
+
+def explain_write(router: Router, sql: str) -> str:
+    """EXPLAIN ROUTE's note on a write the router scattered: how it would run, or why it
+    would be refused."""
+    c = router.classify(sql)
+    kind = c.kinds[0] if c is not None and len(c.kinds) == 1 else None
+    keys = router.settings.parser.sharding_keys
+    try:
+        if kind is StatementKind.COPY:
+            plan_copy(sql)
+            return "each row to its key's shard (COPY FROM STDIN)"
+        if kind is StatementKind.INSERT:
+            def shard_of(value: KeyValue | ParamRef) -> int:
+                if isinstance(value, ParamRef):
+                    raise WriteUnsupported("keys in Bind parameters: split when bound")
+                return router.shard_map.shard_for(value)
+            parts = split_insert(sql, keys, shard_of)
+            return "split: " + "; ".join(
+                f"shard {p.shard} gets rows {', '.join(str(i + 1) for i in p.rows)}"
+                for p in parts)
+        check_broadcast(sql, keys)
+        return "on every shard concerned, counts summed"
+    except WriteUnsupported as exc:
+        return f"refused (0A000): {exc}"
+    except (ShardingError, ValueError) as exc:
+        return f"refused: {exc}"
 
 
 def _unsupported(what: str) -> ProxyError:

@@ -246,3 +246,10 @@ async def test_asyncpg_binary_parameters_and_results(proxy: ProxyProcess, empty:
     finally:
         await conn.close()
     assert_placed(empty, [])
+
+
+def test_explain_route_of_a_split_insert(proxy: ProxyProcess) -> None:
+    with through(proxy) as conn:
+        row = conn.execute(f"EXPLAIN ROUTE INSERT INTO data (id, v) VALUES {values(IDS)}"
+                           ).fetchone()
+    assert row is not None and row[0] == -1 and "split: shard 0 gets rows" in str(row[2])

@@ -58,3 +58,16 @@ def test_writes_alone_do_not_scatter_selects() -> None:
 def test_copy_to_is_not_a_scattered_write() -> None:
     route = router().route("COPY data TO STDOUT", Overrides())
     assert route.shard == 0 and not route.writes
+
+
+def test_explain_route_says_how_a_write_would_run() -> None:
+    from pgcat_py.scatter.writes import explain_write
+
+    r = router()
+    note = explain_write(r, INSERT)
+    assert note.startswith("split: shard ")
+    assert all(f"rows {k}" in note or f", {k}" in note for k in range(1, 5))
+    assert explain_write(r, "UPDATE data SET v = 1") == "on every shard concerned, counts summed"
+    assert explain_write(r, "UPDATE data SET id = 1").startswith("refused (0A000)")
+    assert "COPY" in explain_write(r, "COPY data FROM STDIN")
+    assert "Bind" in explain_write(r, "INSERT INTO data (id) VALUES ($1), ($2)")
