@@ -87,8 +87,8 @@ class Planner:
         self.group_by: list[exp.Expr] = []
         # DISTINCT aggregates (count(DISTINCT x)): the shards group by x too and return
         # each x once per group; the proxy gathers the distinct values per group.
-        self.distinct_arg: exp.Expr | None = None
-        self.distinct_partial = -1
+        # (Several DISTINCT arguments: the shards group by each; the sub-groups multiply.)
+        self.distinct_partials: dict[exp.Expr, int] = {}
         # Ordered string_agg / array_agg: the shards group by the ORDER BY values too and
         # aggregate each sub-group unordered; the proxy orders the sub-groups' partials.
         self.aggregate_order: list[exp.Expr] = []
@@ -180,7 +180,7 @@ class Planner:
     def _finish(self, select: exp.Select, items: list[exp.Expr], keys: tuple[int, ...],
                 order: tuple[SortKey, ...], *, distinct: bool, having: object) -> MergePlan:
         limit, offset = limits(select)
-        if not keys and (self.distinct_arg or self.aggregate_order) and any(
+        if not keys and (self.distinct_partials or self.aggregate_order) and any(
                 c.combine is Combine.KEY for c in self.columns):
             # Over no rows the shards return no sub-group, and the proxy has no value for
             # the expression in the one row PostgreSQL returns.
@@ -191,7 +191,7 @@ class Planner:
             shard.set(clause, None)
         if self.aggregates:  # DISTINCT applies to whole groups, after the merge
             shard.set("distinct", None)
-            group_by = self.group_by + ([self.distinct_arg.copy()] if self.distinct_arg else [])
+            group_by = self.group_by + [value.copy() for value in self.distinct_partials]
             group_by += [key.copy() for key in self.aggregate_order]
             shard.set("group", exp.Group(expressions=group_by) if group_by else None)
         shard.set("expressions", [exp.alias_(p, f"__pgcat_{i}")
@@ -276,20 +276,16 @@ class Planner:
         if isinstance(call, exp.Min | exp.Max):  # the same as without DISTINCT
             self.partials.append(type(call)(this=value.copy()))
             return MergedColumn(_PARTIALS[type(call)][0], (len(self.partials) - 1,))
-        if self.distinct_arg is None:
-            self.distinct_arg = value
+        if value not in self.distinct_partials:
             self.partials.append(value.copy())
-            self.distinct_partial = len(self.partials) - 1
-        elif self.distinct_arg != value:
-            raise MergeUnsupported("DISTINCT aggregates over different expressions across "
-                                   "shards")
+            self.distinct_partials[value] = len(self.partials) - 1
         kinds: dict[type[exp.Expr], Combine] = {
             exp.Count: Combine.COUNT_DISTINCT, exp.Sum: Combine.SUM_DISTINCT,
             exp.Avg: Combine.AVG_DISTINCT}
         kind = kinds.get(type(call))
         if kind is None:
             raise MergeUnsupported(f"the DISTINCT aggregate {_name(call)} across shards")
-        return MergedColumn(kind, (self.distinct_partial,))
+        return MergedColumn(kind, (self.distinct_partials[value],))
 
     def _add(self, column: MergedColumn, node: exp.Expr) -> int:
         self.partials.append(node.copy())

@@ -98,7 +98,6 @@ def test_distinct_without_aggregates_groups_by_every_column() -> None:
 
 @pytest.mark.parametrize(("sql", "named"), [
     ("SELECT row_number() OVER () FROM data", "window function"),
-    ("SELECT count(DISTINCT grp), sum(DISTINCT val) FROM data", "different expressions"),
     ("SELECT count(DISTINCT grp) FILTER (WHERE flag) FROM data", "DISTINCT aggregate"),
     ("SELECT grp AS small, count(*) FROM data GROUP BY small", "output column name"),
     ("SELECT 'x', count(DISTINCT grp) FROM data", "beside a DISTINCT"),
@@ -195,3 +194,10 @@ def test_union_all_is_a_plain_plan_and_union_a_distinct_one() -> None:
     assert not plan.grouped and plan.shard_sql.endswith("ORDER BY 1 DESC LIMIT 6")
     plan = plan_merge("SELECT grp, small FROM data UNION SELECT small, grp FROM data")
     assert plan.grouped and plan.distinct and plan.group_keys == (0, 1)
+
+
+def test_distinct_aggregates_of_two_expressions_group_the_shards_by_both() -> None:
+    plan = plan_merge("SELECT grp, count(DISTINCT small), count(DISTINCT name) FROM data "
+                      "GROUP BY grp")
+    assert plan.shard_sql.endswith("GROUP BY grp, small, name")
+    assert [c.sources for c in plan.columns] == [(0,), (1,), (2,)]
