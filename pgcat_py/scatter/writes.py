@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from ..frontend.session import ClientSession
     from ..router import Route, Router
 
-_ROW_DESCRIPTION = ord("T")
+_ROW_DESCRIPTION, _NOTICE = ord("T"), ord("N")
+MAX_NOTICES = 100  # NoticeResponses per shard passed on to the client (a trigger's RAISE)
 _DESCRIBED = frozenset(b"Ttn")  # RowDescription, ParameterDescription, NoData
 _BEGIN = [fe.Parse("", "BEGIN").encode(), fe.Bind("", "", (), (), ()).encode(),
           fe.Execute("", 0).encode()]
@@ -59,6 +60,7 @@ class _Answer:
     tag: str = ""  # the last CommandComplete's
     error: be.NoticeOrError | None = None
     overflow: bool = False
+    notices: list[bytes] = field(default_factory=list)  # NoticeResponses, for the client
 
 
 async def run_writes(session: ClientSession, route: Route, request: ScatterRequest,
@@ -162,6 +164,7 @@ async def _write(session: ClientSession, parts: Sequence[Part],
         part.stream.send(_BEGIN + _messages(statement, request,
                                             describe=index == 0 and request.extended))
     answers = await asyncio.gather(*(_read_answer(p.stream, limit) for p in parts))
+    out.add(b"".join(notice for a in answers for notice in a.notices))
     failed = next((a.error for a in answers if a.error is not None), None)
     held = sum(len(a.rows) for a in answers)
     if failed is not None or held > limit or any(a.overflow for a in answers):
@@ -213,6 +216,8 @@ async def _read_answer(stream: ShardStream, limit: int) -> _Answer:
             error = be.decode_backend(msg_type, payload)
             assert isinstance(error, be.NoticeOrError)
             answer.error = error
+        elif msg_type == _NOTICE and len(answer.notices) < MAX_NOTICES:
+            answer.notices.append(message(b"N", payload))
         elif msg_type == READY_FOR_QUERY:
             stream.at_ready = True  # answered; commit.release closes it if in a transaction
             return answer

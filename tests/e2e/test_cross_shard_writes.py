@@ -253,3 +253,16 @@ def test_explain_route_of_a_split_insert(proxy: ProxyProcess) -> None:
         row = conn.execute(f"EXPLAIN ROUTE INSERT INTO data (id, v) VALUES {values(IDS)}"
                            ).fetchone()
     assert row is not None and row[0] == -1 and "split: shard 0 gets rows" in str(row[2])
+
+
+def test_notices_of_every_shard_reach_the_client(proxy: ProxyProcess, empty: Topology) -> None:
+    for shard in empty.shards:
+        with psycopg.connect(shard.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE OR REPLACE FUNCTION shout(t text) RETURNS text LANGUAGE "
+                         "plpgsql AS $$ BEGIN RAISE NOTICE 'shout %', t; RETURN t; END $$")
+    notices: list[str] = []
+    with through(proxy) as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        conn.execute(f"INSERT INTO data (id, v) VALUES {values(IDS)}")
+        assert conn.execute("UPDATE data SET v = shout(v)").rowcount == len(IDS)
+    assert sorted(notices) == sorted(f"shout v{i}" for i in IDS)
