@@ -91,8 +91,8 @@ class Planner:
         self.distinct_partials: dict[exp.Expr, int] = {}
         # Ordered string_agg / array_agg: the shards group by the ORDER BY values too and
         # aggregate each sub-group unordered; the proxy orders the sub-groups' partials.
-        self.aggregate_order: list[exp.Expr] = []
-        self.aggregate_order_partials: list[int] = []
+        # (Several ORDER BY lists: the shards group by every key; ties stay ties.)
+        self.aggregate_order: dict[exp.Expr, int] = {}  # ORDER BY value -> its partial
 
     def plan(self) -> MergePlan:
         select = self.tree
@@ -192,7 +192,8 @@ class Planner:
         if self.aggregates:  # DISTINCT applies to whole groups, after the merge
             shard.set("distinct", None)
             group_by = self.group_by + [value.copy() for value in self.distinct_partials]
-            group_by += [key.copy() for key in self.aggregate_order]
+            group_by += [key.copy() for key in self.aggregate_order
+                         if key not in self.distinct_partials]
             shard.set("group", exp.Group(expressions=group_by) if group_by else None)
         shard.set("expressions", [exp.alias_(p, f"__pgcat_{i}")
                                   for i, p in enumerate(self.partials)])
@@ -252,20 +253,17 @@ class Planner:
         if isinstance(order.this, exp.Distinct) or any(
                 is_aggregate(f) for k in keys for f in k.find_all(exp.Func)):
             raise MergeUnsupported(f"the ordered aggregate {_name(call)} across shards")
-        if not self.aggregate_order:
-            self.aggregate_order = keys
-            for key in keys:
+        for key in keys:
+            if key not in self.aggregate_order:
                 self.partials.append(key.copy())
-                self.aggregate_order_partials.append(len(self.partials) - 1)
-        elif self.aggregate_order != keys:
-            raise MergeUnsupported("ordered aggregates with different ORDER BY across shards")
+                self.aggregate_order[key] = len(self.partials) - 1
         inner = call.copy()
         inner.set("this", order.this.copy())
         self.partials.append(_filtered(inner, where))
         sort = tuple(sort_key_of(ordered, index) for index, ordered in
                      enumerate(order.expressions))
         return MergedColumn(_PARTIALS[type(call)][0],
-                            (len(self.partials) - 1, *self.aggregate_order_partials),
+                            (len(self.partials) - 1, *(self.aggregate_order[k] for k in keys)),
                             _separator(call), sort)
 
     def _distinct_aggregate(self, call: exp.Expr, where: exp.Expr | None) -> MergedColumn:
