@@ -25,6 +25,7 @@ import sqlglot
 from sqlglot import exp
 
 from parser.classification import KeyStatus, KeyValue, ParamRef
+from parser.core import MAX_CACHED_SHAPE
 from parser.keys import Source, found, resolve
 from parser.lexer import lex
 from parser.settings import ShardingKey
@@ -78,7 +79,9 @@ def split_insert(sql: str, keys: tuple[ShardingKey, ...], shard_of: ShardOf
     shape, literals, unsafe = lex(sql)
     if unsafe is not None:
         raise WriteUnsupported(f"an INSERT the proxy cannot cut safely ({unsafe})")
-    plan = _insert_shape(_PARAM_BEFORE.sub(_spaced, shape), keys)
+    spaced = _PARAM_BEFORE.sub(_spaced, shape)
+    plan = _insert_shape(spaced, keys) if len(spaced) <= MAX_CACHED_SHAPE else \
+        _analyse_insert(spaced, keys)
     by_shard: dict[int, list[int]] = {}
     for index, sources in enumerate(plan.keys):
         shards = {shard_of(_value(source, literals)) for source in sources}
@@ -124,8 +127,7 @@ def _filled(shape: str, literals: list[str]) -> tuple[str, tuple[int, ...]]:
     return _HOLES.sub(put_back, shape), tuple(positions)
 
 
-@functools.lru_cache(maxsize=SHAPE_CACHE_SIZE)
-def _insert_shape(shape: str, keys: tuple[ShardingKey, ...]) -> _InsertShape:
+def _analyse_insert(shape: str, keys: tuple[ShardingKey, ...]) -> _InsertShape:
     tree = _single(shape)
     if not isinstance(tree, exp.Insert) or tree.args.get("with_") or tree.args.get("with"):
         raise WriteUnsupported("a cross-shard write other than INSERT ... VALUES")
@@ -153,6 +155,10 @@ def _insert_shape(shape: str, keys: tuple[ShardingKey, ...]) -> _InsertShape:
     if len(rows) != len(row_keys):
         raise WriteUnsupported("an INSERT whose VALUES list the proxy cannot cut")
     return _InsertShape(prefix, rows, suffix, row_keys)
+
+
+# Cached by shape: a bulk INSERT's long shape is analysed each time, not kept (memory).
+_insert_shape = functools.lru_cache(maxsize=SHAPE_CACHE_SIZE)(_analyse_insert)
 
 
 def _row_keys(row: exp.Expr, index: int, positions: list[int]) -> tuple[Source, ...]:
