@@ -393,3 +393,29 @@ async def test_asyncpg_prepared_statement_moves_between_one_and_several_shards(
             assert rows == expected, keys
     finally:
         await conn.close()
+
+
+def _active_servers(proxy: ProxyProcess) -> int:
+    with psycopg.connect(dsn(proxy, user="admin", password="admin", dbname="pgbouncer"),
+                         autocommit=True, prepare_threshold=None) as console:
+        cursor = console.execute("SHOW POOLS")
+        names = [c.name for c in cursor.description or ()]
+        pools = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return sum(int(p["sv_active"]) for p in pools if p["database"] == "sharded")
+
+
+def test_a_client_gone_mid_stream_leaves_no_server_behind(proxy: ProxyProcess) -> None:
+    """A client that stops reading then disconnects while a large merged result streams:
+    every shard server is discarded or given back, none stays active."""
+    raw = psycopg.pq.PGconn.connect(dsn(proxy, dbname="sharded").encode())
+    assert raw.status == psycopg.pq.ConnStatus.OK
+    raw.send_query(b"SELECT d.id, g FROM data d, generate_series(1, 3000) g ORDER BY g, d.id")
+    time.sleep(0.5)  # rows flow until the client's socket is full, then the merge waits
+    assert _active_servers(proxy) == SHARDS  # one server per shard, held while it streams
+    raw.finish()
+    deadline = time.monotonic() + 10
+    while _active_servers(proxy) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _active_servers(proxy) == 0
+    with through(proxy) as conn:
+        assert conn.execute("SELECT count(*) FROM data").fetchone() == (ROWS,)
