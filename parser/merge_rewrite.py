@@ -268,11 +268,11 @@ class Planner:
 
     def _distinct_aggregate(self, call: exp.Expr, where: exp.Expr | None) -> MergedColumn:
         values = call.this.expressions
-        if where is not None or len(values) != 1:
+        if len(values) != 1:
             raise MergeUnsupported(f"the DISTINCT aggregate {_name(call)} across shards")
         value = values[0]
         if isinstance(call, exp.Min | exp.Max):  # the same as without DISTINCT
-            self.partials.append(type(call)(this=value.copy()))
+            self.partials.append(_filtered(type(call)(this=value.copy()), where))
             return MergedColumn(_PARTIALS[type(call)][0], (len(self.partials) - 1,))
         if value not in self.distinct_partials:
             self.partials.append(value.copy())
@@ -283,7 +283,11 @@ class Planner:
         kind = kinds.get(type(call))
         if kind is None:
             raise MergeUnsupported(f"the DISTINCT aggregate {_name(call)} across shards")
-        return MergedColumn(kind, (self.distinct_partials[value],))
+        if where is None:
+            return MergedColumn(kind, (self.distinct_partials[value],))
+        # FILTER: a value counts if a row of its sub-group passed (NULL is not TRUE).
+        self.partials.append(exp.LogicalOr(this=where.this.copy()))
+        return MergedColumn(kind, (self.distinct_partials[value], len(self.partials) - 1))
 
     def _add(self, column: MergedColumn, node: exp.Expr) -> int:
         self.partials.append(node.copy())

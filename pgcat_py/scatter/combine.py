@@ -174,13 +174,14 @@ class GroupMerger:
 
     def _distinct_fold(self, partial_type: int, numeric: bool
                        ) -> Callable[[Any, list[bytes | None]], Any]:
-        """The set of distinct non-NULL values (equal values once: 1.0 and 1.00)."""
+        """The set of distinct non-NULL values (equal values once: 1.0 and 1.00); with
+        FILTER, values[1] says whether a row of the value's sub-group passed it."""
         value_of = _number(partial_type) if numeric else _group_value(partial_type)
 
         def fold(state: Any, values: list[bytes | None]) -> Any:
             seen = set() if state is None else state
             data = values[0]
-            if data is not None:
+            if data is not None and (len(values) == 1 or values[1] == b"t"):
                 value = value_of(data)
                 if value not in seen:
                     self._hold()

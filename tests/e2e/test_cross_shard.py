@@ -164,6 +164,9 @@ EXAMPLES = [
     ORD + "SELECT count(DISTINCT grp), count(*) FROM data WHERE id < 0",
     ORD + "SELECT flag, count(DISTINCT grp), avg(DISTINCT small), count(DISTINCT d), sum(val) "
     "FROM data GROUP BY flag ORDER BY flag",
+    ORD + "SELECT grp, count(DISTINCT small) FILTER (WHERE flag), sum(DISTINCT small) FILTER "
+    "(WHERE val > 0), count(DISTINCT name), min(DISTINCT f) FILTER (WHERE small < 3) "
+    "FROM data GROUP BY grp ORDER BY grp NULLS FIRST",
     ORD + "SELECT count(*) AS n, small FROM data GROUP BY 2 ORDER BY 2",
     ORD + "SELECT stddev(val), variance(val), stddev_pop(small), var_pop(small), "
     "var_samp(grp) FILTER (WHERE flag) FROM data",
