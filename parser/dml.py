@@ -59,6 +59,19 @@ _WRITE_WORDS = (
 )
 # A double-quoted identifier is a name, never a keyword: `SELECT "update" FROM t` is a read.
 _QUOTED_IDENTIFIER = re.compile(r'"(?:[^"]|"")*"')
+# A $n parameter right before another character (quoted identifiers skipped): sqlglot 30
+# fails to tokenize "$1,$2" or "f($1,$2)" when another "$" follows.
+_PARAM_BEFORE = re.compile(r'("(?:[^"]|"")*")|((?<![\w$])\$\d+)(?=[^\s\d])')
+
+
+def spaced_params(shape: str) -> str:
+    """The shape with a space after each parameter that has none: sqlglot then reads
+    "$1,$2" (which would be unparseable: a write with unknown keys, to default_shard);
+    PostgreSQL reads the same statement. Shapes hold no strings, so "$" is a parameter,
+    a dollar in a name, or a quoted identifier's."""
+    if "$" not in shape:
+        return shape
+    return _PARAM_BEFORE.sub(lambda m: m.group(1) or m.group(2) + " ", shape)
 
 
 class DmlAnalyser:
@@ -70,7 +83,7 @@ class DmlAnalyser:
     def analyse(self, statement: str, keyword: str) -> StatementInfo:
         expected = _READ_KEYWORDS.get(keyword) or StatementKind(keyword)
         try:
-            tree = sqlglot.parse_one(statement, read=POSTGRES)
+            tree = sqlglot.parse_one(spaced_params(statement), read=POSTGRES)
         except Exception as failure:  # sqlglot raises ParseError, TokenError, and others
             message = (str(failure).splitlines() or [type(failure).__name__])[0][:120]
             return StatementInfo(expected, reason=f"unparseable: {message}", keys=UNKNOWN_PLAN)

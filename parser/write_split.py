@@ -26,6 +26,7 @@ from sqlglot import exp
 
 from parser.classification import KeyStatus, KeyValue, ParamRef
 from parser.core import MAX_CACHED_SHAPE
+from parser.dml import spaced_params
 from parser.keys import Source, found, resolve
 from parser.lexer import lex
 from parser.settings import ShardingKey
@@ -39,8 +40,6 @@ _ROW_TOKENS = re.compile(r'"(?:[^"]|"")*"|[(),]|(?<![\w$])values(?![\w$])', re.I
 # A literal placeholder ('n' or n) or a parameter ($n) in a shape, quoted identifiers skipped.
 _IDENT = r"[\w$\u0080-\U0010ffff]"
 _HOLES = re.compile(rf'"(?:[^"]|"")*"|\'(\d+)\'|(?<!{_IDENT})(\d+)|(?<!{_IDENT})\$(\d+)')
-# A parameter right before another character: sqlglot 30 fails to tokenize "$1,$2".
-_PARAM_BEFORE = re.compile(r'("(?:[^"]|"")*")|(\$\d+)(?=[^\s\d])')
 
 
 class WriteUnsupported(ValueError):
@@ -79,7 +78,7 @@ def split_insert(sql: str, keys: tuple[ShardingKey, ...], shard_of: ShardOf
     shape, literals, unsafe = lex(sql)
     if unsafe is not None:
         raise WriteUnsupported(f"an INSERT the proxy cannot cut safely ({unsafe})")
-    spaced = _PARAM_BEFORE.sub(_spaced, shape)
+    spaced = spaced_params(shape)
     plan = _insert_shape(spaced, keys) if len(spaced) <= MAX_CACHED_SHAPE else \
         _analyse_insert(spaced, keys)
     by_shard: dict[int, list[int]] = {}
@@ -95,11 +94,6 @@ def split_insert(sql: str, keys: tuple[ShardingKey, ...], shard_of: ShardOf
         statement, params = _filled(text, literals)
         statements.append(ShardStatement(shard, statement, params, tuple(rows)))
     return statements
-
-
-def _spaced(match: re.Match[str]) -> str:
-    quoted, param = match.groups()
-    return quoted if quoted is not None else f"{param} "
 
 
 def _value(source: Source, literals: list[str]) -> KeyValue | ParamRef:
@@ -209,7 +203,7 @@ def check_broadcast(sql: str, keys: tuple[ShardingKey, ...]) -> None:
     shape, _, unsafe = lex(sql)
     if unsafe is not None:
         raise WriteUnsupported(f"a statement the proxy cannot read safely ({unsafe})")
-    tree = _single(_PARAM_BEFORE.sub(_spaced, shape))
+    tree = _single(spaced_params(shape))
     if not isinstance(tree, exp.Update | exp.Delete):
         raise WriteUnsupported("a cross-shard write other than INSERT, UPDATE or DELETE")
     table = tree.this

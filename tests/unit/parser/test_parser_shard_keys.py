@@ -357,3 +357,18 @@ def test_deep_nesting_is_a_write_not_a_crash() -> None:
     classification = parser.classify("SELECT " + "(" * 3000 + "1" + ")" * 3000)
     assert classification.is_write
     assert classification.shard_keys == UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("INSERT INTO data (id, v) VALUES ($1,$2)", found(ParamRef(1))),
+        ("INSERT INTO data (v, id) VALUES ($1,$2),($3,$4)", found(ParamRef(2), ParamRef(4))),
+        ("SELECT * FROM data WHERE id IN ($1,$2)", found(ParamRef(1), ParamRef(2))),
+        ("SELECT f($1,$2) FROM data WHERE id = $3", found(ParamRef(3))),
+        ('SELECT "a$1,$2" FROM data WHERE id = $1', found(ParamRef(1))),
+    ],
+)
+def test_parameters_without_spaces_are_parsed(sql: str, expected: ShardKeys) -> None:
+    """sqlglot 30 fails on "$1,$2": unparsed, the keys would be unknown (default_shard)."""
+    assert keys(sql) == expected
