@@ -9,8 +9,15 @@
   keys that are not output columns are appended to the shard's select list as hidden
   columns and cut off before the client sees the row.
 - grouped (aggregates, GROUP BY, DISTINCT): each shard returns its groups' partial
-  aggregates (avg(x) becomes sum(x) and count(x)); the proxy combines the partials per
-  group, then applies HAVING, DISTINCT, ORDER BY and LIMIT / OFFSET itself.
+  aggregates (avg(x) becomes sum(x) and count(x); stddev and variance count, sum and sum of
+  squares); the proxy combines the partials per group, then applies HAVING, DISTINCT,
+  ORDER BY and LIMIT / OFFSET itself. DISTINCT aggregates and ordered string_agg /
+  array_agg make the shards group finer (by the DISTINCT values, the ORDER BY values):
+  the decomposable partials still combine, and the proxy gathers the values per group.
+
+UNION ALL / UNION of plain SELECTs (merge_unions.py) are a plain and a DISTINCT plan. The
+planner is merge_rewrite.py, the clauses it reads merge_clauses.py, HAVING
+merge_conditions.py, joins merge_joins.py.
 
 Anything whose merge would not be exactly PostgreSQL's answer raises MergeUnsupported, whose
 message names the construct (the client gets 0A000). Pure: no I/O; the plan is cached by
