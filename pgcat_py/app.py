@@ -428,7 +428,13 @@ def refuse_taken_port(host: str, port: int) -> None:
     Workers bind with SO_REUSEPORT, which a second supervisor's workers would share
     silently; a plain bind first fails on any port already taken, with or without it.
     """
-    socket.create_server((host, port)).close()
+    for family, kind, proto, _name, address in socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+        with socket.socket(family, kind, proto) as probe:  # each address the workers bind
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            probe.bind(address)
 
 
 def run(config_path: Path) -> int:

@@ -18,8 +18,8 @@ from ..protocol.framing import ERROR_RESPONSE, READY_FOR_QUERY, unpack_header
 MAX_REGISTERED = 100_000  # distinct statements a pool names before it starts over
 DEFAULT_CACHE_SIZE = 500  # statements per server connection when the pool says 0
 # What to do with the reply to a Parse or Close, in the order they were sent; a SYNC_POINT
-# stands for a ReadyForQuery (Sync or Query).
-KEEP_PARSE, DROP_PARSE, KEEP_CLOSE, DROP_CLOSE, SYNC_POINT = range(5)
+# stands for a ReadyForQuery (Sync or Query), DROP_READY for one of a Sync of ours.
+KEEP_PARSE, DROP_PARSE, KEEP_CLOSE, DROP_CLOSE, SYNC_POINT, DROP_READY = range(6)
 
 Expectation = tuple[int, bytes]  # (KEEP_PARSE ..., the server statement name or b"")
 _LENGTH = struct.Struct("!I")
@@ -130,26 +130,29 @@ class ExpectedReplies:
                     keep_from = after
             elif msg_type == ERROR_RESPONSE:
                 self._void(stop_at_sync=True)  # the server skips the rest of the batch
-            elif msg_type == READY_FOR_QUERY:
-                self._void(stop_at_sync=False)
+            elif msg_type == READY_FOR_QUERY and self._void(False) == DROP_READY:
+                kept.append(data[keep_from:pos])  # the answer to a Sync of ours
+                keep_from = after
             pos = after
         kept.append(data[keep_from:end])
         return b"".join(kept)
 
-    def _void(self, stop_at_sync: bool) -> None:
+    def _void(self, stop_at_sync: bool) -> int:
         """Forget the replies the server will not send: those up to the next sync point
         (after an ErrorResponse), or through it (at ReadyForQuery). A Parse that never ran
-        prepared nothing; a Close that never ran closed nothing."""
+        prepared nothing; a Close that never ran closed nothing. Returns the kind of that
+        sync point (-1 if none is noted)."""
         queue, names = self._queue, self._statements.names
         while queue:
             kind, name = queue[0]
-            if kind == SYNC_POINT:
+            if kind in (SYNC_POINT, DROP_READY):
                 if not stop_at_sync:
                     queue.popleft()
-                return
+                return kind
             queue.popleft()
             if name and kind in (KEEP_PARSE, DROP_PARSE):
                 names.pop(name, None)
             elif name and kind == DROP_CLOSE:
                 names[name] = None
                 names.move_to_end(name, last=False)  # still there: first to go next time
+        return -1

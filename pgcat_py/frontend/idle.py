@@ -308,8 +308,8 @@ def _start_extended(session: ClientSession) -> bool:
         session.fatal(exc)
         return False
     if end == TERMINATED:
-        # PostgreSQL would run the batch, then exit at the Terminate, rolling back what it
-        # did (nothing was synced, so nothing committed) and sending nothing: close now.
+        # PostgreSQL would parse and bind, then exit at the Terminate, having run and
+        # sent nothing: close now.
         session.close()
         return False
     if end is None:
@@ -332,18 +332,21 @@ def _start_extended(session: ClientSession) -> bool:
     return False
 
 
-TERMINATED = -1  # _batch_end: a Terminate came before the batch's Sync or Flush
+TERMINATED = -1  # _batch_end: a Terminate came first, behind nothing that runs
+_RUNS = frozenset(b"EQF")  # Execute, Query, FunctionCall: what runs (a COMMIT commits)
 
 
 def _batch_end(buf: bytearray) -> int | None:
-    """The offset after the first Sync or Flush in ``buf``, None if not there yet,
-    TERMINATED if a Terminate comes first."""
-    pos, n = 0, len(buf)
+    """The offset after the first Sync or Flush in ``buf``, None if not there yet. A
+    Terminate first ends the batch too when something before it runs (PostgreSQL runs
+    it, then exits: the relay sends it on and closes), else it is TERMINATED."""
+    pos, n, runs = 0, len(buf), False
     while pos + 5 <= n:
         msg_type, length = unpack_header(buf, pos)
         check_frontend_header(msg_type, length)
         if msg_type == TERMINATE:
-            return TERMINATED
+            return pos + 5 if runs else TERMINATED
+        runs = runs or msg_type in _RUNS
         pos += 1 + length
         if pos > n:
             return None

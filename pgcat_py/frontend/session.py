@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..backend.params import sync_statements
+from ..backend.prepared import DROP_READY
 from ..conn import ConnectionClosed, MessageConnection, tune_socket
 from ..plugins.linked import checked_chunk
 from ..protocol import backend as be
@@ -30,19 +31,24 @@ from ..protocol.errors import (
     ProxyError,
 )
 from ..protocol.framing import (
-    FUNCTION_CALL,
     PQ_LARGE_MESSAGE_LIMIT,
     QUERY,
-    SYNC,
     TAG_DEALLOCATED,
     TAG_DISCARD,
     TAG_PREPARE,
     TAG_SET,
     FrontendScanner,
-    first_message,
 )
-from ..router import PRIMARY, Overrides, Route, RouteError, Router
-from .idle import MAX_IDLE_BUFFER, HeldTransaction, process_idle, ready_for_query
+from ..router import PRIMARY, Overrides, Route, Router
+from .checkout import (
+    checkout_failed,
+    refuse,
+    rejoin_pool,
+    sync_then_link,
+    wait_for_resume,
+    waiting_for,
+)
+from .idle import MAX_IDLE_BUFFER, HeldTransaction, process_idle
 from .linked import (
     linked_command,
     relay_rewritten,
@@ -64,8 +70,8 @@ log = logging.getLogger(__name__)
 
 IDLE = ord("I")  # ReadyForQuery status outside a transaction block
 _STATEMENT_MESSAGES = frozenset(b"PBDC")  # they may name a statement: rewritten whole
-# Seconds the SQL that brings a server's settings in line with a client's may take.
-SYNC_TIMEOUT = 10.0
+TERMINATE = b"X\x00\x00\x00\x04"
+SYNC_MESSAGE = b"S\x00\x00\x00\x04"
 ADMIN_HEADROOM = 5  # connections past max_client_conn accepted, for admin logins
 
 
@@ -76,7 +82,7 @@ class ClientSession(MessageConnection):
     # ~1.6 KB (CPython shares dict keys only up to 30 attributes). Add new ones here.
     __slots__ = (
         "_attempt", "_closing", "_fbuf", "_last_sql", "_paused_since", "_plugged", "_raw_rest",
-        "_read_route", "_rewriting", "_set_text", "_skip_until_sync", "_skipping", "_syncing",
+        "_read_route", "_rewriting", "_sent_terminate", "_set_text", "_skip_until_sync", "_syncing",
         "_task", "_unnamed_ready", "_write_paused", "checkout_failures", "cluster",
         "connected_at", "ctx", "database", "error_count", "fresh_since", "held",
         "held_in_batch", "holds_begins", "overrides", "params", "params_key", "pins", "prepared",
@@ -112,7 +118,7 @@ class ClientSession(MessageConnection):
         self._write_paused = False
         self._skip_until_sync = False
         self._closing = False  # Terminate received; close once the server has answered
-        self._skipping = False  # the server skips all it owes us (see _note_skipping)
+        self._sent_terminate = False  # the client's Terminate went on (see after_terminate)
         self._plugged = False  # the pool has plugins: they see chunks on the relay too
         # Routing: the client's custom-command choices, a BEGIN answered but not yet sent,
         # named statements' SQL (to route a Bind), the current transaction's route.
@@ -169,6 +175,7 @@ class ClientSession(MessageConnection):
             try:
                 syncs, term = scanner.feed(data)
             except ProtocolViolation as exc:
+                server.broken = True  # the start of the bad message may have gone to it
                 self.fatal(exc)
                 return
             if scanner.command >= 0 and linked_command(self, server, data):
@@ -199,30 +206,25 @@ class ClientSession(MessageConnection):
         """Input behind a read on a replica may write: route it on its own. True when
         ``data`` was taken here."""
         scanner = self.scanner
-        if not scanner.at_boundary or server.status != IDLE:
-            return False
-        if server.pending > 0 and not scanner.in_batch:
+        if server.pending > 0:
+            if scanner.in_batch or not scanner.at_boundary or server.status != IDLE:
+                return False
             # Pipelined behind the read: it waits for the read's answer.
-            self._rbuf += data
-            if len(self._rbuf) > MAX_IDLE_BUFFER:
-                self.pause_reading()
-            return True
-        if server.pending == 0 and scanner.in_batch and data[0] == QUERY:
-            # A Query behind a read batch that ended with a Flush (asyncpg prepares so,
-            # then sends COPY ... FROM STDIN): nothing of the batch was committed or is
-            # owed, so the replica is let go (unsynced, it cannot be pooled).
+        elif scanner.in_batch and data[0] == QUERY and scanner.at_boundary \
+                and server.status == IDLE:
+            # A Query behind a read batch that was not synced (asyncpg prepares with a
+            # Flush, then sends COPY ... FROM STDIN): a Sync of ours ends the batch (its
+            # ReadyForQuery is dropped), the replica goes back once it has answered all
+            # of it, and the Query waits to be routed on its own.
             scanner.in_batch = False
-            pool = self.server_pool
-            self.server = self.server_pool = None
-            server.client = None
-            server.resume_reading()
-            if pool is not None:
-                pool.discard(server)
-            self.state = State.IDLE
-            self._rbuf += data
-            process_idle(self)
-            return True
-        return False
+            server.expect([(DROP_READY, b"")])
+            server.forward(SYNC_MESSAGE, 1)
+        else:
+            return False
+        self._rbuf += data
+        if len(self._rbuf) > MAX_IDLE_BUFFER:
+            self.pause_reading()
+        return True
 
     def _terminate(self, server: ServerConnection, before: bytes, syncs: int) -> None:
         """Terminate arrived: whatever came before it still gets its answer (PostgreSQL
@@ -232,13 +234,18 @@ class ClientSession(MessageConnection):
         self.after_terminate(server)
 
     def after_terminate(self, server: ServerConnection) -> None:
-        if self._skipping and self._all_skipped(server):
-            self.close()  # nothing more will come (see _note_skipping)
-        elif server.pending > 0 and not server.in_copy:
-            self._closing = True
-            self.pause_reading()
-        else:
+        if server.pending <= 0 or server.in_copy:
             self.close()
+            return
+        self._closing = True
+        self.pause_reading()
+        if self.scanner.voidable:
+            # Some answers owed may never come: PostgreSQL skips queries behind a failed
+            # extended-protocol message up to a Sync. It does exactly what it would for
+            # this client if the Terminate goes on too: answers what it runs, then closes
+            # (and the client with it, on_server_lost); the connection is not pooled.
+            self._sent_terminate = server.broken = True  # it closes: never pool it
+            server.forward(TERMINATE, 0)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -355,102 +362,26 @@ class ClientSession(MessageConnection):
 
     def _set_up_then_link(self, pool: ServerPool, server: ServerConnection) -> None:
         self._syncing = (pool, server)
-        self._task = asyncio.get_running_loop().create_task(self._sync_then_link(pool, server))
+        self._task = asyncio.get_running_loop().create_task(sync_then_link(self, pool, server))
 
     def checkout_failed(self, exc: ProxyError) -> None:
-        self._attempt = None
-        if self.is_closed:
-            return
-        limit = self.cluster.settings.checkout_failure_limit if self.cluster else 0
-        if limit and not isinstance(exc, RouteError):  # a refusal is no failed checkout
-            self.checkout_failures += 1
-            if self.checkout_failures >= limit:
-                self.fatal(ProxyError(
-                    f"checkout failure limit reached ({self.checkout_failures} / {limit}): "
-                    f"{exc.message}", sqlstate=exc.sqlstate, severity="FATAL"))
-                return
-        self._refuse(exc)
-
-    async def _sync_then_link(self, pool: ServerPool, server: ServerConnection) -> None:
-        """Apply this client's settings on a server that has other ones, then relay.
-
-        The server is the client's to give back until it is linked: connection_lost
-        discards it (and cancels this task) if the client leaves first."""
-        held = self.held
-        try:
-            async with asyncio.timeout(SYNC_TIMEOUT):
-                errors = await server.sync_parameters(self.params)
-                if not errors and held is not None:  # replay the BEGIN we answered
-                    errors = await server.simple_query(";".join(held.statements))
-        except (ProxyError, TimeoutError) as exc:
-            self._syncing = None
-            pool.discard(server)
-            self.fatal(exc if isinstance(exc, ProxyError) else ProxyError(
-                "timed out applying session parameters on the server",
-                sqlstate=CONNECTION_FAILURE))
-            return
-        self._syncing = None
-        self.held = None
-        if errors:
-            pool.release(server) if server.is_idle else pool.release_after_rollback(server)
-            self.fatal(ProxyError(errors[0].text, sqlstate=errors[0].sqlstate))
-            return
-        for key in self.params.keys() & server.reported.keys():
-            self.params[key] = server.reported[key][1]  # the server's spelling of the value
-        self.params_changed()
-        server.synced_key = self.params_key
-        if self.is_closed:
-            pool.release(server)
-            return
-        self._link(server, pool)
-
-    def _refuse(self, exc: ProxyError) -> None:
-        """No server: answer the first message with an error, as PostgreSQL would."""
-        head = first_message(self._rbuf)
-        if head is None:  # a big message only partly read: no way to skip it cleanly
-            self.fatal(exc)
-            return
-        if self.held is not None:
-            self.held.failed = True  # PostgreSQL's aborted transaction, until ROLLBACK
-        self.error(exc)
-        msg_type, end = head
-        self.consume(end)
-        if msg_type in (QUERY, SYNC, FUNCTION_CALL):  # each answered by a ReadyForQuery
-            self.write(ready_for_query(self))
-        else:
-            self._skip_until_sync = True  # extended protocol: discard until Sync
-        self.state = State.IDLE
-        self._task = None
-        process_idle(self)
+        checkout_failed(self, exc)
 
     def refuse_in_failed_transaction(self) -> None:
-        self._refuse(ProxyError("current transaction is aborted, commands ignored until end "
+        refuse(self, ProxyError("current transaction is aborted, commands ignored until end "
                                 "of transaction block", sqlstate=IN_FAILED_TRANSACTION))
 
     def fatal_shutdown(self) -> None:
         self.fatal(AdminShutdown())
 
     def rejoin_pool(self) -> Cluster | None:
-        """A reload replaced this client's pool: take the new one for the next transaction
-        (pool mode stays as at login, as in pgcat). None when the pool is gone (the client
-        got the FATAL)."""
-        try:
-            cluster, _creds, _mode = self.ctx.find_pool(self.database, self.user)
-        except ProxyError as exc:
-            self.fatal(exc)
-            return None
-        self.cluster = cluster
-        self.routes_vary = cluster.router.varies
-        self.holds_begins = cluster.has_choice
-        return cluster
+        return rejoin_pool(self)
 
     def waiting_for(self, now: float) -> float:
-        """Seconds this client has waited for a server (or for RESUME), 0 if it is not."""
-        if self.state is not State.CHECKOUT:
-            return 0.0
-        since = self._attempt.waiting_since() if self._attempt is not None else None
-        since = self._paused_since if since is None else since
-        return now - since if since else 0.0
+        return waiting_for(self, now)
+
+    def wait_for_resume(self) -> None:
+        wait_for_resume(self)
 
     @property
     def peer(self) -> tuple[str, int]:
@@ -459,19 +390,6 @@ class ClientSession(MessageConnection):
         if isinstance(peer, tuple) and len(peer) >= 2:
             return str(peer[0]), int(peer[1])
         return "unix", 0
-
-    def wait_for_resume(self) -> None:
-        """Admin PAUSE: the next transaction waits (as a waiting client) for RESUME."""
-        assert self.cluster is not None
-        self.state = State.CHECKOUT
-        self._paused_since = time.monotonic()
-        self.cluster.paused_clients.append(self._resumed)
-
-    def _resumed(self) -> None:
-        if self.is_closed or self.state is not State.CHECKOUT or self.server is not None:
-            return
-        self.state = State.IDLE
-        process_idle(self)
 
     # --- linked: the relay ----------------------------------------------------------
     def _link(self, server: ServerConnection, pool: ServerPool) -> None:
@@ -507,7 +425,7 @@ class ClientSession(MessageConnection):
         scanner = self.scanner
         if scanner.voidable:  # none was skipped (see FrontendScanner.voidable)
             scanner.voidable = 0
-            self._skipping = False
+            scanner.voiding = False
         if tags & TAG_DEALLOCATED:  # now, not at the transaction's end: names may follow
             tags = self._deallocated(server)
         if self._closing:  # the client said Terminate after this batch: it has its answer
@@ -522,6 +440,7 @@ class ClientSession(MessageConnection):
             return
         if (self.pins or scanner.session_lock or tags) and self._still_pinned(server, tags):
             return
+        scanner.mentions_temp = False  # the transaction is over; what it said is spent
         pool = self.server_pool
         assert pool is not None
         self.server = self.server_pool = None
@@ -563,24 +482,6 @@ class ClientSession(MessageConnection):
         self.pins &= ~PIN_PREPARE
         return server.take_deallocation()
 
-    def on_server_error(self, server: ServerConnection) -> None:
-        """An ErrorResponse went by (the answer counts are updated after this call)."""
-        if self.scanner.voidable:
-            asyncio.get_running_loop().call_soon(self._note_skipping, server)
-
-    def _note_skipping(self, server: ServerConnection) -> None:
-        """Only answers PostgreSQL may skip are owed, and no Sync follows them: after this
-        error, none will come. At a Terminate, it exits; so does the client's session
-        here (the server, unsynced, is not pooled)."""
-        if server is self.server and self._all_skipped(server):
-            self._skipping = True
-            if self._closing:
-                self.close()
-
-    def _all_skipped(self, server: ServerConnection) -> bool:
-        scanner = self.scanner
-        return scanner.voiding and 0 < server.pending <= scanner.voidable
-
     def on_server_lost(self, server: ServerConnection) -> None:
         """The server connection broke under us (its pool bans it). The relay held back any
         incomplete message, so the client's stream ends at a message boundary: with an
@@ -588,8 +489,14 @@ class ClientSession(MessageConnection):
         transaction mode (nothing of the client's was lost with the server: the session
         goes on, on another server), else with a FATAL 08006. Only when part of a message
         too big to hold already went out is the connection just closed."""
+        pool = self.server_pool
         self.server = self.server_pool = None
         self._set_text = None
+        if self._sent_terminate:  # it closed at the client's Terminate: no failure
+            if pool is not None:
+                pool.discard(server)
+            self.close()
+            return
         if server.fatal_relayed:  # the client has PostgreSQL's own FATAL: it ends here
             self.close()
             return

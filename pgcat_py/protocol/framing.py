@@ -173,9 +173,9 @@ class FrontendScanner:
         # the transaction (its CommandComplete is only "SELECT 1"), so the server session
         # must stay with this client and be discarded after it. Cleared by the owner.
         self.session_lock = False
-        # SQL text saying TEMP went by: a CREATE that completes may have made session state
-        # (a temporary table), however many statements later the transaction ends.
-        # Cleared by the owner.
+        # SQL text saying TEMP (temp, Temp) went by: a CREATE that completes may have made
+        # session state (a temporary table), however many statements later the transaction
+        # ends. Cleared by the owner at the transaction's end.
         self.mentions_temp = False
         # Offset in the last chunk of a Query that may be one of pgcat's custom commands
         # (SET ... / SHOW ...: the proxy must answer those itself), or -1. Set by ``feed``.
@@ -254,8 +254,8 @@ class FrontendScanner:
             if (not self.session_lock and (b"y_" in data or b"Y_" in data)
                     and mentions_session_lock(data)):
                 self.session_lock = True
-            if not self.mentions_temp and (b"emp" in data or b"EMP" in data):
-                self.mentions_temp = b"temp" in data.lower()
+            if not self.mentions_temp:
+                self.mentions_temp = b"temp" in data or b"TEMP" in data or b"Temp" in data
         return syncs, -1
 
     @property

@@ -180,3 +180,84 @@ def test_a_query_with_no_text_gets_postgres_error_not_a_traceback(
             assert error is not None and error.sqlstate == "08P01", describe(messages)
             assert messages[-1] == (ord("Z"), b"I"), describe(messages)
     assert "Traceback" not in fuzz_proxy.log_text(), fuzz_proxy.log_tail()
+
+
+# --- found by review of the fixes above -------------------------------------------------------
+def test_terminate_after_a_skipped_query_and_a_sync_closes_and_frees_the_server(
+        fuzz_proxy: ProxyProcess, pg_topology: Topology) -> None:
+    # PostgreSQL skips the Query behind the failed Parse and answers the Sync once: one
+    # ReadyForQuery for two sync points. The Terminate goes on to the server, which closes
+    # exactly when PostgreSQL would.
+    data = b"".join(m.encode() for m in (fe.Parse("", "SELEC 1"), fe.Query("SELECT 2"),
+                                         fe.Sync(), fe.Terminate()))
+    primary = pg_topology.primary
+    for host, port in ((primary.host, primary.port), (fuzz_proxy.host, fuzz_proxy.port)):
+        client = RawClient.connect(host, port, timeout=CLOSE_TIMEOUT_S)
+        client.login("trust_user", "", "app")
+        client.send(data)
+        messages = client.read_until_closed()
+        error = error_of(messages)
+        assert error is not None and error.sqlstate == "42601", describe(messages)
+        client.close()
+    assert wait_for(lambda: active_servers(fuzz_proxy, "trust_user") == 0, 5.0)
+
+
+def test_a_query_behind_an_unsynced_read_still_gets_the_reads_answers(
+        fuzz_proxy: ProxyProcess) -> None:
+    # The read's rows must reach the client before the Query is routed on its own.
+    with trust_client(fuzz_proxy) as client:
+        client.send(b"".join(m.encode() for m in (
+            fe.Parse("", "SELECT pg_sleep(0.3), 7"), fe.Bind("", ""), fe.Execute(""),
+            fe.Flush())))
+        time.sleep(0.05)
+        client.send(fe.Query("SELECT 2").encode())
+        types = bytes(t for t, _ in client.read_until(b"Z"))
+    assert types == b"12DCTDCZ", types
+
+
+def test_a_header_refused_when_whole_does_not_poison_the_next_client(
+        fuzz_proxy: ProxyProcess) -> None:
+    # "Q" alone passes as a header's start and goes to the server; the length bytes that
+    # follow are impossible: that server must not go back to the pool with a "Q" in it.
+    for _ in range(3):
+        with trust_client(fuzz_proxy) as bad:
+            bad.send(fe.Query("BEGIN").encode())
+            bad.read_until(b"Z")
+            bad.send(fe.Query("SELECT 1").encode() + b"Q")
+            bad.read_until(b"Z")
+            bad.send(b"\x00\x00\x00\x01")
+            bad.read_until_closed()
+    for _ in range(3):
+        with trust_client(fuzz_proxy) as good:
+            assert good.query("SELECT 1")[-1][0] == ord("Z")
+
+
+def test_a_terminate_behind_a_commit_in_an_unsynced_batch_keeps_the_commit(
+        fuzz_proxy: ProxyProcess, pg_topology: Topology) -> None:
+    # An Execute of COMMIT commits at once (PostgreSQL's exec_execute_message); then the
+    # Terminate. Through the proxy the rows must be there too.
+    marker = f"f3-{time.monotonic_ns()}"
+    with trust_client(fuzz_proxy) as client:
+        client.send(b"".join(m.encode() for m in (
+            fe.Parse("", f"INSERT INTO {FUZZ_TABLE} (v, n) VALUES ('{marker}', 1)"),
+            fe.Bind("", ""), fe.Execute(""),
+            fe.Parse("", "COMMIT"), fe.Bind("", ""), fe.Execute(""), fe.Terminate())))
+        client.read_until_closed()
+    with psycopg.connect(pg_topology.primary.superuser_dsn("app")) as su:
+        row = su.execute(f"SELECT count(*) FROM {FUZZ_TABLE} WHERE v = %s",
+                         (marker,)).fetchone()
+    assert row == (1,)
+
+
+def test_temp_said_in_an_earlier_transaction_does_not_pin(fuzz_proxy: ProxyProcess) -> None:
+    name = f"plain_{time.monotonic_ns()}"
+    with trust_client(fuzz_proxy) as client:
+        client.query("SELECT 'an attempt'")
+        client.query(f"CREATE TABLE {name} (i int)")
+        client.query(f"DROP TABLE {name}")
+        with admin(fuzz_proxy) as conn:
+            cursor = conn.execute("SHOW CLIENTS")
+            names = [c.name for c in cursor.description or ()]
+            pinned = [row[names.index("pinned")] for row in cursor.fetchall()
+                      if row[names.index("user")] == "trust_user"]
+    assert pinned == [""], pinned
