@@ -203,9 +203,16 @@ class Planner:
                          hidden=len(self.columns) - len(items))
 
     def _visible(self, node: exp.Expr) -> int:
-        """A select item of a grouped statement: an aggregate or a key expression."""
+        """A select item of a grouped statement: an aggregate or a key expression. Each
+        item gets its own merged column, in select-list order (the client's columns)."""
         if _is_partial(node):
-            return self._aggregate(node)
+            before = len(self.columns)
+            index = self._aggregate(node)
+            if len(self.columns) == before:
+                # The same aggregate as an earlier item: a column of its own, same partials.
+                self.columns.append(self.columns[index])
+                return len(self.columns) - 1
+            return index
         for inner in node.find_all(exp.Func):
             if is_aggregate(inner):
                 raise MergeUnsupported(f"an expression over aggregates ({_name(node)}) "

@@ -168,6 +168,8 @@ EXAMPLES = [
     "(WHERE val > 0), count(DISTINCT name), min(DISTINCT f) FILTER (WHERE small < 3) "
     "FROM data GROUP BY grp ORDER BY grp NULLS FIRST",
     ORD + "SELECT count(*) AS n, small FROM data GROUP BY 2 ORDER BY 2",
+    ORD + "SELECT count(*), count(*) AS n, grp, grp, max(id), max(id) FROM data GROUP BY grp "
+    "ORDER BY 3 NULLS FIRST",
     ORD + "SELECT stddev(val), variance(val), stddev_pop(small), var_pop(small), "
     "var_samp(grp) FILTER (WHERE flag) FROM data",
     ORD + "SELECT grp, stddev_samp(val) FROM data WHERE id < 40 GROUP BY grp ORDER BY grp",

@@ -199,3 +199,10 @@ def test_distinct_aggregates_of_two_expressions_group_the_shards_by_both() -> No
                       "GROUP BY grp")
     assert plan.shard_sql.endswith("GROUP BY grp, small, name")
     assert [c.sources for c in plan.columns] == [(0,), (1,), (2,)]
+
+
+def test_a_repeated_select_item_keeps_its_own_column() -> None:
+    plan = plan_merge("SELECT count(*), count(*) AS n, grp, grp FROM data GROUP BY grp")
+    assert [c.combine for c in plan.columns] == [Combine.COUNT, Combine.COUNT, Combine.KEY,
+                                                  Combine.KEY]
+    assert plan.hidden == 0 and plan.columns[0] == plan.columns[1]
