@@ -93,6 +93,8 @@ class QueryGenerator:
         rng = self.rng
         keys = rng.sample(KEYS, rng.randrange(0, 3))
         aggregates = rng.sample(AGGREGATES, rng.randrange(1, 4))
+        if rng.random() < 0.1:
+            aggregates.append(aggregates[0])  # the same item twice keeps two columns
         sql = f"SELECT {', '.join(keys + aggregates)} FROM data{self._where()}"
         if keys:
             sql += f" GROUP BY {', '.join(keys)}"
