@@ -95,7 +95,7 @@ def proxy(topology: Topology, tmp_path_factory: pytest.TempPathFactory
                         extra_pool={"query_parser_enabled": True,
                                     "automatic_sharding_key": "data.id",
                                     "cross_shard_queries": True,
-                                    "cross_shard_max_rows": 350})
+                                    "cross_shard_max_rows": 1000})
     started = start_proxy(text, Path(tmp_path_factory.mktemp("cross_shard")))
     try:
         yield started
@@ -226,7 +226,8 @@ def test_too_many_groups_is_a_clear_error(proxy: ProxyProcess) -> None:
     with through(proxy) as conn:
         with pytest.raises(psycopg.errors.ConfigurationLimitExceeded,
                            match="cross_shard_max_rows"):
-            conn.execute("SELECT id, count(*) FROM data GROUP BY id")
+            conn.execute("SELECT d.id, g, count(*) FROM data d, generate_series(1, 3) g "
+                         "GROUP BY 1, 2")  # 1,200 groups
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
