@@ -33,6 +33,7 @@ from ..protocol.framing import (
 from ..protocol.frontend import Bind, decode_frontend
 from ..router import PRIMARY, Route, RouteError, read_only_transaction
 from ..scatter import start_scatter
+from ..scatter.batch import batch_plan, start_batch
 from .commands import custom_command, run_command
 from .explain import explain_route
 from .linked import deallocate_reply
@@ -125,6 +126,14 @@ def process_idle(session: ClientSession) -> None:
                 more: list[str | None] | None = [None] if len(buf) > end else None
                 start_transaction(session, sql, more=more)
             return
+        if msg_type in (SYNC, FLUSH) and session.held is None:
+            # Nothing is open or owed (a lone Sync and Flush, as psycopg sends after a
+            # Flush-ended batch a cross-shard path answered): PostgreSQL's answer (Ready
+            # ForQuery 'I', nothing) without a server, which would keep what follows.
+            session.consume(end)
+            if msg_type == SYNC:
+                session.write(be.READY_IDLE)
+            continue
         if msg_type in _EXTENDED and session.routes_vary:
             if _start_extended(session):
                 continue  # intercepted: answered here
@@ -328,6 +337,11 @@ def _start_extended(session: ClientSession) -> bool:
         sql, bind, more = None, (), [None]
     if len(buf) > end:
         more.append(None)  # input pipelined behind this batch: not looked at
+    if more and session.held is None and cluster.router.settings.cross_shard_writes:
+        batch = batch_plan(session, buf, end)  # executemany over several shards
+        if batch is not None:
+            start_batch(session, batch)
+            return False
     start_transaction(session, sql, bind, more)
     return False
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from parser.merge_plan import MergeUnsupported, plan_merge
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from ..router import Route
 
 log = logging.getLogger(__name__)
+Runner = Callable[["ClientSession", ClientOutput], Awaitable[None]]
 # The servers of each running cross-shard query, for the client's CancelRequest.
 _RUNNING: dict[ClientSession, list[ServerConnection]] = {}
 
@@ -42,24 +44,28 @@ def running_servers(session: ClientSession) -> list[ServerConnection]:
     return _RUNNING.get(session, [])
 
 
-def start_scatter(session: ClientSession, route: Route) -> None:
+def start_scatter(session: ClientSession, route: Route, run: Runner | None = None) -> None:
     """Run the statement at the start of the client's input (a Query, or a batch the idle
-    path has seen whole) on the route's shards, then go on with the session."""
+    path has seen whole) on the route's shards, then go on with the session. ``run``:
+    what takes and answers the input instead (batch.py's cross-shard batches)."""
     from ..frontend.states import State
 
     session.state = State.CHECKOUT
     session.route = route
-    session._task = asyncio.get_running_loop().create_task(_serve(session, route))
+    session._task = asyncio.get_running_loop().create_task(_serve(session, route, run))
 
 
-async def _serve(session: ClientSession, route: Route) -> None:
+async def _serve(session: ClientSession, route: Route, run: Runner | None) -> None:
     from ..frontend.idle import process_idle
     from ..frontend.states import State
 
     out = ClientOutput(session)
     try:
-        runner = run_writes if route.writes else _run  # writes: cross_shard_writes
-        await runner(session, route, _take_request(session), out)
+        if run is not None:
+            await run(session, out)
+        else:
+            runner = run_writes if route.writes else _run  # writes: cross_shard_writes
+            await runner(session, route, _take_request(session), out)
     except ProxyError as exc:
         out.add(be.error_response(exc.message, exc.sqlstate, "ERROR", exc.detail)
                 + be.READY_IDLE)

@@ -266,3 +266,35 @@ def test_notices_of_every_shard_reach_the_client(proxy: ProxyProcess, empty: Top
         conn.execute(f"INSERT INTO data (id, v) VALUES {values(IDS)}")
         assert conn.execute("UPDATE data SET v = shout(v)").rowcount == len(IDS)
     assert sorted(notices) == sorted(f"shout v{i}" for i in IDS)
+
+
+def test_psycopg_executemany_puts_each_row_on_its_shard(proxy: ProxyProcess, empty: Topology
+                                                        ) -> None:
+    with through(proxy) as conn:
+        cursor = conn.cursor()
+        cursor.executemany("INSERT INTO data (id, v) VALUES (%s, %s)",
+                           [(i, f"m{i}") for i in IDS])
+        cursor.executemany("UPDATE data SET n = %s WHERE id = %s RETURNING id, n",
+                           [(i * 10, i) for i in IDS], returning=True)
+        got = []
+        while True:
+            got += cursor.fetchall()
+            if not cursor.nextset():
+                break
+        assert got == [(i, i * 10) for i in IDS]
+    assert_placed(empty, IDS)
+
+
+async def test_asyncpg_executemany_puts_each_row_on_its_shard(proxy: ProxyProcess,
+                                                             empty: Topology) -> None:
+    conn = await asyncpg.connect(host=proxy.host, port=proxy.port, user="app",
+                                 password="app", database="sharded")
+    try:
+        await conn.executemany("INSERT INTO data (id, v) VALUES ($1, $2)",
+                               [(i, f"m{i}") for i in IDS])
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.executemany("INSERT INTO data (id, v) VALUES ($1, $2)",
+                                   [(i + 100, "x") for i in IDS] + [(IDS[0], "dup")])
+    finally:
+        await conn.close()
+    assert_placed(empty, IDS)  # the failed batch wrote nothing anywhere
