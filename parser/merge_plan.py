@@ -69,6 +69,9 @@ class Combine(enum.Enum):
     VAR_POP = "var_pop"
     STDDEV_SAMP = "stddev_samp"
     STDDEV_POP = "stddev_pop"
+    # An expression over aggregates (sum(a) / count(*), round(avg(x), 2)): PostgreSQL
+    # evaluates MergedColumn.expression over the merged columns it names (v.c<N>).
+    EXPRESSION = "expression"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,8 @@ class MergedColumn:
     # An ordered string_agg / array_agg: its ORDER BY, by position in sources[1:] (the
     # sub-group's sort values; sources[0] is the sub-group's unordered partial).
     order: tuple[SortKey, ...] = ()
+    expression: str = ""  # Combine.EXPRESSION's SQL over v.c<N>, N a merged column
+    uses: tuple[int, ...] = ()  # ... and those N
 
 
 # HAVING, evaluated by the proxy on merged rows (three-valued, as SQL).

@@ -162,10 +162,18 @@ class Planner:
     # --- grouped: partial aggregates per group --------------------------------------------
     def _grouped(self, select: exp.Select) -> MergePlan:
         items = list(select.expressions)
+        pending: list[tuple[int, exp.Expr]] = []
         for item in items:
             if item.is_star:
                 raise MergeUnsupported("* in a cross-shard aggregate query")
-            self._visible(unwrap_alias(item))
+            node = unwrap_alias(item)
+            if _is_partial(node) or not any(is_aggregate(f) for f in node.find_all(exp.Func)):
+                self._visible(node)
+            else:  # its column now; the aggregates it uses after every item (hidden)
+                self.columns.append(MergedColumn(Combine.EXPRESSION, ()))
+                pending.append((len(self.columns) - 1, node))
+        for index, node in pending:
+            self.columns[index] = self._expression(node)
         keys = tuple(self._group_key(g, items) for g in group_items(select))
         # The shard groups by the expressions themselves: its select list is the partials,
         # so a position or an output name would name something else there.
@@ -201,6 +209,25 @@ class Planner:
                          group_keys=keys, distinct=distinct, order=order, limit=limit,
                          offset=offset, having=having,  # type: ignore[arg-type]
                          hidden=len(self.columns) - len(items))
+
+    def _expression(self, node: exp.Expr) -> MergedColumn:
+        """An expression over aggregates: each aggregate (and each column outside them, a
+        group key) becomes a merged column v.c<N>; PostgreSQL evaluates the rest after the
+        merge, so its types, rounding and errors are PostgreSQL's own."""
+        if node.find(exp.Parameter, exp.Placeholder) is not None:
+            raise MergeUnsupported(f"a parameter in {_name(node)} over aggregates across shards")
+        template = node.copy()
+        aggregates = [n for n in template.find_all(exp.Func, exp.Filter) if _is_partial(n)
+                      and not any(_is_partial(a) for a in _ancestors(n, template))]
+        uses = [self._aggregate(aggregate) for aggregate in aggregates]
+        for aggregate, index in zip(aggregates, uses, strict=True):
+            aggregate.replace(exp.column(f"c{index}", table="v"))
+        for column in list(template.find_all(exp.Column)):
+            if column.table != "v":
+                uses.append(self._key(column.copy()))
+                column.replace(exp.column(f"c{uses[-1]}", table="v"))
+        return MergedColumn(Combine.EXPRESSION, (), expression=sql_of(template),
+                            uses=tuple(sorted(set(uses))))
 
     def _visible(self, node: exp.Expr) -> int:
         """A select item of a grouped statement: an aggregate or a key expression. Each
@@ -357,6 +384,14 @@ def _separator(call: exp.Expr) -> str:
 
 def _is_partial(node: exp.Expr) -> bool:
     return is_aggregate(node.this if isinstance(node, exp.Filter) else node)
+
+
+def _ancestors(node: exp.Expr, root: exp.Expr) -> list[exp.Expr]:
+    found, parent = [], node.parent
+    while parent is not None and parent is not root.parent:
+        found.append(parent)
+        parent = parent.parent
+    return found
 
 
 def _filtered(call: exp.Expr, where: exp.Expr | None) -> exp.Expr:

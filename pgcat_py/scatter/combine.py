@@ -97,6 +97,8 @@ def output_type(combine: Combine, partial_types: Sequence[int]) -> int:
         return BOOL
     if combine in _STATISTICS:
         return NUMERIC
+    if combine is Combine.EXPRESSION:
+        return 0  # known from the client statement's RowDescription (the executor's)
     return partial_types[0]
 
 
@@ -111,7 +113,8 @@ class GroupMerger:
         self.iso_dates = iso_dates
         self.types = [output_type(c.combine, [shard_types[s] for s in c.sources])
                       for c in plan.columns]
-        self._folds = [self._ordered_fold(c, shard_types) if c.order else
+        self._folds = [_no_fold if c.combine is Combine.EXPRESSION else
+                       self._ordered_fold(c, shard_types) if c.order else
                        self._fold_for(c.combine, shard_types[c.sources[
                            1 if c.combine in _STATISTICS else 0]]) for c in plan.columns]
         self.held = 0  # groups and distinct values held, against max_rows
@@ -202,6 +205,10 @@ class GroupMerger:
         if self.plan.having is not None:
             having = self.plan.having
             rows = [row for row in rows if evaluate(having, row, self.types) is True]
+        return rows
+
+    def distinct(self, rows: list[Row]) -> list[Row]:
+        """SELECT DISTINCT over merged rows (after any expression over aggregates)."""
         if self.plan.distinct:
             visible = len(self.plan.columns) - self.plan.hidden
             seen: dict[tuple[Any, ...], Row] = {}
@@ -210,6 +217,10 @@ class GroupMerger:
                                       in zip(row[:visible], self.types, strict=False)), row)
             rows = list(seen.values())
         return rows
+
+
+def _no_fold(state: Any, values: list[bytes | None]) -> Any:
+    return None  # Combine.EXPRESSION: computed after the merge (finalize.py)
 
 
 def _group_value(type_oid: int) -> Callable[[bytes], Any]:

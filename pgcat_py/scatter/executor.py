@@ -31,6 +31,7 @@ from ..protocol.framing import (
 from ..protocol.wire import message
 from . import datetimes
 from .combine import GroupMerger, Row, sort_key
+from .finalize import finalize, has_expressions
 from .request import ScatterRequest, refused
 from .shard import ShardStream, row_values, statement_messages
 from .values import FLOAT8, has_binary, to_binary
@@ -236,6 +237,12 @@ class _Merge:
             while (payload := await stream.next_row()) is not None:
                 merger.add(row_values(payload))
         rows = merger.rows()
+        if has_expressions(plan):  # evaluated by PostgreSQL on the first shard's server
+            for index, merged in enumerate(plan.columns):
+                if merged.combine is Combine.EXPRESSION:
+                    merger.types[index] = self.client_types[index]
+            await finalize(streams[0], plan, rows, merger.types, self.shortest_floats)
+        rows = merger.distinct(rows)
         if plan.order:
             rows.sort(key=sort_key(plan.order, merger.types, [False] * len(merger.types),
                                    self.iso_dates))

@@ -25,7 +25,7 @@ AGGREGATES = ["count(*)", "count(val)", "sum(val)", "sum(small)", "sum(f)", "min
               "sum(val) FILTER (WHERE flag)", "avg(f) FILTER (WHERE grp > 2)",
               "count(DISTINCT small)", "sum(DISTINCT small)", "avg(DISTINCT small)",
               "min(DISTINCT f)", "stddev(val)", "var_pop(small)", "variance(grp)", "max(ts)",
-              "min(d)"]
+              "min(d)", "sum(small) * 2 / count(*)", "round(avg(val), 1) + max(grp)"]
 HAVING = ["count(DISTINCT small) > 3", "count(*) > 20", "sum(val) > 0", "avg(small) >= 2",
           "max(id) < 390 OR min(f) < -20", "NOT bool_or(flag)", "sum(val) IS NULL"]
 

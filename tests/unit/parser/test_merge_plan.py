@@ -101,7 +101,9 @@ def test_distinct_without_aggregates_groups_by_every_column() -> None:
     ("SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY id) FROM data", "across shards"),
     ("SELECT grp AS small, count(*) FROM data GROUP BY small", "output column name"),
     ("SELECT 'x', count(DISTINCT grp) FROM data", "beside a DISTINCT"),
-    ("SELECT sum(val) / count(*) FROM data", "expression over aggregates"),
+    ("SELECT sum(val) * $1 FROM data", "parameter"),
+    ("SELECT grp FROM data GROUP BY grp ORDER BY sum(val) / count(*)",
+     "expression over aggregates"),
     ("SELECT string_agg(DISTINCT name, ',' ORDER BY name) FROM data", "ordered aggregate"),
     ("SELECT string_agg(name, sep) FROM data", "not a constant"),
     ("SELECT json_agg(id) FROM data", "JSON_AGG"),
@@ -206,3 +208,13 @@ def test_a_repeated_select_item_keeps_its_own_column() -> None:
     assert [c.combine for c in plan.columns] == [Combine.COUNT, Combine.COUNT, Combine.KEY,
                                                   Combine.KEY]
     assert plan.hidden == 0 and plan.columns[0] == plan.columns[1]
+
+
+def test_an_expression_over_aggregates_is_left_to_postgresql_after_the_merge() -> None:
+    plan = plan_merge("SELECT grp, sum(val) / count(*) AS ratio, grp || ':' || count(*), "
+                      "count(*) FROM data GROUP BY grp")
+    ratio, label = plan.columns[1], plan.columns[2]
+    assert ratio.combine is Combine.EXPRESSION and ratio.expression == "v.c4 / v.c3"
+    assert ratio.uses == (3, 4) and plan.columns[3].combine is Combine.COUNT
+    assert label.expression == "v.c0 || ':' || v.c3" and label.uses == (0, 3)
+    assert plan.hidden == 1  # sum(val)
