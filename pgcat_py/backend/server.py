@@ -1,7 +1,7 @@
 """ServerConnection: one connection to a PostgreSQL server, from login to close.
 
-On the control plane it logs in (trust, cleartext, md5, SCRAM-SHA-256), runs the proxy's own
-queries (parameter sync, reset, rollback) and keeps what it learns (ParameterStatus,
+On the control plane it logs in (login.py: TLS, trust, cleartext, md5, SCRAM-SHA-256), runs
+the proxy's own queries (parameter sync, reset, rollback) and keeps what it learns (ParameterStatus,
 BackendKeyData). On the relay path it forwards every chunk to its client as it arrives and
 watches only ReadyForQuery, CommandComplete, ParameterStatus, ErrorResponse and the Copy
 responses, so it knows when the transaction is over and whether the session got dirty.
@@ -20,11 +20,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..conn import ConnectionClosed, MessageConnection, SocketOptions, tune_socket
 from ..protocol import backend as be
-from ..protocol.auth import md5_response
 from ..protocol.errors import ProtocolViolation, ServerError
 from ..protocol.framing import (
-    AUTHENTICATION,
-    BACKEND_KEY_DATA,
     DATA_ROW,
     DIRTY_TAGS,
     ERROR_RESPONSE,
@@ -37,12 +34,12 @@ from ..protocol.framing import (
     TAG_SET,
     BackendScanner,
 )
-from ..protocol.frontend import PasswordMessage, Query
-from ..protocol.startup import SSLRequest, StartupMessage
+from ..protocol.frontend import Query
 from . import params as P
 from .dns import DnsCache
+from .login import log_in, request_tls
 from .mirror import Mirror
-from .passthrough import ServerSecret, scram_client
+from .passthrough import ServerSecret
 from .prepared import Expectation, ExpectedReplies, ServerStatements, StatementRegistry
 from .stale_plan import is_stale_plan_error, is_stale_plan_reply, prepared_again
 
@@ -364,6 +361,10 @@ class ServerConnection(MessageConnection):
         """Transaction status from the last ReadyForQuery: 'I', 'T' or 'E' (as an int)."""
         return self._scanner.status
 
+    def note_status(self, status: int) -> None:
+        """The status of a ReadyForQuery read on the control plane."""
+        self._scanner.status = status
+
     @property
     def in_copy(self) -> bool:
         return self._scanner.in_copy
@@ -405,93 +406,6 @@ class ServerConnection(MessageConnection):
                 and scanner.at_boundary)
 
     # --- control plane ------------------------------------------------------------------
-    async def request_tls(self, context: ssl.SSLContext) -> bool:
-        """SSLRequest first (pgcat's server_tls): on 'S' the TLS handshake (True); on 'N'
-        plaintext goes on (False), unless the context verifies certificates: then a
-        server that will not show one is refused, or a man in the middle could say 'N'."""
-        t = self.target
-        self.write(SSLRequest().encode())
-        while not self._rbuf:
-            await self._wait_for_data()
-        answer = self._rbuf[0]
-        if answer == ord("N") and context.verify_mode == ssl.CERT_NONE:
-            self.consume(1)
-            return False
-        if answer == ord("N"):
-            raise ServerError(f"server {t.name or t.host} does not accept TLS, and "
-                              "verify_server_certificate is on")
-        if answer == ord("E"):  # an ErrorResponse: a server that does not know SSLRequest
-            _, payload = await self.read_message()
-            raise _server_error(payload, t)
-        if answer != ord("S") or len(self._rbuf) > 1:
-            # Bytes after the 'S' were not encrypted (libpq refuses them, CVE-2021-23222).
-            raise ServerError(f"server {t.name or t.host}: unexpected answer to SSLRequest")
-        self.consume(1)
-        await self.start_tls(context, server_side=False, server_hostname=t.host)
-        return True
-
-    async def login(self, application_name: str | None = None) -> None:
-        t = self.target
-        params = {"user": t.user, "database": t.database}
-        if application_name:
-            params["application_name"] = application_name
-        self.write(StartupMessage(params).encode())
-        while True:
-            msg_type, payload = await self.read_message()
-            if msg_type == AUTHENTICATION:
-                await self._authenticate(payload)
-            elif msg_type == PARAMETER_STATUS:
-                msg = be.decode_backend(msg_type, payload)
-                assert isinstance(msg, be.ParameterStatus)
-                self.defaults[msg.name.lower()] = msg.value
-                self.reported[msg.name.lower()] = (msg.name, msg.value)
-            elif msg_type == BACKEND_KEY_DATA:
-                self.process_id, self.secret_key = _decode_key(payload)
-            elif msg_type == ERROR_RESPONSE:
-                raise _server_error(payload, t)
-            elif msg_type == READY_FOR_QUERY:
-                self._scanner.status = payload[0]
-                return
-
-    async def _authenticate(self, payload: bytes) -> None:
-        msg = be.decode_backend(AUTHENTICATION, payload)
-        assert isinstance(msg, be.Authentication)
-        t = self.target
-        if msg.code == be.AUTH_OK:
-            return
-        if msg.code == be.AUTH_SASL:
-            await self._scram(msg.sasl_mechanisms())
-            return
-        password = t.password if t.secret is None else t.secret.password
-        if password is None:
-            raise ServerError(f"server {t.name} asks for a password and none is configured")
-        if msg.code == be.AUTH_CLEARTEXT_PASSWORD:
-            self.write(PasswordMessage(password.encode() + b"\0").encode())
-        elif msg.code == be.AUTH_MD5_PASSWORD:
-            answer = md5_response(t.user, password, msg.data[:4])
-            self.write(PasswordMessage(answer.encode() + b"\0").encode())
-        else:
-            raise ServerError(f"unsupported authentication method {msg.code} on {t.name}")
-
-    async def _scram(self, mechanisms: list[str]) -> None:
-        if "SCRAM-SHA-256" not in mechanisms:
-            raise ServerError(f"server offers no supported SASL mechanism: {mechanisms}")
-        t = self.target
-        scram = scram_client(t.user, t.password, t.secret, t.name)
-        self.write(PasswordMessage(scram.initial_response()).encode())
-        first = await self._sasl_step(be.AUTH_SASL_CONTINUE)
-        self.write(PasswordMessage(scram.continue_(first)).encode())
-        scram.final(await self._sasl_step(be.AUTH_SASL_FINAL))
-
-    async def _sasl_step(self, code: int) -> bytes:
-        msg_type, payload = await self.read_message()
-        if msg_type == ERROR_RESPONSE:
-            raise _server_error(payload, self.target)
-        msg = be.decode_backend(msg_type, payload)
-        if not isinstance(msg, be.Authentication) or msg.code != code:
-            raise ServerError(f"unexpected message during SASL with {self.target.name}")
-        return msg.data
-
     async def simple_query(self, sql: str) -> list[be.NoticeOrError]:
         """Run the proxy's own SQL; returns the ErrorResponses (usually none)."""
         errors, _ = await self._run(sql)
@@ -515,7 +429,7 @@ class ServerConnection(MessageConnection):
         while True:
             msg_type, payload = await self.read_message()
             if msg_type == READY_FOR_QUERY:
-                self._scanner.status = payload[0]
+                self.note_status(payload[0])
                 return errors, value
             if msg_type == ERROR_RESPONSE:
                 err = be.decode_backend(msg_type, payload)
@@ -578,19 +492,6 @@ class ServerConnection(MessageConnection):
                         and self.reported[k][1] != self.defaults.get(k)}
 
 
-def _decode_key(payload: bytes) -> tuple[int, int]:
-    msg = be.decode_backend(BACKEND_KEY_DATA, payload)
-    assert isinstance(msg, be.BackendKeyData)
-    return msg.process_id, msg.secret_key
-
-
-def _server_error(payload: bytes, target: ServerTarget) -> ServerError:
-    err = be.decode_backend(ERROR_RESPONSE, payload)
-    assert isinstance(err, be.NoticeOrError)
-    return ServerError(f"server {target.name or target.host}: {err.text}",
-                       sqlstate=err.sqlstate or None)
-
-
 async def open_server(target: ServerTarget, timeout: float,
                       application_name: str | None = None) -> ServerConnection:
     """Connect and log in within ``timeout`` seconds."""
@@ -605,8 +506,8 @@ async def open_server(target: ServerTarget, timeout: float,
             conn.address = host
             try:
                 if target.tls is not None:
-                    await conn.request_tls(target.tls)
-                await conn.login(application_name)
+                    await request_tls(conn, target.tls)
+                await log_in(conn, application_name)
             except BaseException:
                 conn.terminate()
                 raise
