@@ -26,7 +26,11 @@ from parser.merge_clauses import (
 )
 from parser.merge_conditions import having_condition
 from parser.merge_plan import (
+    ColumnRef,
     Combine,
+    Compare,
+    Condition,
+    Constant,
     MergedColumn,
     MergePlan,
     MergeUnsupported,
@@ -180,7 +184,7 @@ class Planner:
         self.group_by = [resolve_alias(items, items[int(g.this) - 1] if is_position(g)
                                         else g).copy() for g in group_items(select)]
         having_node = select.args.get("having")
-        having = having_condition(having_node.this, self._operand) if having_node else None
+        having = self._having(having_node.this) if having_node else None
         order = tuple(self._order_key(o, items) for o in order_items(select))
         return self._finish(select, items, keys, order,
                             distinct=bool(select.args.get("distinct")), having=having)
@@ -357,8 +361,24 @@ class Planner:
     def _order_key(self, ordered: exp.Ordered, items: list[exp.Expr]) -> SortKey:
         index = output_index(items, ordered.this)
         if index is None:
-            index = self._operand(resolve_alias(items, ordered.this))
+            node = resolve_alias(items, ordered.this)
+            index = self._hidden_expression(node) if _over_aggregates(node) else \
+                self._operand(node)
         return sort_key_of(ordered, index, items)
+
+    def _having(self, node: exp.Expr) -> Condition:
+        """HAVING as the proxy evaluates it; else (arithmetic over aggregates, functions)
+        a hidden boolean expression PostgreSQL evaluates after the merge, kept if TRUE."""
+        try:
+            return having_condition(node, self._operand)
+        except MergeUnsupported:
+            if not _over_aggregates(node):
+                raise
+        return Compare("=", ColumnRef(self._hidden_expression(node)), Constant(True))
+
+    def _hidden_expression(self, node: exp.Expr) -> int:
+        self.columns.append(self._expression(node))
+        return len(self.columns) - 1
 
 
 def _check_call(call: exp.Expr) -> None:
@@ -384,6 +404,11 @@ def _separator(call: exp.Expr) -> str:
 
 def _is_partial(node: exp.Expr) -> bool:
     return is_aggregate(node.this if isinstance(node, exp.Filter) else node)
+
+
+def _over_aggregates(node: exp.Expr) -> bool:
+    """An expression that contains aggregates but is not one (sum(a) / count(*))."""
+    return not _is_partial(node) and any(is_aggregate(f) for f in node.find_all(exp.Func))
 
 
 def _ancestors(node: exp.Expr, root: exp.Expr) -> list[exp.Expr]:

@@ -202,10 +202,14 @@ class GroupMerger:
                   for c, t in zip(self.plan.columns, self.types, strict=True)]
         rows = [[final(value) for final, value in zip(finals, state, strict=True)]
                 for state in self.groups.values()]
-        if self.plan.having is not None:
-            having = self.plan.having
-            rows = [row for row in rows if evaluate(having, row, self.types) is True]
         return rows
+
+    def having(self, rows: list[Row]) -> list[Row]:
+        """HAVING over merged rows (after any expression over aggregates it uses)."""
+        having = self.plan.having
+        if having is None:
+            return rows
+        return [row for row in rows if evaluate(having, row, self.types) is True]
 
     def distinct(self, rows: list[Row]) -> list[Row]:
         """SELECT DISTINCT over merged rows (after any expression over aggregates)."""

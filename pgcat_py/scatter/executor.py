@@ -238,12 +238,9 @@ class _Merge:
                 merger.add(row_values(payload))
         rows = merger.rows()
         if has_expressions(plan):  # evaluated by PostgreSQL on the first shard's server
-            for index, merged in enumerate(plan.columns):
-                if merged.combine is Combine.EXPRESSION:
-                    merger.types[index] = self.client_types[index]
             await finalize(streams[0], plan, rows, merger.types, self.shortest_floats)
-        rows = merger.distinct(rows)
-        if plan.order:
+        rows = merger.distinct(merger.having(rows))
+        if plan.order and rows:
             rows.sort(key=sort_key(plan.order, merger.types, [False] * len(merger.types),
                                    self.iso_dates))
         return rows

@@ -13,10 +13,9 @@ zero is 22012, as it would be on one server). One round trip for every group.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from parser.merge_plan import Combine, MergePlan
 
+from ..protocol import backend as be
 from ..protocol import frontend as fe
 from . import datetimes
 from .shard import ShardStream, row_values
@@ -37,6 +36,7 @@ from .values import (
 )
 
 Row = list[bytes | None]
+ROW_DESCRIPTION = ord("T")
 TYPE_NAMES = {
     BOOL: "bool", INT2: "int2", INT4: "int4", INT8: "int8", OID: "oid", TEXT: "text",
     NAME: "name", BPCHAR: "bpchar", VARCHAR: "varchar", FLOAT4: "float4", FLOAT8: "float8",
@@ -51,9 +51,9 @@ def has_expressions(plan: MergePlan) -> bool:
 
 
 async def finalize(stream: ShardStream, plan: MergePlan, rows: list[Row],
-                   types: Sequence[int], shortest_floats: bool) -> None:
-    """Fill each expression column of ``rows`` (merged rows, in place). Floats travel as
-    text: exact only with extra_float_digits > 0 (``shortest_floats``)."""
+                   types: list[int], shortest_floats: bool) -> None:
+    """Fill each expression column of ``rows`` (merged rows, in place) and its type in
+    ``types``. Floats travel as text: exact only with extra_float_digits > 0."""
     expressions = [(i, c) for i, c in enumerate(plan.columns)
                    if c.combine is Combine.EXPRESSION]
     used = sorted({n for _, c in expressions for n in c.uses})
@@ -68,6 +68,14 @@ async def finalize(stream: ShardStream, plan: MergePlan, rows: list[Row],
     sql = (f"SELECT {', '.join(c.expression for _, c in expressions)} FROM (VALUES {values})"
            f" AS v({', '.join(names)}) ORDER BY v.o")
     stream.send([fe.Query(sql).encode()])
+    for index, _ in expressions:  # unknown until PostgreSQL describes the result
+        types[index] = 0
+    if await stream.read_until(frozenset({ROW_DESCRIPTION})) != ROW_DESCRIPTION:
+        raise stream.client_error()  # PostgreSQL's error (read to its ReadyForQuery)
+    description = be.decode_backend(ROW_DESCRIPTION, stream.replies.pop()[1])
+    assert isinstance(description, be.RowDescription)
+    for (index, _), field in zip(expressions, description.fields, strict=True):
+        types[index] = field.type_oid  # the expression's type: for ORDER BY, HAVING
     results: list[Row] = []
     while (payload := await stream.next_row()) is not None:
         results.append(row_values(payload))

@@ -174,6 +174,8 @@ EXAMPLES = [
     "sum(small) / count(*) FROM data GROUP BY grp ORDER BY 2 DESC NULLS LAST, 1",
     ORD + "SELECT coalesce(sum(val) FILTER (WHERE grp > 100), 0), count(*) > 10, "
     "max(val) - min(val) FROM data",
+    ORD + "SELECT grp, count(*) FROM data GROUP BY grp HAVING sum(val) / count(*) > 0 "
+    "OR abs(min(val)) > 49 ORDER BY max(id) - min(id) DESC, grp",
     ORD + "SELECT stddev(val), variance(val), stddev_pop(small), var_pop(small), "
     "var_samp(grp) FILTER (WHERE flag) FROM data",
     ORD + "SELECT grp, stddev_samp(val) FROM data WHERE id < 40 GROUP BY grp ORDER BY grp",

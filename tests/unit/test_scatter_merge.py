@@ -71,7 +71,7 @@ def test_groups_fold_partials_and_having_filters() -> None:
     merger.add([b"1", b"1", b"0.50", b"1", b"0.50"])
     merger.add([b"2", b"2", None, b"0", None])
     # SELECT 3.50 / 3 in PostgreSQL: 1.16666666666666666667
-    assert merger.rows() == [[b"1", b"3", b"1.16666666666666666667", b"0.50"]]
+    assert merger.having(merger.rows()) == [[b"1", b"3", b"1.16666666666666666667", b"0.50"]]
 
 
 def test_numeric_group_keys_that_are_equal_are_one_group() -> None:
