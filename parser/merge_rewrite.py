@@ -367,13 +367,13 @@ class Planner:
         return sort_key_of(ordered, index, items)
 
     def _having(self, node: exp.Expr) -> Condition:
-        """HAVING as the proxy evaluates it; else (arithmetic over aggregates, functions)
-        a hidden boolean expression PostgreSQL evaluates after the merge, kept if TRUE."""
+        """HAVING as the proxy evaluates it; else (arithmetic over aggregates, functions,
+        IN lists) a hidden boolean expression PostgreSQL evaluates after the merge, kept
+        where TRUE."""
         try:
             return having_condition(node, self._operand)
         except MergeUnsupported:
-            if not _over_aggregates(node):
-                raise
+            pass
         return Compare("=", ColumnRef(self._hidden_expression(node)), Constant(True))
 
     def _hidden_expression(self, node: exp.Expr) -> int:

@@ -176,6 +176,8 @@ EXAMPLES = [
     "max(val) - min(val) FROM data",
     ORD + "SELECT grp, count(*) FROM data GROUP BY grp HAVING sum(val) / count(*) > 0 "
     "OR abs(min(val)) > 49 ORDER BY max(id) - min(id) DESC, grp",
+    ORD + "SELECT grp, small, count(*) FROM data GROUP BY grp, small "
+    "HAVING grp IN (1, 2, 3) AND small BETWEEN 1 AND 3 ORDER BY 1, 2",
     ORD + "SELECT stddev(val), variance(val), stddev_pop(small), var_pop(small), "
     "var_samp(grp) FILTER (WHERE flag) FROM data",
     ORD + "SELECT grp, stddev_samp(val) FROM data WHERE id < 40 GROUP BY grp ORDER BY grp",
