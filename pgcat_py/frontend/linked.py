@@ -29,6 +29,7 @@ _DEALLOCATE = re.compile(
     rb'\s*DEALLOCATE\s+(?:PREPARE\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)[\s;]*',
     re.IGNORECASE)
 _STATEMENT_MESSAGES = frozenset(b"PBDC")  # they may name a statement: rewritten whole
+_SYNC_MESSAGES = frozenset(b"QFS")  # each answered by a ReadyForQuery (statements.rewrite)
 
 
 def relay_rewritten(session: ClientSession, server: ServerConnection, data: bytes,
@@ -66,6 +67,12 @@ def relay_rewritten(session: ClientSession, server: ServerConnection, data: byte
     except (IndexError, ValueError):  # a message whose fields do not fit its length
         session.fatal(ProtocolViolation("invalid message format"))
         return
+    if streamed and streamed[0] in _SYNC_MESSAGES:
+        # A Query cut by the read: the scanner counted its ReadyForQuery (syncs) from its
+        # header, so its sync point is noted now, behind the messages before it; its rest
+        # comes as raw bytes. Else the queue is one short, and a later ReadyForQuery voids
+        # the Close and Parse of a batch still to run (their replies reach the client).
+        notes.append((SYNC_POINT, b""))
     # Replies to track only where a Parse or Close went out, or some are still owed (then
     # the sync points too, to bound what an error voids): a batch of Binds and Executes of
     # prepared statements (the steady state) leaves the server's replies on the fast path.

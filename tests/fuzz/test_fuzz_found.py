@@ -261,3 +261,34 @@ def test_temp_said_in_an_earlier_transaction_does_not_pin(fuzz_proxy: ProxyProce
             pinned = [row[names.index("pinned")] for row in cursor.fetchall()
                       if row[names.index("user")] == "trust_user"]
     assert pinned == [""], pinned
+
+
+# --- found by the corpus replay (asyncpg_session.bin, chunks) ---------------------------------
+def test_a_query_cut_by_a_read_keeps_the_dropped_replies_in_step(
+        fuzz_proxy: ProxyProcess, pg_topology: Topology) -> None:
+    # A chunk that ends inside a Query (its header whole) while named statements are rewritten
+    # and replies are still owed: the relay counted the Query's ReadyForQuery, but the
+    # ExpectedReplies queue got no sync point for it. One short, the queue took that Query's
+    # ReadyForQuery as the end of the next batch, voiding the Close and Parse noted for it:
+    # their replies went through, a CloseComplete the client never asked for. The Flush
+    # proves the first chunk was relayed alone; the sleep keeps its replies owed meanwhile.
+    query = fe.Query("SELECT 2").encode()
+    cut = 8  # inside the Query's text
+    first = b"".join(m.encode() for m in (
+        fe.Parse("s1", "SELECT pg_sleep(0.5)"), fe.Flush(), fe.Bind("", "s1"), fe.Execute(""),
+        fe.Sync())) + query[:cut]
+    rest = query[cut:] + b"".join(m.encode() for m in (
+        fe.Parse("s2", "SELECT 3"), fe.Bind("", "s2"), fe.Execute(""), fe.Sync()))
+    primary = pg_topology.primary
+    answers = []
+    for host, port in ((primary.host, primary.port), (fuzz_proxy.host, fuzz_proxy.port)):
+        with RawClient.connect(host, port, timeout=CLOSE_TIMEOUT_S) as client:
+            client.login("trust_user", "", "app")
+            client.send(first)
+            messages = client.read_until(b"1")
+            client.send(rest)
+            for _ in range(3):
+                messages += client.read_until(b"Z")
+        answers.append(bytes(t for t, _ in messages))
+    assert answers[0] == b"12DCZTDCZ12DCZ", answers[0]
+    assert answers[1] == answers[0], answers
