@@ -24,6 +24,7 @@ from parser.write_split import WriteUnsupported
 _BACKSLASH, _CR, _LF = 0x5C, 0x0D, 0x0A
 _END_MARKER = b"\\."
 _TEXT_SPECIAL = re.compile(rb"[\\\r\n]")
+_TEXT_NOT_PLAIN = re.compile(rb"[\\\r]")  # without these, a row is a line
 _SIMPLE_ESCAPES = {ord("b"): 8, ord("f"): 12, ord("n"): 10, ord("r"): 13, ord("t"): 9,
                    ord("v"): 11}
 _OCTAL = frozenset(b"01234567")
@@ -44,14 +45,21 @@ class RowCutter:
         if plan.csv:
             quote, escape = re.escape(plan.quote), re.escape(plan.escape)
             self._special = re.compile(b"[" + quote + escape + rb"\r\n]")
+            self._plain = re.compile(b"[" + quote + escape + rb"\r]|\\\.")
         else:
             self._special = _TEXT_SPECIAL
+            self._plain = _TEXT_NOT_PLAIN
 
     def feed(self, data: bytes) -> list[bytes]:
         """The rows completed by ``data`` (each with its line end)."""
         if self.ended:
             return []
         self._buf += data
+        if self._plain.search(self._buf) is None:  # the usual data: every LF ends a row
+            last = self._buf.rfind(b"\n") + 1
+            lines = bytes(self._buf[:last]).split(b"\n")[:-1]
+            del self._buf[:last]
+            return [line + b"\n" for line in lines]
         rows: list[bytes] = []
         start = 0
         while (end := self._row_end(start)) >= 0:
