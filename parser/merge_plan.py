@@ -16,8 +16,8 @@
   the decomposable partials still combine, and the proxy gathers the values per group.
 
 UNION ALL / UNION of plain SELECTs (merge_unions.py) are a plain and a DISTINCT plan. The
-planner is merge_rewrite.py, the clauses it reads merge_clauses.py, HAVING
-merge_conditions.py, joins merge_joins.py.
+planner is merge_rewrite.py, its partial aggregates merge_aggregates.py, the clauses it
+reads merge_clauses.py, HAVING merge_conditions.py, joins merge_joins.py.
 
 Anything whose merge would not be exactly PostgreSQL's answer raises MergeUnsupported, whose
 message names the construct (the client gets 0A000). Pure: no I/O; the plan is cached by

@@ -70,7 +70,7 @@ def _branches(node: exp.Expr, *, top: bool) -> list[exp.Select]:
 
 
 def _check_branch(select: exp.Select) -> None:
-    from parser.merge_rewrite import is_aggregate
+    from parser.merge_aggregates import is_aggregate
 
     refuse_unmergeable(select)
     for clause in ("group", "distinct", "order", "limit", "offset", "having"):
