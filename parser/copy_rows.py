@@ -35,6 +35,13 @@ class MissingField(WriteUnsupported):
     """A row with fewer fields than the sharding key's position (22P04 to the client)."""
 
 
+class RowTooLong(WriteUnsupported):
+    """A row past MAX_ROW_BYTES (54000 to the client): the proxy holds a row whole."""
+
+
+MAX_ROW_BYTES = 64 << 20  # a row the proxy holds until its end (memory per client bounded)
+
+
 class RowCutter:
     """Cuts the data of one COPY into whole rows, whatever the CopyData boundaries."""
 
@@ -72,6 +79,8 @@ class RowCutter:
         del self._buf[:start]
         if self.ended:
             self._buf.clear()
+        elif len(self._buf) > MAX_ROW_BYTES:
+            raise RowTooLong(f"a COPY row longer than {MAX_ROW_BYTES >> 20} MiB across shards")
         return rows
 
     def rest(self) -> bytes | None:

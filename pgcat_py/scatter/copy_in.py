@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from parser.copy_plan import CopyPlan, plan_copy
-from parser.copy_rows import MissingField, RowCutter, key_field
+from parser.copy_rows import MissingField, RowCutter, RowTooLong, key_field
 from parser.write_split import WriteUnsupported
 from sharding import ShardingError, ShardMap
 
@@ -190,11 +190,10 @@ class _Router:
             msg_type, payload = await session.read_message()
             if msg_type == COPY_DATA:
                 if error is None:
-                    error = await self._rows(self.cutter.feed(payload))
+                    error = await self._rows(payload)
             elif msg_type == COPY_DONE:
                 if error is None:
-                    rest = self.cutter.rest()
-                    error = await self._rows([rest] if rest is not None else [])
+                    error = await self._rows(None)
                 if error is None:
                     await asyncio.gather(*(self._flush(i) for i in range(len(self.parts))))
                 return error
@@ -207,8 +206,14 @@ class _Router:
                     f"unexpected message type 0x{msg_type:02X} during COPY from stdin",
                     sqlstate=PROTOCOL_VIOLATION)
 
-    async def _rows(self, rows: list[bytes]) -> ProxyError | None:
+    async def _rows(self, data: bytes | None) -> ProxyError | None:
+        """Route the rows ``data`` completes (None: the data ended); an error, if any."""
         try:
+            if data is not None:
+                rows = self.cutter.feed(data)
+            else:
+                rest = self.cutter.rest()
+                rows = [rest] if rest is not None else []
             for row in rows:
                 if self.header:
                     self.header = False
@@ -222,6 +227,8 @@ class _Router:
                     await self._flush(index)
         except MissingField as exc:
             return ProxyError(str(exc), sqlstate=_MISSING_DATA)
+        except RowTooLong as exc:
+            return ProxyError(str(exc), sqlstate="54000")
         except WriteUnsupported as exc:
             return _unsupported(str(exc))
         except (ShardingError, ValueError) as exc:

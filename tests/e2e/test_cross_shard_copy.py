@@ -134,3 +134,13 @@ def test_refuse_keeps_copy_on_one_shard(refusing: ProxyProcess, empty: Topology)
     with (through(refusing) as conn, pytest.raises(psycopg.errors.CheckViolation),
           conn.cursor().copy("COPY data (id, v) FROM STDIN") as copy):
         copy.write("".join(f"{i}\tv\n" for i in IDS))  # all to default_shard
+
+
+def test_carriage_return_line_ends_are_refused_and_nothing_written(proxy: ProxyProcess,
+                                                                   empty: Topology) -> None:
+    with through(proxy) as conn:
+        with (pytest.raises(psycopg.errors.FeatureNotSupported, match="carriage-return"),
+              conn.cursor().copy("COPY data (id, v) FROM STDIN") as copy):
+            copy.write("1\ta\r2\tb\r" * 1000)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert on_shards(empty) == [[], [], []]
