@@ -61,6 +61,9 @@ async def finalize(stream: ShardStream, plan: MergePlan, rows: list[Row],
         raise unsupported("an expression over a float aggregate with extra_float_digits <= 0")
     if not rows or not expressions:
         return
+    encoding = stream.server.reported.get("client_encoding", ("", "UTF8"))[1].upper()
+    if encoding not in ("UTF8", "UNICODE"):  # the values travel in the SQL text
+        raise unsupported(f"an expression over aggregates with client_encoding {encoding}")
     names = ["o", *(f"c{n}" for n in used)]
     values = ",".join(
         "(" + ",".join([str(k), *(_literal(row[n], types[n]) for n in used)]) + ")"
