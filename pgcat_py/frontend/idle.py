@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from parser import Classification, StatementKind, classify
 
 from ..protocol import backend as be
-from ..protocol.errors import ProtocolViolation
+from ..protocol.errors import ProtocolViolation, ProxyError
 from ..protocol.framing import (
     BIND,
     FLUSH,
@@ -81,7 +81,7 @@ def process_idle(session: ClientSession) -> None:
             # transaction on the header alone (to the primary) and stream the rest, with
             # backpressure, to the server (invariant 4).
             if len(buf) > MAX_IDLE_BUFFER and not session._skip_until_sync:
-                start_transaction(session, None)
+                _too_big(session)
             else:
                 session.resume_reading()
             return
@@ -143,6 +143,18 @@ def process_idle(session: ClientSession) -> None:
 
 
 _EXTENDED = frozenset(b"PBDEC")
+
+
+def _too_big(session: ClientSession) -> None:
+    """Input too big to look at: to the primary unread, as before; but a pool with
+    cross_shard_writes promised rows on their keys' shards, so there it is refused."""
+    if session.router.settings.cross_shard_writes and session.router.settings.shards > 1:
+        session.fatal(ProxyError(
+            f"a statement or batch over {MAX_IDLE_BUFFER >> 10} KiB cannot be routed by its "
+            "keys (cross_shard_writes): use COPY, or smaller statements",
+            sqlstate="54000", severity="FATAL"))
+        return
+    start_transaction(session, None)
 # SET / SHOW (pgcat's custom commands) by their first and third letters; SELECT has an L.
 _COMMAND_FIRST = frozenset(b"SsDdEe")  # SET / SHOW, DEALLOCATE, EXPLAIN (ROUTE)
 _COMMAND_THIRD = frozenset(b"TtOoAaPp")
@@ -323,7 +335,7 @@ def _start_extended(session: ClientSession) -> bool:
         return False
     if end is None:
         if len(buf) > MAX_IDLE_BUFFER:
-            start_transaction(session, None)  # too big to look at: the primary
+            _too_big(session)  # too big to look at: the primary
         else:
             session.resume_reading()
         return False

@@ -298,3 +298,12 @@ async def test_asyncpg_executemany_puts_each_row_on_its_shard(proxy: ProxyProces
     finally:
         await conn.close()
     assert_placed(empty, IDS)  # the failed batch wrote nothing anywhere
+
+
+def test_a_statement_too_big_to_route_is_refused(proxy: ProxyProcess, empty: Topology) -> None:
+    """Past the idle buffer (256 KiB) the proxy cannot read the keys: refused, never sent
+    unread to default_shard as without cross_shard_writes."""
+    rows = ", ".join(f"({i}, '{'x' * 40}')" for i in range(1, 60000))
+    with through(proxy) as conn, pytest.raises(psycopg.OperationalError, match="KiB"):
+        conn.execute(f"INSERT INTO data (id, v) VALUES {rows}")
+    assert on_shards(empty) == [[], [], []]
