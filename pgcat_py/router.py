@@ -200,10 +200,16 @@ class Router:
         shard, where = self._shard(sql, classification, overrides, bind)
         if isinstance(shard, tuple) or shard == SCATTER:
             writes = self._is_scattered_write(classification, read_only_txn)
-            if writes or (read_only_txn is None and self.settings.cross_shard_queries
-                          and self._is_lone_select(classification)):
+            merged = self.settings.cross_shard_queries and self._is_lone_select(classification)
+            if writes or (merged and read_only_txn is None):
                 shards = shard if isinstance(shard, tuple) else ()
                 return Route(SCATTER, role, f"{why}; {where}", shards, writes)
+            if merged:  # one shard's rows would pass for the answer: refused instead
+                raise RouteError(
+                    "a SELECT over several shards inside an explicit transaction is not "
+                    "supported (cross_shard_queries merges a lone SELECT outside one): give "
+                    "it a sharding key or SET SHARD, or run it outside the transaction",
+                    sqlstate=FEATURE_NOT_SUPPORTED)
             shard, where = self._not_scattered(shard)
         if self.activity is not None and classification is not None:
             role, why = self._by_activity(classification, overrides, role, why, shard)

@@ -45,10 +45,19 @@ def test_what_one_shard_answers_or_a_write_is_not_scattered(sql: str) -> None:
     assert router().route(sql, Overrides()).shard != SCATTER
 
 
-def test_explicit_transactions_and_overrides_keep_pgcat_routing() -> None:
+def test_inside_an_explicit_transaction_a_select_over_shards_is_refused() -> None:
+    # default_shard would answer with one shard's rows, which pass for the whole answer.
     r = router()
-    assert r.route("SELECT * FROM data", Overrides(), read_only_txn=True).shard == 0
+    with pytest.raises(RouteError, match="inside an explicit transaction") as refused:
+        r.route("SELECT * FROM data", Overrides(), read_only_txn=True)
+    assert refused.value.sqlstate == "0A000"
+    assert r.route("SELECT * FROM data WHERE id = 1", Overrides(), read_only_txn=True).shard >= 0
+
+
+def test_overrides_keep_pgcat_routing() -> None:
+    r = router()
     assert r.route("SELECT * FROM data", Overrides(shard=2)).shard == 2
+    assert r.route("SELECT * FROM data", Overrides(shard=2), read_only_txn=False).shard == 2
 
 
 def test_off_by_default_pgcat_behaviour_stays() -> None:
