@@ -249,11 +249,15 @@ def test_a_shard_error_reaches_the_client_and_the_session_goes_on(proxy: ProxyPr
         assert conn.execute("SELECT count(*) FROM data").fetchone() == (ROWS,)
 
 
-def test_inside_a_transaction_a_keyless_select_keeps_pgcats_routing(
+def test_inside_a_transaction_a_keyless_select_is_refused_not_half_answered(
         proxy: ProxyProcess) -> None:
-    with through(proxy) as conn, conn.transaction():
-        count = conn.execute("SELECT count(*) FROM data").fetchone()
-        assert count is not None and count[0] < ROWS  # default_shard: one shard's rows
+    # default_shard would answer with one shard's rows; a key still routes to its shard.
+    with through(proxy) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported), conn.transaction():
+            conn.execute("SELECT count(*) FROM data")
+        with conn.transaction():
+            assert conn.execute("SELECT count(*) FROM data WHERE id = 1").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM data").fetchone() == (ROWS,)
 
 
 async def test_asyncpg_binary_results_match_one_server(proxy: ProxyProcess,
