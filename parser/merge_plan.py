@@ -152,18 +152,26 @@ class MergePlan:
     hidden: int = 0
 
 
-def plan_merge(sql: str, keys: tuple[ShardingKey, ...] = ()) -> MergePlan:
+def plan_merge(sql: str, keys: tuple[ShardingKey, ...] = (),
+               user_aggregates: frozenset[str] = frozenset()) -> MergePlan:
     """The MergePlan of one SELECT; MergeUnsupported when it cannot be merged exactly.
-    ``keys``: the pool's sharding keys (a join of sharded tables must be on them)."""
-    return _planned(sql, keys) if len(sql) <= MAX_CACHED_TEXT else _plan(sql, keys)
+    ``keys``: the pool's sharding keys (a join of sharded tables must be on them).
+    ``user_aggregates``: names of aggregates created in the database (the catalog says
+    which): a call of one looks like any function, and each shard would answer with its
+    own partial result."""
+    if len(sql) > MAX_CACHED_TEXT:
+        return _plan(sql, keys, user_aggregates)
+    return _planned(sql, keys, user_aggregates)
 
 
 @functools.lru_cache(maxsize=PLAN_CACHE_SIZE)
-def _planned(sql: str, keys: tuple[ShardingKey, ...]) -> MergePlan:
-    return _plan(sql, keys)
+def _planned(sql: str, keys: tuple[ShardingKey, ...],
+             user_aggregates: frozenset[str]) -> MergePlan:
+    return _plan(sql, keys, user_aggregates)
 
 
-def _plan(sql: str, keys: tuple[ShardingKey, ...]) -> MergePlan:
+def _plan(sql: str, keys: tuple[ShardingKey, ...],
+          user_aggregates: frozenset[str] = frozenset()) -> MergePlan:
     from parser.merge_joins import check_joins
     from parser.merge_rewrite import Planner
 
@@ -177,4 +185,13 @@ def _plan(sql: str, keys: tuple[ShardingKey, ...]) -> MergePlan:
         raise MergeUnsupported("several statements in one query")
     for select in found[0].find_all(exp.Select):  # a UNION's branches too
         check_joins(select, keys)
+    if user_aggregates:
+        _refuse_user_aggregates(found[0], user_aggregates)
     return Planner(found[0], sql).plan()
+
+
+def _refuse_user_aggregates(tree: exp.Expr, names: frozenset[str]) -> None:
+    for call in tree.find_all(exp.Func):
+        name = call.sql_name() if not isinstance(call, exp.Anonymous) else str(call.this)
+        if name.lower() in names:
+            raise MergeUnsupported(f"the user-defined aggregate {name.lower()}()")

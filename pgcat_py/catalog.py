@@ -5,7 +5,8 @@ sends it to a replica, where it fails as read-only; only pgpool looks at volatil
 For each pool that splits reads, the proxy asks its primary (shard 0) which functions
 outside pg_catalog and information_schema are VOLATILE, adds their names to the pool's
 `write_functions` (the configured list), and asks again every REFRESH seconds and after a
-reload (a new pool learns anew), so functions created later are learned too.
+reload (a new pool learns anew), so functions created later are learned too. A pool that
+merges cross-shard SELECTs learns its user-defined aggregates the same way (scatter/).
 """
 
 from __future__ import annotations
@@ -25,13 +26,24 @@ VOLATILE_FUNCTIONS = (
     "AND n.nspname NOT IN ('pg_catalog', 'information_schema')")
 
 
+USER_AGGREGATES = (
+    "SELECT coalesce(string_agg(DISTINCT lower(p.proname), ','), '') FROM pg_proc p "
+    "JOIN pg_namespace n ON n.oid = p.pronamespace "
+    "WHERE p.prokind = 'a' AND n.nspname NOT IN ('pg_catalog', 'information_schema')")
+
+
 async def learn_write_functions(cluster: Cluster) -> None:
     """Ask the primary of shard 0 for its volatile user functions; route calls to them
-    to the primary from now on."""
-    if not cluster.router.splits_reads:
-        return
+    to the primary from now on. With cross_shard_queries, also its user-defined
+    aggregates, which a merge must refuse (each shard would give its own result)."""
     primaries = [p for p in cluster.shards[0] if p.role == "primary"]
     if not primaries:
+        return
+    if cluster.router.settings.cross_shard_queries:
+        answer = await primaries[0].ask(USER_AGGREGATES, open_if_needed=True)
+        if answer is not None:
+            cluster.user_aggregates = frozenset(name for name in answer.split(",") if name)
+    if not cluster.router.splits_reads:
         return
     answer = await primaries[0].ask(VOLATILE_FUNCTIONS, open_if_needed=True)
     if answer is None:

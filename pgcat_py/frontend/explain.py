@@ -45,7 +45,7 @@ def explain_route(session: ClientSession, sql: str, status: bytes) -> bytes | No
         return be.error_response(exc.message, "58000", "ERROR") + ready
     reason = route.reason if route.shard >= 0 else \
         f"{route.reason}; {explain_write(router, statement)}" if route.writes else \
-        _merge_note(route.reason, statement, router)
+        _merge_note(route.reason, statement, router, cluster.user_aggregates)
     c = router.classify(statement)
     seen = ["", "", "", ""] if c is None else [
         "t" if c.is_write else "f", ",".join(kind.value for kind in c.kinds),
@@ -56,10 +56,11 @@ def explain_route(session: ClientSession, sql: str, status: bytes) -> bytes | No
     return result_set(COLUMNS, [row], "EXPLAIN") + ready
 
 
-def _merge_note(reason: str, statement: str, router: Router) -> str:
+def _merge_note(reason: str, statement: str, router: Router,
+                user_aggregates: frozenset[str]) -> str:
     """A cross-shard SELECT: how it would be merged, or why it would be refused."""
     try:
-        plan = plan_merge(statement, router.settings.parser.sharding_keys)
+        plan = plan_merge(statement, router.settings.parser.sharding_keys, user_aggregates)
     except MergeUnsupported as exc:
         return f"{reason}; refused (0A000): {exc}"
     how = "grouped" if plan.grouped else "merged in order" if plan.order else "concatenated"

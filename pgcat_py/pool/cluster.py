@@ -128,6 +128,9 @@ class Cluster:
         self.router.healthy_shards = self.healthy_shards
         self._configured_functions = self.router.settings.parser.write_functions
         self._learned_functions: frozenset[str] = frozenset()
+        # User-defined aggregates of the database (catalog.py): a cross-shard merge refuses
+        # them, as each shard would answer with its own partial result.
+        self.user_aggregates: frozenset[str] = frozenset()
         # ParameterStatus set shown to clients at login: (Name, value) by lower-case name,
         # learned from the first server connection (pgcat's "original server parameters").
         self.server_parameters: dict[str, tuple[str, str]] = {}

@@ -125,12 +125,13 @@ def _known_parse(session: ClientSession, name: str) -> fe.Parse | None:
 
 async def _run(session: ClientSession, route: Route, request: ScatterRequest,
                out: ClientOutput) -> None:
-    try:
-        plan = plan_merge(request.sql, session.router.settings.parser.sharding_keys)
-    except MergeUnsupported as exc:
-        raise ProxyError(f"{exc} is not supported", sqlstate=FEATURE_NOT_SUPPORTED) from None
     cluster = session.cluster
     assert cluster is not None
+    try:
+        plan = plan_merge(request.sql, session.router.settings.parser.sharding_keys,
+                          cluster.user_aggregates)
+    except MergeUnsupported as exc:
+        raise ProxyError(f"{exc} is not supported", sqlstate=FEATURE_NOT_SUPPORTED) from None
     shards = route.shards or tuple(range(len(cluster.shards)))
     if not request.executes:
         shards = shards[:1]  # only described: one shard answers for all

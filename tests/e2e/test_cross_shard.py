@@ -23,6 +23,7 @@ from pgcat_py.localpg import Topology, create_topology, free_port
 from sharding import ShardingFunction, ShardMap
 from tests.conftest import _new_base, _remove_base, _require_pg_binaries
 from tests.harness.proxy import ProxyProcess, proxy_config, start_proxy
+from tests.harness.waiting import wait_for
 
 from .conftest import dsn
 from .cross_shard_queries import ORDERED, QueryGenerator, canonical, fully_ordered
@@ -72,6 +73,9 @@ def topology() -> Iterator[Topology]:
             _remove_base(base)
 
 
+USER_AGGREGATE = "CREATE AGGREGATE my_total (int8) (sfunc = int8pl, stype = int8)"
+
+
 def _load(topo: Topology) -> None:
     rows = _rows()
     shard_map = ShardMap(SHARDS, ShardingFunction.parse("pg_bigint_hash"))
@@ -79,8 +83,10 @@ def _load(topo: Topology) -> None:
     with psycopg.connect(topo.primary.dsn(), autocommit=True) as conn:
         conn.execute(f"CREATE TABLE data {TABLE}")
         conn.cursor().executemany(insert, rows)
+        conn.execute(USER_AGGREGATE)
     for index, shard in enumerate(topo.shards):
         with psycopg.connect(shard.dsn(), autocommit=True) as conn:
+            conn.execute(USER_AGGREGATE)
             conn.execute(f"CREATE TABLE data {TABLE} PARTITION BY HASH (id)")
             conn.execute(f"CREATE TABLE data_{index} PARTITION OF data "
                          f"FOR VALUES WITH (MODULUS {SHARDS}, REMAINDER {index})")
@@ -247,6 +253,23 @@ def test_a_shard_error_reaches_the_client_and_the_session_goes_on(proxy: ProxyPr
         with pytest.raises(psycopg.errors.DivisionByZero):
             conn.execute("SELECT id / 0 FROM data")
         assert conn.execute("SELECT count(*) FROM data").fetchone() == (ROWS,)
+
+
+def test_a_user_defined_aggregate_is_refused_not_answered_per_shard(
+        proxy: ProxyProcess, oracle: Connection) -> None:
+    # It looks like any function: merged as one, each shard's total would be a row.
+    def refused() -> bool:
+        with through(proxy) as conn:
+            try:
+                conn.execute("SELECT my_total(id) FROM data")
+            except psycopg.errors.FeatureNotSupported as exc:
+                return "user-defined aggregate my_total" in str(exc)
+        return False
+
+    assert wait_for(refused, 10.0)  # the catalog is read when the pool starts
+    with through(proxy) as conn:
+        assert result(conn, "SELECT my_total(id) FROM data WHERE id = 7") == \
+            result(oracle, "SELECT my_total(id) FROM data WHERE id = 7")
 
 
 def test_inside_a_transaction_a_keyless_select_is_refused_not_half_answered(

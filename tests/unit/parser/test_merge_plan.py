@@ -224,3 +224,13 @@ def test_having_and_order_by_over_aggregates_become_hidden_expressions() -> None
     assert plan.columns[having].expression.endswith("> 1")
     assert plan.having == Compare("=", ColumnRef(having), Constant(True))
     assert plan.order[0].column == order and "-" in plan.columns[order].expression
+
+
+def test_a_user_defined_aggregate_is_refused() -> None:
+    # Without the catalog it looks like any function: each shard would give its own result.
+    mine = frozenset({"my_median"})
+    with pytest.raises(MergeUnsupported, match="user-defined aggregate my_median"):
+        plan_merge("SELECT my_median(v) FROM data", (), mine)
+    with pytest.raises(MergeUnsupported, match="my_median"):
+        plan_merge("SELECT k, MY_MEDIAN(v) FROM data GROUP BY k", (), mine)
+    assert plan_merge("SELECT my_scalar(v) FROM data", (), mine) is not None
