@@ -144,3 +144,14 @@ def test_carriage_return_line_ends_are_refused_and_nothing_written(proxy: ProxyP
             copy.write("1\ta\r2\tb\r" * 1000)
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert on_shards(empty) == [[], [], []]
+
+
+def test_psql_copy_from_stdin_with_end_marker(proxy: ProxyProcess, empty: Topology) -> None:
+    env = {**os.environ, "PGPASSWORD": "app"}
+    data = "".join(f"{i}\tv{i}\n" for i in IDS) + "\\.\n"
+    out = subprocess.run(["psql", "-X", "-h", proxy.host, "-p", str(proxy.port), "-U", "app",
+                          "-d", "sharded", "-c", "\\copy data (id, v) from stdin"],
+                         input=data, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"COPY {len(IDS)}"
+    assert_placed(empty, IDS)
