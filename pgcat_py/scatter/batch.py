@@ -39,7 +39,7 @@ from ..protocol.framing import (
     unpack_header,
 )
 from ..protocol.wire import message
-from ..router import SCATTER, Route
+from ..router import PRIMARY, SCATTER, Route, RouteError
 from .commit import Part, PartlyCommitted, commit, open_parts, release, rollback
 
 if TYPE_CHECKING:
@@ -151,9 +151,13 @@ def start_batch(session: ClientSession, plan: BatchPlan) -> None:
     """Run the batch (see the module docstring); the session goes on afterwards."""
     from . import start_scatter
 
-    role = session.router.route(plan.items[0].sql, session.overrides,
-                                bind=[(d, plan.items[0].bind.param_format(i))
-                                      for i, d in enumerate(plan.items[0].bind.params)]).role
+    first = plan.items[0]
+    try:  # the role the first statement alone would get (the primary, for a write)
+        role = session.router.route(first.sql, session.overrides, bind=[
+            (data, first.bind.param_format(i)) for i, data in enumerate(first.bind.params)
+        ]).role
+    except RouteError:
+        role = PRIMARY
     shards = tuple(sorted({item.shard for item in plan.items}))
     route = Route(SCATTER, role, "cross-shard batch of writes", shards, writes=True)
 
