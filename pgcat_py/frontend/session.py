@@ -175,7 +175,8 @@ class ClientSession(MessageConnection):
             try:
                 syncs, term = scanner.feed(data)
             except ProtocolViolation as exc:
-                server.broken = True  # the start of the bad message may have gone to it
+                if scanner.entry_head:  # the start of the bad header went to the server
+                    server.broken = True
                 self.fatal(exc)
                 return
             if scanner.command >= 0 and linked_command(self, server, data):
