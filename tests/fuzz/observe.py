@@ -12,6 +12,7 @@ test asserts on them and the long-run script records them and goes on.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,21 @@ class Observer:
                     or pool["cl_idle"] != idle_expected):
                 busy.append(pool)
         return busy
+
+    def wait_for_startup(self, timeout: float = 60.0) -> None:
+        """Until the proxy's own first questions to its servers (the write functions of
+        the catalog, per pool: catalog.py) are answered: on a loaded machine they can
+        hold a server longer than SETTLE_S, which the first session would be blamed for."""
+        deadline, quiet_since = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:  # quiet for a second: every pool has asked
+            if self.busy(control_clients=1):
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= 1.0:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the proxy never settled after starting: {self.busy(1)}")
 
     def settle(self, control_clients: int) -> list[Row]:
         """What is still busy after waiting up to SETTLE_S for nothing to be."""

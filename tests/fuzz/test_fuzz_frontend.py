@@ -86,6 +86,7 @@ def harness(pg_topology: Topology, fuzz_table: None,
                         tmp_path_factory.mktemp("fuzz_proxy"))
     try:
         observer = Observer.connect(proxy, pg_topology)
+        observer.wait_for_startup()
         try:
             yield Harness(observer, Replayer(proxy.host, proxy.port, PASSWORDS))
         finally:
