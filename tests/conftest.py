@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,11 +60,19 @@ def _require_pg_binaries() -> None:
 @pytest.fixture(scope="session")
 def pg_topology() -> Iterator[Topology]:
     """1 primary + 1 streaming replica + 2 shard primaries on free 127.0.0.1 ports."""
+    with own_topology(replicas=1, shards=2) as topology:
+        yield topology
+
+
+@contextmanager
+def own_topology(replicas: int, shards: int) -> Iterator[Topology]:
+    """A topology of its own under a fresh base, stopped and removed afterwards (a module's
+    fixture, when the shared one does not fit)."""
     _require_pg_binaries()
     base = _new_base()
     topology: Topology | None = None
     try:
-        topology = create_topology(base, replicas=1, shards=2)
+        topology = create_topology(base, replicas=replicas, shards=shards)
         yield topology
     finally:
         try:

@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgcat_py.localpg import Topology, create_topology, free_port
+from pgcat_py.localpg import Topology, free_port
 from sharding import ShardMap
-from tests.conftest import _new_base, _remove_base, _require_pg_binaries
+from tests.conftest import own_topology
 from tests.harness.proxy import ProxyProcess, proxy_config, start_proxy
 
 from .conftest import dsn
@@ -26,23 +26,13 @@ Connection = psycopg.Connection[tuple[object, ...]]
 
 def sharded_topology() -> Iterator[Topology]:
     """A module fixture: the shards, each with its partition of data."""
-    _require_pg_binaries()
-    base = _new_base()
-    topo: Topology | None = None
-    try:
-        topo = create_topology(base, replicas=0, shards=SHARDS)
+    with own_topology(replicas=0, shards=SHARDS) as topo:
         for index, shard in enumerate(topo.shards):
             with psycopg.connect(shard.dsn(), autocommit=True) as conn:
                 conn.execute(f"CREATE TABLE data {TABLE} PARTITION BY HASH (id)")
                 conn.execute(f"CREATE TABLE data_{index} PARTITION OF data "
                              f"FOR VALUES WITH (MODULUS {SHARDS}, REMAINDER {index})")
         yield topo
-    finally:
-        try:
-            if topo is not None:
-                topo.stop()
-        finally:
-            _remove_base(base)
 
 
 def writes_proxy(topology: Topology, tmp_path_factory: pytest.TempPathFactory, writes: str

@@ -19,9 +19,9 @@ import asyncpg
 import psycopg
 import pytest
 
-from pgcat_py.localpg import Topology, create_topology, free_port
+from pgcat_py.localpg import Topology, free_port
 from sharding import ShardingFunction, ShardMap
-from tests.conftest import _new_base, _remove_base, _require_pg_binaries
+from tests.conftest import own_topology
 from tests.harness.proxy import ProxyProcess, proxy_config, start_proxy
 from tests.harness.waiting import wait_for
 
@@ -58,19 +58,9 @@ def _rows() -> list[tuple[object, ...]]:
 
 @pytest.fixture(scope="module")
 def topology() -> Iterator[Topology]:
-    _require_pg_binaries()
-    base = _new_base()
-    topo: Topology | None = None
-    try:
-        topo = create_topology(base, replicas=0, shards=SHARDS)
+    with own_topology(replicas=0, shards=SHARDS) as topo:
         _load(topo)
         yield topo
-    finally:
-        try:
-            if topo is not None:
-                topo.stop()
-        finally:
-            _remove_base(base)
 
 
 USER_AGGREGATE = "CREATE AGGREGATE my_total (int8) (sfunc = int8pl, stype = int8)"

@@ -18,9 +18,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgcat_py.localpg import Topology, create_topology, free_port
+from pgcat_py.localpg import Topology, free_port
 from pgcat_py.protocol import frontend as fe
-from tests.conftest import _new_base, _remove_base, _require_pg_binaries
+from tests.conftest import own_topology
 from tests.harness.proxy import ProxyProcess, TomlValue, proxy_config, toml_value
 from tests.harness.rawclient import RawClient, describe, error_of, rows_of
 
@@ -36,19 +36,9 @@ ROUTED = {"query_parser_enabled": True, "query_parser_read_write_splitting": Tru
 
 @pytest.fixture(scope="module")
 def topology() -> Iterator[Topology]:
-    _require_pg_binaries()
-    base = _new_base()
-    topo: Topology | None = None
-    try:
-        topo = create_topology(base, replicas=2, shards=SHARDS)
+    with own_topology(replicas=2, shards=SHARDS) as topo:
         _prepare(topo)
         yield topo
-    finally:
-        try:
-            if topo is not None:
-                topo.stop()
-        finally:
-            _remove_base(base)
 
 
 def _prepare(topo: Topology) -> None:
