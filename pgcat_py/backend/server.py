@@ -34,7 +34,7 @@ from ..protocol.framing import (
     TAG_SET,
     BackendScanner,
 )
-from ..protocol.frontend import Query
+from ..protocol.frontend import TERMINATE_MESSAGE, Query
 from . import params as P
 from .dns import DnsCache
 from .login import log_in, request_tls
@@ -176,7 +176,7 @@ class ServerConnection(MessageConnection):
         for mirror in self.mirrors:
             mirror.close()
         if not self.is_closed:
-            self.transport.write(b"X\x00\x00\x00\x04")
+            self.transport.write(TERMINATE_MESSAGE)
             self.close()
 
     # --- relay path ---------------------------------------------------------------------

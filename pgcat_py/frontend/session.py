@@ -39,6 +39,7 @@ from ..protocol.framing import (
     TAG_SET,
     FrontendScanner,
 )
+from ..protocol.frontend import SYNC_MESSAGE, TERMINATE_MESSAGE
 from ..router import PRIMARY, Overrides, Route, Router
 from .checkout import (
     checkout_failed,
@@ -70,8 +71,6 @@ log = logging.getLogger(__name__)
 
 IDLE = ord("I")  # ReadyForQuery status outside a transaction block
 _STATEMENT_MESSAGES = frozenset(b"PBDC")  # they may name a statement: rewritten whole
-TERMINATE = b"X\x00\x00\x00\x04"
-SYNC_MESSAGE = b"S\x00\x00\x00\x04"
 ADMIN_HEADROOM = 5  # connections past max_client_conn accepted, for admin logins
 
 
@@ -246,7 +245,7 @@ class ClientSession(MessageConnection):
             # this client if the Terminate goes on too: answers what it runs, then closes
             # (and the client with it, on_server_lost); the connection is not pooled.
             self._sent_terminate = server.broken = True  # it closes: never pool it
-            server.forward(TERMINATE, 0)
+            server.forward(TERMINATE_MESSAGE, 0)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 from ..protocol import backend as be
 from ..protocol.errors import ProtocolViolation, ProxyError
 from ..protocol.framing import PARSE, QUERY, SYNC, split_messages
+from ..protocol.frontend import Query
 from ..router import Route
-from .pool import PluginRefusal
+from .pool import INSUFFICIENT_PRIVILEGE, PluginRefusal, parse_text
 
 if TYPE_CHECKING:
     from ..backend.server import ServerConnection
@@ -47,14 +48,16 @@ def checked_chunk(session: ClientSession, server: ServerConnection, data: bytes,
         return False
     scanner = session.scanner
     chunk = data if term < 0 else data[:term]
-    whole = not scanner.entry_skip and not scanner.entry_head and scanner.at_boundary
-    try:
-        refusal, lone_query = _check_messages(session, plugins, server, chunk, whole)
+    try:  # whole messages only when the chunk starts and ends at a message boundary
+        whole = not scanner.entry_skip and not scanner.entry_head and scanner.at_boundary
+        messages = split_messages(chunk)[0] if whole else None
     except ProtocolViolation:
         return False  # the server will say what is wrong with it
+    refusal, lone_query = (_named_denied(plugins, chunk), None) if messages is None else \
+        _check_messages(session, plugins, server, messages)
     if refusal is None:
         return lone_query is not None and _intercepted(session, plugins, server, lone_query)
-    if whole and _ends_at_sync(chunk) and term < 0:
+    if messages is not None and _ends_at_sync([t for t, _ in messages]) and term < 0:
         # The server raises the refusal in the statement's place: the client gets the
         # error in order, and a transaction is aborted, as PostgreSQL's own would be.
         server.forward(raise_query(refusal), 1)
@@ -66,21 +69,16 @@ def checked_chunk(session: ClientSession, server: ServerConnection, data: bytes,
 def raise_query(refusal: ProxyError) -> bytes:
     """A Query that makes PostgreSQL raise ``refusal`` (its SQLSTATE and message)."""
     message = refusal.message.replace("'", "''").replace("$", "")
-    sql = (f"DO $pgcat_py$BEGIN RAISE EXCEPTION USING ERRCODE = '{refusal.sqlstate}', "
-           f"MESSAGE = '{message}'; END$pgcat_py$")
-    body = sql.encode() + b"\0"
-    return b"Q" + (4 + len(body)).to_bytes(4, "big") + body
+    return Query(f"DO $pgcat_py$BEGIN RAISE EXCEPTION USING ERRCODE = '{refusal.sqlstate}', "
+                 f"MESSAGE = '{message}'; END$pgcat_py$").encode()
 
 
 def _check_messages(session: ClientSession, plugins: PoolPlugins, server: ServerConnection,
-                    chunk: bytes, whole: bool) -> tuple[PluginRefusal | None, str | None]:
-    """The first refusal of the statements in ``chunk``, and the text of the chunk when it
-    is one lone Query (for intercept)."""
-    if not whole:
-        return _named_denied(plugins, chunk), None
-    messages, _ = split_messages(chunk)
-    texts = [_text(msg_type, payload) for msg_type, payload in messages
-             if msg_type in (QUERY, PARSE)]
+                    messages: list[tuple[int, bytes]]) -> tuple[PluginRefusal | None, str | None]:
+    """The first refusal of the statements in ``messages``, and the text of the chunk when
+    it is one lone Query (for intercept)."""
+    texts = [parse_text(payload) if msg_type == PARSE else query_text(payload)
+             for msg_type, payload in messages if msg_type in (QUERY, PARSE)]
     for text in texts:
         if plugins.query_logger:
             log.info("[pool: %s][user: %s] %s", session.database, session.user, text.strip())
@@ -96,11 +94,11 @@ def _refuse_if_denied(session: ClientSession, plugins: PoolPlugins, server: Serv
                       text: str) -> None:
     if not plugins.denied_tables and plugins.hook is None:
         return
-    route = Route(server_shard(session), server.target.role, "inside a transaction")
+    route = Route(_server_shard(session), server.target.role, "inside a transaction")
     plugins.check(session, session.router, text, None, route)
 
 
-def server_shard(session: ClientSession) -> int:
+def _server_shard(session: ClientSession) -> int:
     route = session.route
     return route.shard if route is not None else 0
 
@@ -113,7 +111,7 @@ def _named_denied(plugins: PoolPlugins, chunk: bytes) -> PluginRefusal | None:
     for table in plugins.denied_tables:
         if table.encode() in lowered:
             return PluginRefusal(f'permission for table "{table}" denied',
-                                 sqlstate="42501")
+                                 sqlstate=INSUFFICIENT_PRIVILEGE)
     return None
 
 
@@ -127,19 +125,14 @@ def _intercepted(session: ClientSession, plugins: PoolPlugins, server: ServerCon
     return True
 
 
-def _ends_at_sync(chunk: bytes) -> bool:
+def _ends_at_sync(types: list[int]) -> bool:
     """One Query, or messages up to a Sync that ends the chunk: a unit PostgreSQL answers
     with one ReadyForQuery, and which can be refused whole."""
-    messages, _ = split_messages(chunk)
-    types = [msg_type for msg_type, _ in messages]
     if types == [QUERY]:
         return True
     return bool(types) and types[-1] == SYNC and SYNC not in types[:-1] \
         and QUERY not in types
 
 
-def _text(msg_type: int, payload: bytes) -> str:
-    if msg_type == PARSE:
-        start = payload.index(0) + 1
-        return payload[start:payload.index(0, start)].decode(errors="replace")
+def query_text(payload: bytes) -> str:
     return payload[:payload.index(0)].decode(errors="replace")

@@ -86,7 +86,7 @@ class PoolPlugins:
         if self.query_logger:
             for msg_type, payload in messages:
                 if msg_type == PARSE:
-                    self._log(session, _parse_text(payload))
+                    self._log(session, parse_text(payload))
         if self.interceptor is None or _in_failed_transaction(session):
             return False
         answer = self.interceptor.batch_reply(messages, session.statements, session.user,
@@ -169,7 +169,7 @@ def _status(session: ClientSession) -> str:
     return "I" if held is None else held.status.decode()
 
 
-def _parse_text(payload: bytes) -> str:
+def parse_text(payload: bytes) -> str:
     start = payload.index(0) + 1
     return payload[start:payload.index(0, start)].decode(errors="replace")
 

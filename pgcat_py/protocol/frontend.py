@@ -162,6 +162,10 @@ class PasswordMessage:
 FrontendMessage = (Query | Parse | Bind | Describe | Execute | Close | Sync | Flush | Terminate
                    | FunctionCall | CopyData | CopyDone | CopyFail | PasswordMessage)
 
+# The relay sends these of its own (a Sync ending a batch, a Terminate): encoded once.
+SYNC_MESSAGE = Sync().encode()
+TERMINATE_MESSAGE = Terminate().encode()
+
 
 def _int16_list(r: Reader) -> tuple[int, ...]:
     return tuple(r.int16() for _ in range(r.uint16()))

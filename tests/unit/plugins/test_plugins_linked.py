@@ -12,17 +12,21 @@ def encode(*messages: fe.FrontendMessage) -> bytes:
     return b"".join(m.encode() for m in messages)
 
 
+def types(*messages: fe.FrontendMessage) -> list[int]:
+    return [t for t, _ in split_messages(encode(*messages))[0]]
+
+
 def test_a_lone_query_or_one_synced_batch_is_a_unit() -> None:
-    assert _ends_at_sync(encode(fe.Query("SELECT 1")))
-    assert _ends_at_sync(encode(fe.Parse("", "SELECT 1"), fe.Bind("", ""), fe.Execute(""),
-                                fe.Sync()))
+    assert _ends_at_sync(types(fe.Query("SELECT 1")))
+    assert _ends_at_sync(types(fe.Parse("", "SELECT 1"), fe.Bind("", ""), fe.Execute(""),
+                               fe.Sync()))
 
 
 def test_pipelines_and_unsynced_batches_are_not() -> None:
-    assert not _ends_at_sync(encode(fe.Query("SELECT 1"), fe.Query("SELECT 2")))
-    assert not _ends_at_sync(encode(fe.Parse("", "SELECT 1"), fe.Sync(), fe.Parse("", "x"),
-                                    fe.Sync()))
-    assert not _ends_at_sync(encode(fe.Parse("", "SELECT 1"), fe.Flush()))
+    assert not _ends_at_sync(types(fe.Query("SELECT 1"), fe.Query("SELECT 2")))
+    assert not _ends_at_sync(types(fe.Parse("", "SELECT 1"), fe.Sync(), fe.Parse("", "x"),
+                                   fe.Sync()))
+    assert not _ends_at_sync(types(fe.Parse("", "SELECT 1"), fe.Flush()))
 
 
 def test_the_raised_refusal_is_one_query_with_the_message_quoted() -> None:
