@@ -76,3 +76,25 @@ def assert_placed(topology: Topology, ids: list[int]) -> None:
     for index, shard_rows in enumerate(rows):
         assert [r[0] for r in shard_rows] == sorted(
             i for i in ids if SHARD_MAP.shard_for(i) == index)
+
+
+# The fixtures of the modules that write through a proxy with writes allowed and one that
+# refuses them (import them by name into the test module).
+topology = pytest.fixture(scope="module", name="topology")(sharded_topology)
+
+
+@pytest.fixture(scope="module", name="proxy")
+def allowing_proxy(topology: Topology, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Iterator[ProxyProcess]:
+    yield from writes_proxy(topology, tmp_path_factory, "allow")
+
+
+@pytest.fixture(scope="module", name="refusing")
+def refusing_proxy(topology: Topology, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Iterator[ProxyProcess]:
+    yield from writes_proxy(topology, tmp_path_factory, "refuse")
+
+
+@pytest.fixture(name="empty")
+def empty_shards(topology: Topology) -> Topology:
+    return emptied(topology)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
 
 import asyncpg
 import psycopg
@@ -19,38 +18,19 @@ import pytest
 from pgcat_py.localpg import Topology
 from tests.harness.proxy import ProxyProcess
 
-from .sharded_writes import (
+from .sharded_writes import (  # noqa: F401 (the module fixtures: topology, proxy, ...)
     SHARD_MAP,
     SHARDS,
+    allowing_proxy,
     assert_placed,
-    emptied,
+    empty_shards,
     on_shards,
-    sharded_topology,
+    refusing_proxy,
     through,
-    writes_proxy,
+    topology,
 )
 
 pytestmark = [pytest.mark.pg, pytest.mark.timeout(300)]
-
-
-topology = pytest.fixture(scope="module")(sharded_topology)
-
-
-@pytest.fixture(scope="module")
-def proxy(topology: Topology, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[ProxyProcess]:
-    yield from writes_proxy(topology, tmp_path_factory, "allow")
-
-
-@pytest.fixture(scope="module")
-def refusing(topology: Topology, tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[ProxyProcess]:
-    yield from writes_proxy(topology, tmp_path_factory, "refuse")
-
-
-@pytest.fixture
-def empty(topology: Topology) -> Topology:
-    return emptied(topology)
 
 
 def values(ids: list[int]) -> str:
