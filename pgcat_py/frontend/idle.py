@@ -40,6 +40,7 @@ from .linked import deallocate_reply
 from .states import State
 
 if TYPE_CHECKING:
+    from ..pool.cluster import Cluster
     from .session import ClientSession
 
 # Bytes a client may have buffered while it has no server before we stop reading it.
@@ -95,36 +96,12 @@ def process_idle(session: ClientSession) -> None:
                 session._skip_until_sync = False
                 session.write(ready_for_query(session))
             continue
-        if session.ctx.shutting_down and session.held is None:
-            session.fatal_shutdown()
-            return
-        cluster = session.cluster
-        assert cluster is not None
-        if cluster.retired and session.held is None:
-            cluster = session.rejoin_pool()
-            if cluster is None:
-                return
-        if cluster.paused and session.held is None:
-            session.wait_for_resume()
+        cluster = _cluster_for_next(session)
+        if cluster is None:
             return
         if msg_type == QUERY:
-            first_byte = buf[5] if end > 8 else 0x20
-            if (((first_byte in _COMMAND_FIRST and buf[7] in _COMMAND_THIRD)
-                 or first_byte == 0x20
-                 or (session.holds_begins and _maybe_txn_control(buf, end)))
-                    and _answer_locally(session, end)):
-                continue
-            fixed = cluster.fixed_route
-            if fixed is not None and session.held is None and not session.overrides.any_set:
-                session.begin_transaction(fixed)  # the hot path: nothing to decide
-            else:
-                sql = _query_text(buf, end)
-                plugins = cluster.router.plugins
-                if plugins is not None and plugins.answer_query(session, sql, end):
-                    continue  # intercepted: answered here
-                # Input pipelined behind it (not looked at) rides to the same server.
-                more: list[str | None] | None = [None] if len(buf) > end else None
-                start_transaction(session, sql, more=more)
+            if _start_query(session, cluster, buf, end):
+                continue  # answered here
             return
         if msg_type in (SYNC, FLUSH) and session.held is None:
             # Nothing is open or owed (a lone Sync and Flush, as psycopg sends after a
@@ -140,6 +117,49 @@ def process_idle(session: ClientSession) -> None:
             return
         start_transaction(session, None)
         return
+
+
+def _cluster_for_next(session: ClientSession) -> Cluster | None:
+    """The pool the next transaction runs in; None when the session cannot start one now
+    (a shutdown, a pool gone with a reload, an admin PAUSE: each handled here)."""
+    cluster = session.cluster
+    assert cluster is not None
+    if session.held is not None:  # a BEGIN answered here: it goes on where it started
+        return cluster
+    if session.ctx.shutting_down:
+        session.fatal_shutdown()
+        return None
+    if cluster.retired:
+        cluster = session.rejoin_pool()
+        if cluster is None:
+            return None
+    if cluster.paused:
+        session.wait_for_resume()
+        return None
+    return cluster
+
+
+def _start_query(session: ClientSession, cluster: Cluster, buf: bytearray, end: int) -> bool:
+    """A Query first: True when it was answered here (a custom command, transaction
+    control of a held BEGIN, a plugin), False when its transaction was started."""
+    first_byte = buf[5] if end > 8 else 0x20
+    if (((first_byte in _COMMAND_FIRST and buf[7] in _COMMAND_THIRD)
+         or first_byte == 0x20
+         or (session.holds_begins and _maybe_txn_control(buf, end)))
+            and _answer_locally(session, end)):
+        return True
+    fixed = cluster.fixed_route
+    if fixed is not None and session.held is None and not session.overrides.any_set:
+        session.begin_transaction(fixed)  # the hot path: nothing to decide
+        return False
+    sql = _query_text(buf, end)
+    plugins = cluster.router.plugins
+    if plugins is not None and plugins.answer_query(session, sql, end):
+        return True  # intercepted
+    # Input pipelined behind it (not looked at) rides to the same server.
+    more: list[str | None] | None = [None] if len(buf) > end else None
+    start_transaction(session, sql, more=more)
+    return False
 
 
 _EXTENDED = frozenset(b"PBDEC")
