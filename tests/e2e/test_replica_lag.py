@@ -132,4 +132,7 @@ def test_lag_checks_do_not_grow_the_pools(pg_topology: Topology,
     time.sleep(2.0)  # a hundred lag checks, twenty healthcheck_delays, no client
     after = [backends_of(node, "app") for node in nodes]
     assert all(a <= b for a, b in zip(after, before, strict=True)), (before, after)
-    assert max(after) <= 2, after  # a read may meet a lag check using the connection
+    # At one moment a read may meet a lag check holding the freshest connection and a
+    # health check of a stale one (idle past healthcheck_delay): three for reads made one
+    # at a time. What F7 broke is the growth with no client, checked above.
+    assert max(after) <= 3, after
