@@ -36,7 +36,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from parser import (
     Classification,
@@ -58,11 +58,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRIMARY, REPLICA, ANY = "primary", "replica", "any"
-TEXT_CACHE_SIZE = 4096  # routes remembered by exact SQL text, per pool
-TEXT_CACHE_MAX_LENGTH = 2048  # longer texts are not remembered (memory)
-SCATTER = -1  # Route.shard of a cross-shard statement (pgcat_py/scatter/)
-_SCATTERED_WRITES = frozenset({(StatementKind.INSERT,), (StatementKind.UPDATE,),
+PRIMARY: Final = "primary"
+REPLICA: Final = "replica"
+ANY: Final = "any"
+TEXT_CACHE_SIZE: Final = 4096  # routes remembered by exact SQL text, per pool
+TEXT_CACHE_MAX_LENGTH: Final = 2048  # longer texts are not remembered (memory)
+SCATTER: Final = -1  # Route.shard of a cross-shard statement (pgcat_py/scatter/)
+_SCATTERED_WRITES: Final = frozenset({(StatementKind.INSERT,), (StatementKind.UPDATE,),
                                (StatementKind.DELETE,), (StatementKind.COPY,)})
 
 

@@ -12,25 +12,31 @@ import itertools
 import struct
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from typing import Final
 
 from ..protocol.framing import ERROR_RESPONSE, READY_FOR_QUERY, unpack_header
 
-MAX_REGISTERED = 100_000  # distinct statements a pool names before it starts over
-DEFAULT_CACHE_SIZE = 500  # statements per server connection when the pool says 0
+MAX_REGISTERED: Final = 100_000  # distinct statements a pool names before it starts over
+DEFAULT_CACHE_SIZE: Final = 500  # statements per server connection when the pool says 0
 # What to do with the reply to a Parse or Close, in the order they were sent; a SYNC_POINT
 # stands for a ReadyForQuery (Sync or Query), DROP_READY for one of a Sync of ours.
-KEEP_PARSE, DROP_PARSE, KEEP_CLOSE, DROP_CLOSE, SYNC_POINT, DROP_READY = range(6)
+KEEP_PARSE: Final = 0
+DROP_PARSE: Final = 1
+KEEP_CLOSE: Final = 2
+DROP_CLOSE: Final = 3
+SYNC_POINT: Final = 4
+DROP_READY: Final = 5
 
 Expectation = tuple[int, bytes]  # (KEEP_PARSE ..., the server statement name or b"")
-_LENGTH = struct.Struct("!I")
-PARSE_COMPLETE = ord("1")
-CLOSE_COMPLETE = ord("3")
+_LENGTH: Final = struct.Struct("!I")
+PARSE_COMPLETE: Final = ord("1")
+CLOSE_COMPLETE: Final = ord("3")
 # One numbering for every registry of the process: a reload that rebuilds a pool gives it a
 # new registry, and its clients keep statements named by the old one; had the new one
 # started at 1 again, pgcatpy_3 of an old client would be bound on a server where the new
 # registry's pgcatpy_3 (another query or other parameter types) is prepared (22P03, or
 # another query's rows). Found by benchmarks/soak.py.
-_NUMBERS = itertools.count(1)
+_NUMBERS: Final = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)

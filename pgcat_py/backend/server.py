@@ -16,7 +16,7 @@ import time
 from bisect import bisect_right
 from dataclasses import dataclass
 from time import monotonic
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from ..conn import ConnectionClosed, MessageConnection, SocketOptions, tune_socket
 from ..protocol import backend as be
@@ -47,14 +47,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 log = logging.getLogger(__name__)
-IDLE = ord("I")
-DEFAULT_SOCKET_OPTIONS = SocketOptions()
+IDLE: Final = ord("I")
+DEFAULT_SOCKET_OPTIONS: Final = SocketOptions()
 # The relay holds back the start of an incomplete server message up to this size, so a
 # server that dies mid-message never leaves its client with part of one; a bigger message
 # (a huge DataRow) is streamed as it comes, bounding memory per connection.
-HOLD_LIMIT = 256 * 1024
+HOLD_LIMIT: Final = 256 * 1024
 # Upper bounds (seconds) of the transaction latency histogram's buckets; one more for above.
-XACT_TIME_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+XACT_TIME_BOUNDS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                     2.5, 5.0, 10.0)
 
 class RelayClient(Protocol):

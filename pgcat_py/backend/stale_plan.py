@@ -17,17 +17,18 @@ flight, and the error as the very first reply, leaving the server outside a tran
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from .prepared import DROP_CLOSE, DROP_PARSE, Expectation, StatementRegistry
 
-_LENGTH = struct.Struct("!I")
-_RETRYABLE = frozenset(b"BDEHS")  # Bind, Describe, Execute, Flush, Sync
-_DESCRIBE = ord("D")
-_SYNC = b"S\0\0\0\x04"
-_READY_IDLE = b"Z\0\0\0\x05I"
-_STALE_PLAN_CODE = b"C0A000\0"
+_LENGTH: Final = struct.Struct("!I")
+_RETRYABLE: Final = frozenset(b"BDEHS")  # Bind, Describe, Execute, Flush, Sync
+_DESCRIBE: Final = ord("D")
+_SYNC: Final = b"S\0\0\0\x04"
+_READY_IDLE: Final = b"Z\0\0\0\x05I"
+_STALE_PLAN_CODE: Final = b"C0A000\0"
 # The routine field names the check in any server language (lc_messages may translate M).
-_STALE_PLAN_ROUTINE = b"RRevalidateCachedQuery\0"
+_STALE_PLAN_ROUTINE: Final = b"RRevalidateCachedQuery\0"
 
 
 def retryable(batch: bytes) -> bool:

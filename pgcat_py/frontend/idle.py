@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from parser import Classification, StatementKind, classify
 
@@ -44,14 +44,14 @@ if TYPE_CHECKING:
     from .session import ClientSession
 
 # Bytes a client may have buffered while it has no server before we stop reading it.
-MAX_IDLE_BUFFER = 256 * 1024
-MAX_REMEMBERED_STATEMENTS = 10_000  # named Parse texts kept per client for routing Binds
+MAX_IDLE_BUFFER: Final = 256 * 1024
+MAX_REMEMBERED_STATEMENTS: Final = 10_000  # named Parse texts kept per client for routing Binds
 # Transaction control at the start of a Query (cheap pre-check before the parser).
-_TXN_CONTROL = re.compile(
+_TXN_CONTROL: Final = re.compile(
     rb"\s*(?:begin|start\s+transaction|commit|end|rollback|abort|set\s+transaction)\b",
     re.IGNORECASE)
-_TXN_START = re.compile(r"\s*(?:begin|start\s+transaction)\b", re.IGNORECASE)
-_HELD_ANSWERS = {StatementKind.COMMIT: b"COMMIT", StatementKind.ROLLBACK: b"ROLLBACK"}
+_TXN_START: Final = re.compile(r"\s*(?:begin|start\s+transaction)\b", re.IGNORECASE)
+_HELD_ANSWERS: Final = {StatementKind.COMMIT: b"COMMIT", StatementKind.ROLLBACK: b"ROLLBACK"}
 
 
 @dataclass(slots=True)
@@ -162,7 +162,7 @@ def _start_query(session: ClientSession, cluster: Cluster, buf: bytearray, end: 
     return False
 
 
-_EXTENDED = frozenset(b"PBDEC")
+_EXTENDED: Final = frozenset(b"PBDEC")
 
 
 def _too_big(session: ClientSession) -> None:
@@ -176,8 +176,8 @@ def _too_big(session: ClientSession) -> None:
         return
     start_transaction(session, None)
 # SET / SHOW (pgcat's custom commands) by their first and third letters; SELECT has an L.
-_COMMAND_FIRST = frozenset(b"SsDdEe")  # SET / SHOW, DEALLOCATE, EXPLAIN (ROUTE)
-_COMMAND_THIRD = frozenset(b"TtOoAaPp")
+_COMMAND_FIRST: Final = frozenset(b"SsDdEe")  # SET / SHOW, DEALLOCATE, EXPLAIN (ROUTE)
+_COMMAND_THIRD: Final = frozenset(b"TtOoAaPp")
 
 
 def ready_for_query(session: ClientSession) -> bytes:
@@ -249,8 +249,8 @@ def _maybe_txn_control(buf: bytearray, end: int) -> bool:
     return first in _SPACES
 
 
-_TXN_FIRST = frozenset(b"bcera")
-_SPACES = frozenset(b" \t\n\r\x0c")
+_TXN_FIRST: Final = frozenset(b"bcera")
+_SPACES: Final = frozenset(b" \t\n\r\x0c")
 
 
 def _hold(session: ClientSession, sql: str, c: Classification) -> bytes | None:
@@ -378,8 +378,8 @@ def _start_extended(session: ClientSession) -> bool:
     return False
 
 
-TERMINATED = -1  # _batch_end: a Terminate came first, behind nothing that runs
-_RUNS = frozenset(b"EQF")  # Execute, Query, FunctionCall: what runs (a COMMIT commits)
+TERMINATED: Final = -1  # _batch_end: a Terminate came first, behind nothing that runs
+_RUNS: Final = frozenset(b"EQF")  # Execute, Query, FunctionCall: what runs (a COMMIT commits)
 
 
 def _batch_end(buf: bytearray) -> int | None:

@@ -8,7 +8,7 @@ Functions of the session, kept apart so session.py stays the plain relay.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..backend.prepared import SYNC_POINT
 from ..backend.stale_plan import retryable
@@ -22,14 +22,14 @@ if TYPE_CHECKING:
     from ..backend.server import ServerConnection
     from .session import ClientSession
 
-IDLE = ord("I")  # ReadyForQuery status outside a transaction block
+IDLE: Final = ord("I")  # ReadyForQuery status outside a transaction block
 # SQL DEALLOCATE of one statement (psycopg with libpq < 17 sends it for protocol statements
 # past its cache size; Rails' statement pool does too).
-_DEALLOCATE = re.compile(
+_DEALLOCATE: Final = re.compile(
     rb'\s*DEALLOCATE\s+(?:PREPARE\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)[\s;]*',
     re.IGNORECASE)
-_STATEMENT_MESSAGES = frozenset(b"PBDC")  # they may name a statement: rewritten whole
-_SYNC_MESSAGES = frozenset(b"QFS")  # each answered by a ReadyForQuery (statements.rewrite)
+_STATEMENT_MESSAGES: Final = frozenset(b"PBDC")  # they may name a statement: rewritten whole
+_SYNC_MESSAGES: Final = frozenset(b"QFS")  # each answered by a ReadyForQuery (statements.rewrite)
 
 
 def relay_rewritten(session: ClientSession, server: ServerConnection, data: bytes,

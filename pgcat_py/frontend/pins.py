@@ -12,6 +12,8 @@ release), and the server goes back to the pool at the next transaction's end.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..protocol.framing import (
     TAG_CLOSE_ALL,
     TAG_CREATED,
@@ -24,8 +26,12 @@ from ..protocol.framing import (
     TAG_UNLISTEN,
 )
 
-PIN_LOCK, PIN_LISTEN, PIN_CURSOR, PIN_TEMP, PIN_PREPARE = 1, 2, 4, 8, 16
-_NAMES = ((PIN_LOCK, "advisory_lock"), (PIN_LISTEN, "listen"), (PIN_CURSOR, "cursor"),
+PIN_LOCK: Final = 1
+PIN_LISTEN: Final = 2
+PIN_CURSOR: Final = 4
+PIN_TEMP: Final = 8
+PIN_PREPARE: Final = 16
+_NAMES: Final = ((PIN_LOCK, "advisory_lock"), (PIN_LISTEN, "listen"), (PIN_CURSOR, "cursor"),
           (PIN_TEMP, "temp_table"), (PIN_PREPARE, "sql_prepare"))
 
 

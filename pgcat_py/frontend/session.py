@@ -14,7 +14,7 @@ import asyncio
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..backend.params import sync_statements
 from ..backend.prepared import DROP_READY
@@ -69,9 +69,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IDLE = ord("I")  # ReadyForQuery status outside a transaction block
-_STATEMENT_MESSAGES = frozenset(b"PBDC")  # they may name a statement: rewritten whole
-ADMIN_HEADROOM = 5  # connections past max_client_conn accepted, for admin logins
+IDLE: Final = ord("I")  # ReadyForQuery status outside a transaction block
+_STATEMENT_MESSAGES: Final = frozenset(b"PBDC")  # they may name a statement: rewritten whole
+ADMIN_HEADROOM: Final = 5  # connections past max_client_conn accepted, for admin logins
 
 
 class ClientSession(MessageConnection):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Final
 
 from ..backend.prepared import (
     DROP_CLOSE,
@@ -44,8 +45,8 @@ from ..protocol.framing import (
 # A Close of a name no client statement uses: the server answers CloseComplete, and the
 # statement shared on that connection stays for the next client (closing a statement that
 # does not exist is not an error in PostgreSQL).
-UNUSED_NAME = b"pgcatpy_closed\0"
-_LENGTH = struct.Struct("!I")
+UNUSED_NAME: Final = b"pgcatpy_closed\0"
+_LENGTH: Final = struct.Struct("!I")
 
 @dataclass(slots=True)
 class ClientStatements:

@@ -20,7 +20,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Final, Protocol
 
 from ..backend.prepared import StatementRegistry
 from ..backend.server import ServerConnection
@@ -30,9 +30,9 @@ from ..stats import RouteKey, reason_kind
 from .server_pool import ALL_SERVERS_DOWN, LOG_EVERY, ServerPool
 
 log = logging.getLogger(__name__)
-LSN_HISTORY = 256  # primary positions kept per shard for read_your_writes
+LSN_HISTORY: Final = 256  # primary positions kept per shard for read_your_writes
 
-ROLES = ("primary", "replica", "any")
+ROLES: Final = ("primary", "replica", "any")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ..backend.mirror import Mirror
 from ..backend.server import XACT_TIME_BOUNDS, ServerConnection, ServerTarget, open_server
@@ -35,10 +35,10 @@ from .counters import Averages, Totals
 
 log = logging.getLogger(__name__)
 
-RESET_TIMEOUT = 5.0  # seconds a reset/rollback at check-in may take before we close instead
-WAIT_SWEEP = 0.05  # seconds between checks of waiters' connect_timeout / reserve_pool_timeout
-LOG_EVERY = 10.0  # seconds between repeated log lines about the same ban
-ALL_SERVERS_DOWN = "could not get connection from the pool - AllServersDown"
+RESET_TIMEOUT: Final = 5.0  # seconds a reset/rollback at check-in may take before we close instead
+WAIT_SWEEP: Final = 0.05  # seconds between checks of waiters' connect/reserve_pool timeouts
+LOG_EVERY: Final = 10.0  # seconds between repeated log lines about the same ban
+ALL_SERVERS_DOWN: Final = "could not get connection from the pool - AllServersDown"
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,18 @@ relay never builds objects for messages it only forwards.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from .errors import ProtocolViolation
 from .wire import Reader, cstr, i16, i32, message, u16, u32
 
 # Authentication request codes (protocol-message-formats.html, "AuthenticationXXX").
-AUTH_OK = 0
-AUTH_CLEARTEXT_PASSWORD = 3
-AUTH_MD5_PASSWORD = 5
-AUTH_SASL = 10
-AUTH_SASL_CONTINUE = 11
-AUTH_SASL_FINAL = 12
+AUTH_OK: Final = 0
+AUTH_CLEARTEXT_PASSWORD: Final = 3
+AUTH_MD5_PASSWORD: Final = 5
+AUTH_SASL: Final = 10
+AUTH_SASL_CONTINUE: Final = 11
+AUTH_SASL_FINAL: Final = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +204,7 @@ BackendMessage = (Authentication | BackendKeyData | ParameterStatus | ReadyForQu
                   | NotificationResponse | ParameterDescription | CopyResponse
                   | FunctionCallResponse | NegotiateProtocolVersion | Bare | CopyData)
 
-BARE_TYPES = "123nsIc"
+BARE_TYPES: Final = "123nsIc"
 
 
 def _decode_fields(r: Reader) -> dict[str, str]:
@@ -287,5 +288,5 @@ def notice_response(message_text: str, sqlstate: str = "00000",
     return NoticeOrError(fields, is_error=False).encode()
 
 
-READY_IDLE = ReadyForQuery("I").encode()
-AUTH_OK_MESSAGE = Authentication(AUTH_OK).encode()
+READY_IDLE: Final = ReadyForQuery("I").encode()
+AUTH_OK_MESSAGE: Final = Authentication(AUTH_OK).encode()

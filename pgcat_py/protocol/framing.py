@@ -15,47 +15,48 @@ limit applies to the declared length, which counts its own four bytes.
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from .errors import ProtocolViolation
 
-HEADER_SIZE = 5
-_HEADER = struct.Struct("!BI")
-unpack_header = _HEADER.unpack_from
+HEADER_SIZE: Final = 5
+_HEADER: Final = struct.Struct("!BI")
+unpack_header: Final = _HEADER.unpack_from
 
 # src/include/libpq/pqcomm.h and postgres.c
-PQ_SMALL_MESSAGE_LIMIT = 10000
-PQ_LARGE_MESSAGE_LIMIT = 0x3FFFFFFF - 1  # MaxAllocSize - 1
+PQ_SMALL_MESSAGE_LIMIT: Final = 10000
+PQ_LARGE_MESSAGE_LIMIT: Final = 0x3FFFFFFF - 1  # MaxAllocSize - 1
 # Authentication tokens (PasswordMessage, SASL): PG_MAX_AUTH_TOKEN_LENGTH in auth.c
-PG_MAX_AUTH_TOKEN_LENGTH = 65535
+PG_MAX_AUTH_TOKEN_LENGTH: Final = 65535
 
 # Frontend message types (protocol-message-formats.html), as ints for cheap lookups.
-QUERY = ord("Q")
-PARSE = ord("P")
-BIND = ord("B")
-DESCRIBE = ord("D")
-EXECUTE = ord("E")
-SYNC = ord("S")
-FLUSH = ord("H")
-CLOSE = ord("C")
-FUNCTION_CALL = ord("F")
-TERMINATE = ord("X")
-COPY_DATA = ord("d")
-COPY_DONE = ord("c")
-COPY_FAIL = ord("f")
-PASSWORD = ord("p")
+QUERY: Final = ord("Q")
+PARSE: Final = ord("P")
+BIND: Final = ord("B")
+DESCRIBE: Final = ord("D")
+EXECUTE: Final = ord("E")
+SYNC: Final = ord("S")
+FLUSH: Final = ord("H")
+CLOSE: Final = ord("C")
+FUNCTION_CALL: Final = ord("F")
+TERMINATE: Final = ord("X")
+COPY_DATA: Final = ord("d")
+COPY_DONE: Final = ord("c")
+COPY_FAIL: Final = ord("f")
+PASSWORD: Final = ord("p")
 
 # Backend message types.
-READY_FOR_QUERY = ord("Z")
-ERROR_RESPONSE = ord("E")
-NOTICE_RESPONSE = ord("N")
-PARAMETER_STATUS = ord("S")
-COMMAND_COMPLETE = ord("C")
-DATA_ROW = ord("D")
-COPY_IN_RESPONSE = ord("G")
-COPY_OUT_RESPONSE = ord("H")
-COPY_BOTH_RESPONSE = ord("W")
-BACKEND_KEY_DATA = ord("K")
-AUTHENTICATION = ord("R")
+READY_FOR_QUERY: Final = ord("Z")
+ERROR_RESPONSE: Final = ord("E")
+NOTICE_RESPONSE: Final = ord("N")
+PARAMETER_STATUS: Final = ord("S")
+COMMAND_COMPLETE: Final = ord("C")
+DATA_ROW: Final = ord("D")
+COPY_IN_RESPONSE: Final = ord("G")
+COPY_OUT_RESPONSE: Final = ord("H")
+COPY_BOTH_RESPONSE: Final = ord("W")
+BACKEND_KEY_DATA: Final = ord("K")
+AUTHENTICATION: Final = ord("R")
 
 
 def _frontend_limits() -> list[int]:
@@ -68,12 +69,15 @@ def _frontend_limits() -> list[int]:
     return limits
 
 
-FRONTEND_LIMITS = _frontend_limits()
+FRONTEND_LIMITS: Final = _frontend_limits()
 
 # What the frontend scanner reports for each type: a sync point (the server will answer it
 # with one ReadyForQuery), the start of an unsynced extended-protocol batch, or neither.
-_KIND_OTHER, _KIND_SYNC, _KIND_BATCH, _KIND_TERMINATE = 0, 1, 2, 3
-_FRONTEND_KIND = [_KIND_OTHER] * 256
+_KIND_OTHER: Final = 0
+_KIND_SYNC: Final = 1
+_KIND_BATCH: Final = 2
+_KIND_TERMINATE: Final = 3
+_FRONTEND_KIND: Final = [_KIND_OTHER] * 256
 for _t in b"QSF":
     _FRONTEND_KIND[_t] = _KIND_SYNC
 for _t in b"PBDECH":
@@ -83,10 +87,10 @@ _FRONTEND_KIND[TERMINATE] = _KIND_TERMINATE
 
 # SET, SHOW (pgcat's custom commands, and SETs to remember), RESET and DEALLOCATE, by their
 # first and third letters: SELECT, ROLLBACK, RELEASE and DELETE have an L there.
-_COMMAND_FIRST = frozenset(b"SsRrDd")
-_SET_FIRST = frozenset(b"SsRr")  # SET, RESET: the first and third letters
-_SET_THIRD = frozenset(b"TtSs")
-_COMMAND_THIRD = frozenset(b"TtOoSsAa")
+_COMMAND_FIRST: Final = frozenset(b"SsRrDd")
+_SET_FIRST: Final = frozenset(b"SsRr")  # SET, RESET: the first and third letters
+_SET_THIRD: Final = frozenset(b"TtSs")
+_COMMAND_THIRD: Final = frozenset(b"TtOoSsAa")
 
 
 def check_frontend_header(msg_type: int, length: int) -> None:
@@ -249,13 +253,17 @@ class FrontendScanner:
             pos += 1 + length
         else:
             self._skip = pos - n
-        # Only chunks that carry SQL text are searched (never bulk COPY data).
+        # Only chunks that carry SQL text are searched (never bulk COPY data). With find, not
+        # `in`: `bytes in bytes` first tries the needle as an int and raises (and formats)
+        # a TypeError it then clears, which cost more than the search on every Query.
         if sql:
-            if (not self.session_lock and (b"y_" in data or b"Y_" in data)
+            find = data.find
+            if (not self.session_lock and (find(b"y_") >= 0 or find(b"Y_") >= 0)
                     and mentions_session_lock(data)):
                 self.session_lock = True
             if not self.mentions_temp:
-                self.mentions_temp = b"temp" in data or b"TEMP" in data or b"Temp" in data
+                self.mentions_temp = (find(b"temp") >= 0 or find(b"TEMP") >= 0
+                                      or find(b"Temp") >= 0)
         return syncs, -1
 
     @property
@@ -280,26 +288,26 @@ def mentions_session_lock(data: bytes) -> bool:
     runs pg_advisory_unlock_all() on every release). Any letter case, as SQL function
     names are case-insensitive. A name split across two reads is missed (the SQL would
     have to straddle a TCP read boundary: only very long statements do)."""
-    return b"advisory_lock" in data.lower()
+    return data.lower().find(b"advisory_lock") >= 0
 
 
 # CommandComplete tags that leave state in the server session (pgcat's cleanup flags,
 # widened): what a check-in must undo, what pins a client to its server in transaction mode
 # and what releases such a pin. Bits of BackendScanner.session_tags.
-TAG_SET = 1          # SET / RESET: RESET ALL
-TAG_PREPARE = 2      # PREPARE: DEALLOCATE ALL (and a pin)
-TAG_DISCARD = 4      # state only DISCARD ALL undoes (set with the two below)
-TAG_DEALLOCATED = 8  # DEALLOCATE ALL / DISCARD ALL: every prepared statement is gone
-TAG_CREATED = 16     # a table was created: session state only if it was a temporary one
-TAG_LISTEN = 32      # LISTEN (a pin)
-TAG_CURSOR = 64      # DECLARE CURSOR (a pin: it may be WITH HOLD)
-TAG_UNLISTEN = 128   # UNLISTEN (UNLISTEN * releases the LISTEN pin)
-TAG_CLOSE_ALL = 256  # CLOSE ALL (releases the cursor pin)
-TAG_DISCARD_TEMP = 512   # DISCARD TEMP (releases the temporary-table pin)
-TAG_DISCARD_ALL = 1024   # DISCARD ALL (releases every pin)
+TAG_SET: Final = 1          # SET / RESET: RESET ALL
+TAG_PREPARE: Final = 2      # PREPARE: DEALLOCATE ALL (and a pin)
+TAG_DISCARD: Final = 4      # state only DISCARD ALL undoes (set with the two below)
+TAG_DEALLOCATED: Final = 8  # DEALLOCATE ALL / DISCARD ALL: every prepared statement is gone
+TAG_CREATED: Final = 16     # a table was created: session state only if it was a temporary one
+TAG_LISTEN: Final = 32      # LISTEN (a pin)
+TAG_CURSOR: Final = 64      # DECLARE CURSOR (a pin: it may be WITH HOLD)
+TAG_UNLISTEN: Final = 128   # UNLISTEN (UNLISTEN * releases the LISTEN pin)
+TAG_CLOSE_ALL: Final = 256  # CLOSE ALL (releases the cursor pin)
+TAG_DISCARD_TEMP: Final = 512   # DISCARD TEMP (releases the temporary-table pin)
+TAG_DISCARD_ALL: Final = 1024   # DISCARD ALL (releases every pin)
 # The tags that leave something for a check-in to undo (the others only inform pins).
-DIRTY_TAGS = TAG_SET | TAG_PREPARE | TAG_DISCARD | TAG_CREATED
-SESSION_TAGS = {b"SET": TAG_SET, b"RESET": TAG_SET, b"PREPARE": TAG_PREPARE,
+DIRTY_TAGS: Final = TAG_SET | TAG_PREPARE | TAG_DISCARD | TAG_CREATED
+SESSION_TAGS: Final = {b"SET": TAG_SET, b"RESET": TAG_SET, b"PREPARE": TAG_PREPARE,
                 b"DEALLOCATE ALL": TAG_DEALLOCATED,
                 b"DISCARD ALL": TAG_DEALLOCATED | TAG_DISCARD_ALL,
                 b"LISTEN": TAG_LISTEN | TAG_DISCARD, b"UNLISTEN": TAG_UNLISTEN,
@@ -308,8 +316,11 @@ SESSION_TAGS = {b"SET": TAG_SET, b"RESET": TAG_SET, b"PREPARE": TAG_PREPARE,
                 b"CREATE TABLE": TAG_CREATED, b"SELECT INTO": TAG_CREATED,
                 b"CREATE TABLE AS": TAG_CREATED}
 
-_RFQ, _COMPLETE, _COPY, _OTHER = 1, 2, 3, 4
-_BACKEND_KIND = [0] * 256
+_RFQ: Final = 1
+_COMPLETE: Final = 2
+_COPY: Final = 3
+_OTHER: Final = 4
+_BACKEND_KIND: Final = [0] * 256
 _BACKEND_KIND[READY_FOR_QUERY] = _RFQ
 _BACKEND_KIND[COMMAND_COMPLETE] = _COMPLETE
 for _t in b"GHW":

@@ -8,6 +8,7 @@ payload is depends on the authentication exchange, so they are decoded by the au
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from .errors import ProtocolViolation
 from .wire import Reader, cstr, i16, i32, message, u16, u32
@@ -163,8 +164,8 @@ FrontendMessage = (Query | Parse | Bind | Describe | Execute | Close | Sync | Fl
                    | FunctionCall | CopyData | CopyDone | CopyFail | PasswordMessage)
 
 # The relay sends these of its own (a Sync ending a batch, a Terminate): encoded once.
-SYNC_MESSAGE = Sync().encode()
-TERMINATE_MESSAGE = Terminate().encode()
+SYNC_MESSAGE: Final = Sync().encode()
+TERMINATE_MESSAGE: Final = Terminate().encode()
 
 
 def _int16_list(r: Reader) -> tuple[int, ...]:
