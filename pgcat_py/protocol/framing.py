@@ -253,17 +253,16 @@ class FrontendScanner:
             pos += 1 + length
         else:
             self._skip = pos - n
-        # Only chunks that carry SQL text are searched (never bulk COPY data). With find, not
-        # `in`: `bytes in bytes` first tries the needle as an int and raises (and formats)
-        # a TypeError it then clears, which cost more than the search on every Query.
+        # Only chunks that carry SQL text are searched (never bulk COPY data), lowered once:
+        # SQL function names and keywords are case-insensitive. With find, not `in`:
+        # `bytes in bytes` first tries the needle as an int, raising (and formatting) a
+        # TypeError it then clears, which cost more than the search itself.
         if sql:
-            find = data.find
-            if (not self.session_lock and (find(b"y_") >= 0 or find(b"Y_") >= 0)
-                    and mentions_session_lock(data)):
+            lowered = data.lower()
+            if not self.session_lock and mentions_session_lock(lowered):
                 self.session_lock = True
             if not self.mentions_temp:
-                self.mentions_temp = (find(b"temp") >= 0 or find(b"TEMP") >= 0
-                                      or find(b"Temp") >= 0)
+                self.mentions_temp = lowered.find(b"temp") >= 0
         return syncs, -1
 
     @property
@@ -281,14 +280,14 @@ class FrontendScanner:
         return min(len(chunk), self.entry_skip)
 
 
-def mentions_session_lock(data: bytes) -> bool:
-    """Does this SQL text call a session-level advisory lock function (pg_advisory_lock,
-    pg_try_advisory_lock_shared, ...)? Not the transaction-level ones
+def mentions_session_lock(lowered: bytes) -> bool:
+    """Does this SQL text (in lower case) call a session-level advisory lock function
+    (pg_advisory_lock, pg_try_advisory_lock_shared, ...)? Not the transaction-level ones
     (pg_advisory_xact_lock: they end with the transaction) nor the unlocks (asyncpg's pool
-    runs pg_advisory_unlock_all() on every release). Any letter case, as SQL function
-    names are case-insensitive. A name split across two reads is missed (the SQL would
-    have to straddle a TCP read boundary: only very long statements do)."""
-    return data.lower().find(b"advisory_lock") >= 0
+    runs pg_advisory_unlock_all() on every release). A name split across two reads is
+    missed (the SQL would have to straddle a TCP read boundary: only very long statements
+    do)."""
+    return lowered.find(b"advisory_lock") >= 0
 
 
 # CommandComplete tags that leave state in the server session (pgcat's cleanup flags,
@@ -392,7 +391,10 @@ class BackendScanner:
                     self.in_copy = False
                 elif kind == _COMPLETE:
                     self.commands += 1
-                    self.session_tags |= SESSION_TAGS.get(data[pos + HEADER_SIZE:end - 1], 0)
+                    # A tag ending in a row count (SELECT 1, INSERT 0 1) is none of them:
+                    # no slice to make and hash for the common case.
+                    if not 0x30 <= data[end - 2] <= 0x39:
+                        self.session_tags |= SESSION_TAGS.get(data[pos + HEADER_SIZE:end - 1], 0)
                 elif kind == _COPY:
                     self.in_copy = True
                 else:
