@@ -13,6 +13,7 @@ a check of its own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 from dataclasses import dataclass
@@ -37,14 +38,28 @@ def tune_socket(transport: asyncio.BaseTransport, options: SocketOptions) -> Non
     sock = transport.get_extra_info("socket")
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    # uvloop's PseudoSocket makes (and detaches) a socket object per setsockopt: one of
+    # ours for all six, with family and type given so that it asks the kernel nothing.
+    own = socket.socket(sock.family, sock.type, sock.proto, sock.fileno())
+    try:
+        for level, name, value in _tcp_settings(options):
+            own.setsockopt(level, name, value)
+    finally:
+        own.detach()
+
+
+@functools.cache
+def _tcp_settings(options: SocketOptions) -> tuple[tuple[int, int, int], ...]:
+    """The setsockopt arguments for ``options`` (Linux names; other systems skip them)."""
+    settings = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+                (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
     for name, value in (("TCP_KEEPIDLE", options.keepalives_idle),
                         ("TCP_KEEPCNT", options.keepalives_count),
                         ("TCP_KEEPINTVL", options.keepalives_interval),
                         ("TCP_USER_TIMEOUT", options.user_timeout_ms)):
-        if hasattr(socket, name) and value > 0:  # Linux names; other systems skip them
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+        if hasattr(socket, name) and value > 0:
+            settings.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return tuple(settings)
 
 
 class ConnectionClosed(ServerError):

@@ -160,7 +160,7 @@ def recover_client_key(proof: bytes, stored_key: bytes, auth_message: bytes) -> 
     signature = hmac.digest(stored_key, auth_message, "sha256")
     if len(proof) != len(signature):
         return None
-    client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=True))
+    client_key = (int.from_bytes(proof) ^ int.from_bytes(signature)).to_bytes(len(proof))
     if not hmac.compare_digest(hashlib.sha256(client_key).digest(), stored_key):
         return None
     return client_key
@@ -175,7 +175,7 @@ def _text(data: bytes) -> str:
 
 def _is_printable(nonce: str) -> bool:
     """RFC 5802 `printable`: %x21-7E except ","."""
-    return all("!" <= c <= "~" for c in nonce) and "," not in nonce
+    return nonce.isascii() and nonce.isprintable() and " " not in nonce and "," not in nonce
 
 
 def _b64(text: str) -> bytes:
