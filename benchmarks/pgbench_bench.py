@@ -3,7 +3,10 @@
 Run: .venv/bin/python benchmarks/pgbench_bench.py [--quick] [--duration S] [--rounds N]
                                                   [--clients 16,64]
                                                   [--protocols simple,extended,prepared]
-                                                  [--no-routed] [--compiled] [--keep]
+                                                  [--no-routed] [--compiled] [--tpcb] [--keep]
+
+--tpcb runs pgbench's default TPC-B-like script (five statements in BEGIN ... END) instead of
+-S; --clients 1 gives the latency a proxy adds to one client's transactions.
 
 Builds a throwaway PostgreSQL primary and a streaming replica under /tmp (pgcat_py.localpg),
 made plain (no shared_preload_libraries: the topology's pg_stat_statements would slow the
@@ -112,7 +115,7 @@ class Cell:
     clients: int
 
     def __str__(self) -> str:
-        return f"-S {self.protocol}, {self.clients} clients"
+        return f"-M {self.protocol}, {self.clients} clients"
 
     def not_run(self, target: str) -> str | None:
         """Why `target` skips this cell (None: it runs it)."""
@@ -150,6 +153,12 @@ class Settings:
     keep: bool
     routed: bool  # measure the routed pgcat-py too (and build the replica it needs)
     compiled: bool = False  # pgcat-py with the relay compiled with mypyc
+    tpcb: bool = False  # pgbench's default TPC-B-like script instead of -S
+
+    @property
+    def script(self) -> list[str]:
+        """pgbench's script option: -S (select-only), or none (its TPC-B-like default)."""
+        return [] if self.tpcb else ["-S"]
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -168,6 +177,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
                         "(default: yes)")
     p.add_argument("--compiled", action="store_true",
                    help="run pgcat-py with the relay compiled with mypyc (build/compiled)")
+    p.add_argument("--tpcb", action="store_true",
+                   help="pgbench's default TPC-B-like script (BEGIN, three UPDATEs, a SELECT, "
+                        "an INSERT, END) instead of -S")
     p.add_argument("--keep", action="store_true", help="keep the /tmp base directory")
     args = p.parse_args(argv)
     quick = bool(args.quick)
@@ -183,6 +195,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         keep=bool(args.keep),
         routed=bool(args.routed),
         compiled=bool(args.compiled),
+        tpcb=bool(args.tpcb),
     )
 
 
@@ -553,8 +566,9 @@ PGBENCH_LINES = {
 }
 
 
-def pgbench(binary: str, port: int, cell: Cell, duration: int) -> dict[str, float]:
-    """One `pgbench -n -S` run; the parsed figures of its report.
+def pgbench(binary: str, port: int, cell: Cell, duration: int, script: list[str]
+            ) -> dict[str, float]:
+    """One `pgbench -n` run (``script``: ["-S"], or [] for TPC-B); its parsed figures.
 
     -M prepared prepares synchronously, so a pgbench thread waiting for a server for one
     client cannot serve its other clients meanwhile; against a transaction pooler that
@@ -563,7 +577,7 @@ def pgbench(binary: str, port: int, cell: Cell, duration: int) -> dict[str, floa
     is answered, so `-j` may stay below `-c`.
     """
     argv = [binary, "-n", "-h", HOST, "-p", str(port), "-U", APP_USER, "-M", cell.protocol,
-            "-c", str(cell.clients), "-j", str(PGBENCH_THREADS), "-T", str(duration), "-S",
+            "-c", str(cell.clients), "-j", str(PGBENCH_THREADS), "-T", str(duration), *script,
             DATABASE]
     env = {**os.environ, "PGPASSWORD": APP_PASSWORD}
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
@@ -583,6 +597,7 @@ class Bench:
     ports: dict[str, int]  # target -> port, in TARGETS order
     pids: dict[str, int]
     postmasters: list[int]  # the primary's first, then the replica's
+    script: list[str]  # pgbench's script option (Settings.script)
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -591,7 +606,7 @@ class Bench:
     def measure(self, target: str, cell: Cell, duration: int, round_: int, position: int) -> Run:
         load1 = os.getloadavg()[0]
         before = CpuSnapshot.take(self.pids, self.postmasters)
-        report = pgbench(self.pgbench, self.ports[target], cell, duration)
+        report = pgbench(self.pgbench, self.ports[target], cell, duration, self.script)
         settle(self.postmasters)
         after = CpuSnapshot.take(self.pids, self.postmasters)
         xacts = max(int(report["transactions"]), 1)
@@ -613,7 +628,7 @@ def run_rounds(bench: Bench, settings: Settings) -> list[Run]:
     for target in targets:
         print(f"warm-up {target}: {settings.warmup} s", flush=True)
         pgbench(bench.pgbench, bench.ports[target], Cell("simple", WARMUP_CLIENTS),
-                settings.warmup)
+                settings.warmup, bench.script)
     runs: list[Run] = []
     for round_ in range(settings.rounds):
         order = targets[round_ % len(targets):] + targets[:round_ % len(targets)]
@@ -778,7 +793,8 @@ def server_note(preload: dict[str, str]) -> str:
 def print_tables(cells: list[CellSummary], settings: Settings, preload: dict[str, str]) -> None:
     print(f"\n{server_note(preload)}")
     for cell in cells:
-        print(f"\npgbench -S -M {cell.protocol} -c {cell.clients} -j {PGBENCH_THREADS}, "
+        script = " ".join(settings.script) or "(TPC-B)"
+        print(f"\npgbench {script} -M {cell.protocol} -c {cell.clients} -j {PGBENCH_THREADS}, "
               f"{settings.rounds} round(s) x {settings.duration} s")
         print(f"  {'target':<15} {'TPS (median)':>13} {'lat ms (mean)':>14} "
               f"{'CPU µs/xact':>12} {'(user + sys)':>14} {'others max':>11} {'replica':>8}")
@@ -971,7 +987,7 @@ def start_targets(settings: Settings, bouncer_binary: str, topology: Topology,
     print(", ".join(f"{target} on :{ports[target]} (pid {pid})" for target, pid in pids.items()),
           flush=True)
     postmasters = [postmaster_pid(node.datadir) for node in [primary, *topology.replicas]]
-    return Bench(pgbench_binary, ports, pids, postmasters)
+    return Bench(pgbench_binary, ports, pids, postmasters, settings.script)
 
 
 def _stop_all(started: Started, base: Path, keep: bool) -> None:
