@@ -15,13 +15,17 @@ limit applies to the declared length, which counts its own four bytes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Final
 
 from .errors import ProtocolViolation
 
 HEADER_SIZE: Final = 5
 _HEADER: Final = struct.Struct("!BI")
-unpack_header: Final = _HEADER.unpack_from
+# (type, length) at an offset. Typed as two ints: compiled, the callers then compare and add
+# native integers instead of calling into the interpreter for each operation.
+unpack_header: Final[Callable[[bytes | bytearray | memoryview, int], tuple[int, int]]] = (
+    _HEADER.unpack_from)
 
 # src/include/libpq/pqcomm.h and postgres.c
 PQ_SMALL_MESSAGE_LIMIT: Final = 10000
