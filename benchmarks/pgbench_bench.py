@@ -3,7 +3,8 @@
 Run: .venv/bin/python benchmarks/pgbench_bench.py [--quick] [--duration S] [--rounds N]
                                                   [--clients 16,64]
                                                   [--protocols simple,extended,prepared]
-                                                  [--no-routed] [--compiled] [--tpcb] [--keep]
+                                                  [--no-routed] [--compiled] [--tpcb]
+                                                  [--workers N] [--keep]
 
 --tpcb runs pgbench's default TPC-B-like script (five statements in BEGIN ... END) instead of
 -S; --clients 1 gives the latency a proxy adds to one client's transactions.
@@ -154,6 +155,7 @@ class Settings:
     routed: bool  # measure the routed pgcat-py too (and build the replica it needs)
     compiled: bool = False  # pgcat-py with the relay compiled with mypyc
     tpcb: bool = False  # pgbench's default TPC-B-like script instead of -S
+    workers: int | None = None  # pgcat-py's worker_threads (None: its default)
 
     @property
     def script(self) -> list[str]:
@@ -180,6 +182,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--tpcb", action="store_true",
                    help="pgbench's default TPC-B-like script (BEGIN, three UPDATEs, a SELECT, "
                         "an INSERT, END) instead of -S")
+    p.add_argument("--workers", type=int,
+                   help="pgcat-py's worker_threads (default: pgcat-py's own default)")
     p.add_argument("--keep", action="store_true", help="keep the /tmp base directory")
     args = p.parse_args(argv)
     quick = bool(args.quick)
@@ -196,6 +200,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         routed=bool(args.routed),
         compiled=bool(args.compiled),
         tpcb=bool(args.tpcb),
+        workers=args.workers,
     )
 
 
@@ -976,7 +981,8 @@ def start_targets(settings: Settings, bouncer_binary: str, topology: Topology,
         replicas = [(node.port, "replica") for node in topology.replicas]
         pgcats[ROUTED] = (ROUTED_POOL, [(primary.port, "primary"), *replicas])
     for target, (pool, servers) in pgcats.items():
-        port, process, _ = start_pgcat(topology.base, target, pool, servers,
+        general = "" if settings.workers is None else f"worker_threads = {settings.workers}\n"
+        port, process, _ = start_pgcat(topology.base, target, pool, servers, general=general,
                                        compiled=settings.compiled)
         started.pgcats.append(process)
         ports[target], pids[target] = port, process.pid
