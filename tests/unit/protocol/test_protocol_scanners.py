@@ -163,7 +163,8 @@ def test_backend_scanner_counts_ready_for_query_and_skips_rows() -> None:
                                           ("PREPARE", TAG_PREPARE),
                                           ("LISTEN", TAG_LISTEN | TAG_DISCARD),
                                           ("DECLARE CURSOR", TAG_CURSOR | TAG_DISCARD),
-                                          ("SELECT 1", 0), ("SETX", 0)])
+                                          ("SELECT 1", 0), ("SETX", 0), ("INSERT 0 1", 0),
+                                          ("", 0)])
 def test_session_dirtying_tags_are_flagged(tag: str, bit: int) -> None:
     scanner = BackendScanner()
     scanner.feed(be.CommandComplete(tag).encode() + READY)
@@ -303,3 +304,11 @@ def test_temp_in_any_statement_of_the_transaction_is_noted() -> None:
     scanner.feed(fe.Query("create TEMPORARY table t (x int)").encode())
     scanner.feed(fe.Query("COMMIT").encode())
     assert scanner.mentions_temp  # until the owner clears it
+
+
+@pytest.mark.parametrize("sql", ["CREATE tEmP TABLE t (x int)", "create Temporary table t ()",
+                                 "SELECT 1 INTO TEMP t"])
+def test_temp_is_noted_in_any_letter_case(sql: str) -> None:
+    scanner = FrontendScanner()
+    scanner.feed(fe.Query(sql).encode())
+    assert scanner.mentions_temp
