@@ -16,7 +16,6 @@ from typing import Final
 
 from ..protocol.framing import (
     TAG_CLOSE_ALL,
-    TAG_CREATED,
     TAG_CURSOR,
     TAG_DEALLOCATED,
     TAG_DISCARD_ALL,
@@ -41,10 +40,10 @@ def pin_names(pins: int) -> list[str]:
 
 
 def updated_pins(pins: int, tags: int, session_lock: bool, last_sql: bytes,
-                 mentions_temp: bool) -> int:
+                 creates_temp: bool) -> int:
     """The pins after a transaction that ended with the session ``tags`` (CommandComplete
-    bits), given whether it called a session lock function, whether its SQL said TEMP
-    anywhere, and the client's last chunk.
+    bits), given whether it called a session lock function, whether its SQL may have made
+    a temporary relation, and the client's last chunk.
     Releases are read before new pins: in one Query both, the pin stays (conservative)."""
     if pins:
         pins = _released(pins, tags, last_sql)
@@ -56,8 +55,8 @@ def updated_pins(pins: int, tags: int, session_lock: bool, last_sql: bytes,
         pins |= PIN_CURSOR
     if tags & TAG_PREPARE:
         pins |= PIN_PREPARE
-    if tags & TAG_CREATED and mentions_temp:
-        pins |= PIN_TEMP  # any other table is no session state
+    if creates_temp:  # whether it completed or not: a pin too many is only slower
+        pins |= PIN_TEMP
     return pins
 
 

@@ -33,6 +33,7 @@ from ..protocol.errors import (
 from ..protocol.framing import (
     PQ_LARGE_MESSAGE_LIMIT,
     QUERY,
+    TAG_CREATED,
     TAG_DEALLOCATED,
     TAG_DISCARD,
     TAG_PREPARE,
@@ -438,9 +439,9 @@ class ClientSession(MessageConnection):
         if (status != IDLE or not self.transaction_mode or scanner.in_batch
                 or not scanner.at_boundary):
             return
-        if (self.pins or scanner.session_lock or tags) and self._still_pinned(server, tags):
+        if ((self.pins or scanner.session_lock or tags or scanner.creates_temp)
+                and self._still_pinned(server, tags)):
             return
-        scanner.mentions_temp = False  # the transaction is over; what it said is spent
         pool = self.server_pool
         assert pool is not None
         self.server = self.server_pool = None
@@ -465,8 +466,8 @@ class ClientSession(MessageConnection):
         any holds, and then the server will be reset with DISCARD ALL after the client."""
         scanner = self.scanner
         pins = updated_pins(self.pins, tags, scanner.session_lock, self._last_sql,
-                            scanner.mentions_temp)
-        scanner.session_lock = scanner.mentions_temp = False
+                            scanner.creates_temp)
+        scanner.session_lock = scanner.creates_temp = False
         server.take_session_tags()
         if pins and not self.pins:
             log.debug("client %s pinned to server %s", self.process_id, server.target.name)
@@ -547,6 +548,9 @@ class ClientSession(MessageConnection):
         if scanner.session_lock:  # a session advisory lock may be held: DISCARD ALL
             scanner.session_lock = False
             server.dirt |= TAG_DISCARD
+        if scanner.creates_temp:  # a temporary relation may be there: DISCARD TEMP
+            scanner.creates_temp = False
+            server.dirt |= TAG_CREATED
         boundary = scanner.at_boundary and not scanner.in_batch
         if boundary and server.is_idle:
             pool.release(server)

@@ -14,6 +14,7 @@ limit applies to the declared length, which counts its own four bytes.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 from typing import Final
@@ -160,9 +161,9 @@ class FrontendScanner:
     point: a server must not be released while it holds such an unsynced batch.
     """
 
-    __slots__ = ("_head", "_skip", "command", "entry_head", "entry_skip",
-                 "in_batch", "mentions_temp", "named_parse", "session_lock", "set_parse",
-                 "unnamed_parse", "voidable", "voiding")
+    __slots__ = ("_head", "_skip", "command", "creates_temp", "entry_head", "entry_skip",
+                 "in_batch", "named_parse", "session_lock", "set_parse", "unnamed_parse",
+                 "voidable", "voiding")
 
     def __init__(self) -> None:
         self._skip = 0          # payload bytes of the current message still to come
@@ -181,10 +182,11 @@ class FrontendScanner:
         # the transaction (its CommandComplete is only "SELECT 1"), so the server session
         # must stay with this client and be discarded after it. Cleared by the owner.
         self.session_lock = False
-        # SQL text saying TEMP (temp, Temp) went by: a CREATE that completes may have made
-        # session state (a temporary table), however many statements later the transaction
-        # ends. Cleared by the owner at the transaction's end.
-        self.mentions_temp = False
+        # SQL text that may create a temporary relation went by (CREATE TEMP TABLE / VIEW /
+        # SEQUENCE, CREATE TEMP TABLE ... AS, SELECT ... INTO TEMP): session state, whatever
+        # tag completes it ("SELECT 3" for the last two), however many statements later the
+        # transaction ends. Cleared by the owner at the transaction's end.
+        self.creates_temp = False
         # Offset in the last chunk of a Query that may be one of pgcat's custom commands
         # (SET ... / SHOW ...: the proxy must answer those itself), or -1. Set by ``feed``.
         self.command = -1
@@ -265,8 +267,8 @@ class FrontendScanner:
             lowered = data.lower()
             if not self.session_lock and mentions_session_lock(lowered):
                 self.session_lock = True
-            if not self.mentions_temp:
-                self.mentions_temp = lowered.find(b"temp") >= 0
+            if not self.creates_temp and lowered.find(b"temp") >= 0:
+                self.creates_temp = _TEMP_CREATION.search(lowered) is not None
         return syncs, -1
 
     @property
@@ -282,6 +284,15 @@ class FrontendScanner:
             _, length = unpack_header(head + chunk[:HEADER_SIZE - len(head)], 0)
             return min(len(chunk), 1 + int(length) - len(head))
         return min(len(chunk), self.entry_skip)
+
+
+# Statements that make a temporary relation, in lower case: CREATE [OR REPLACE] [GLOBAL |
+# LOCAL] TEMP[ORARY] ... and SELECT ... INTO [GLOBAL | LOCAL] TEMP[ORARY] ... (not "attempts",
+# "template" or "temp_x": the word alone). No word boundary before CREATE or INTO: a message
+# header's length byte may be a letter or digit right before it. A comment between the
+# words hides it.
+_TEMP_CREATION: Final = re.compile(
+    rb"(?:create\s+(?:or\s+replace\s+)?|into\s+)(?:(?:global|local)\s+)?temp(?:orary)?\b")
 
 
 def mentions_session_lock(lowered: bytes) -> bool:
@@ -316,8 +327,7 @@ SESSION_TAGS: Final = {b"SET": TAG_SET, b"RESET": TAG_SET, b"PREPARE": TAG_PREPA
                 b"LISTEN": TAG_LISTEN | TAG_DISCARD, b"UNLISTEN": TAG_UNLISTEN,
                 b"DECLARE CURSOR": TAG_CURSOR | TAG_DISCARD, b"CLOSE CURSOR ALL": TAG_CLOSE_ALL,
                 b"DISCARD TEMP": TAG_DISCARD_TEMP,
-                b"CREATE TABLE": TAG_CREATED, b"SELECT INTO": TAG_CREATED,
-                b"CREATE TABLE AS": TAG_CREATED}
+                b"CREATE TABLE": TAG_CREATED}
 
 _RFQ: Final = 1
 _COMPLETE: Final = 2

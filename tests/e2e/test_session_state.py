@@ -91,6 +91,38 @@ def test_temporary_table_made_inside_a_transaction_block_keeps_its_client(
             other.execute("COMMIT")
 
 
+@pytest.mark.parametrize(("create", "name"), [
+    # CREATE TABLE AS and SELECT INTO complete with "SELECT n", not "CREATE TABLE": what the
+    # SQL says must pin, not only the CommandComplete tag.
+    ("CREATE TEMP TABLE {} AS SELECT 1 AS x", "temp_as"),
+    ("SELECT 1 AS x INTO TEMPORARY {}", "temp_into"),
+    ("CREATE OR REPLACE TEMP VIEW {} AS SELECT 1 AS x", "temp_view"),
+    ("CREATE TEMP SEQUENCE {}", "temp_seq"),
+])
+def test_every_temporary_relation_keeps_its_client(proxy: ProxyProcess, create: str,
+                                                   name: str) -> None:
+    with connect(proxy) as owner, connect(proxy) as other:
+        owner.execute(create.format(name))
+        for _ in range(3):
+            other.execute("SELECT 1")
+            assert owner.execute(f"SELECT count(*) FROM {name}").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            other.execute(f"SELECT * FROM {name}")
+
+
+@pytest.mark.parametrize("create", ["CREATE TEMP TABLE {} AS SELECT 1 AS x",
+                                    "CREATE TEMP VIEW {} AS SELECT 1 AS x"])
+def test_session_mode_discards_every_temporary_relation_after_its_client(
+        pg_topology: Topology, proxy_runner: ProxyRunner, create: str) -> None:
+    proxy = proxy_runner(proxy_config(pg_topology, port=free_port(), pool_size=1,
+                                      pool_mode="session",
+                                      extra_pool={"default_role": "primary"}))
+    with connect(proxy) as first:
+        first.execute(create.format("left_behind"))
+    with connect(proxy) as second, pytest.raises(psycopg.errors.UndefinedTable):
+        second.execute("SELECT * FROM left_behind")  # the same server, reset
+
+
 def test_sql_prepare_keeps_its_client_on_its_server(proxy: ProxyProcess) -> None:
     with connect(proxy) as owner, connect(proxy) as other:
         owner.execute("PREPARE doubled(int) AS SELECT $1 * 2")

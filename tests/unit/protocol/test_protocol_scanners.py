@@ -297,18 +297,42 @@ def test_queries_behind_an_unsynced_batch_may_go_unanswered() -> None:
     assert scanner.voidable == 2  # the Sync ends the skip
 
 
-def test_temp_in_any_statement_of_the_transaction_is_noted() -> None:
+def test_a_temporary_relation_made_in_any_statement_of_the_transaction_is_noted() -> None:
     scanner = FrontendScanner()
     scanner.feed(fe.Query("SELECT 1").encode())
-    assert not scanner.mentions_temp
+    assert not scanner.creates_temp
     scanner.feed(fe.Query("create TEMPORARY table t (x int)").encode())
     scanner.feed(fe.Query("COMMIT").encode())
-    assert scanner.mentions_temp  # until the owner clears it
+    assert scanner.creates_temp  # until the owner clears it
 
 
-@pytest.mark.parametrize("sql", ["CREATE tEmP TABLE t (x int)", "create Temporary table t ()",
-                                 "SELECT 1 INTO TEMP t"])
-def test_temp_is_noted_in_any_letter_case(sql: str) -> None:
+@pytest.mark.parametrize(("sql", "creates"), [
+    ("CREATE tEmP TABLE t (x int)", True),
+    ("create Temporary table t ()", True),
+    ("CREATE GLOBAL TEMPORARY TABLE t (x int)", True),
+    ("CREATE LOCAL TEMP TABLE t (x int)", True),
+    ("CREATE TEMP TABLE t AS SELECT 1", True),  # completes as "SELECT 1"
+    ("SELECT 1 INTO TEMP t", True),  # likewise
+    ("SELECT 1 AS x INTO TEMPORARY TABLE t", True),
+    ("CREATE OR REPLACE TEMP VIEW v AS SELECT 1", True),  # "CREATE VIEW"
+    ("CREATE TEMP SEQUENCE s", True),  # "CREATE SEQUENCE"
+    ("DO $$ BEGIN CREATE TEMP TABLE t (x int); END $$", True),
+    ("INSERT INTO attempts VALUES (1)", False),
+    ("SELECT * FROM templates WHERE temperature > 3", False),
+    ("CREATE TABLE temp_data (x int)", False),
+    ("SELECT * FROM pg_temp.t", False),
+    ("DISCARD TEMP", False),
+])
+def test_temporary_relations_are_noted_in_any_letter_case(sql: str, creates: bool) -> None:
     scanner = FrontendScanner()
     scanner.feed(fe.Query(sql).encode())
-    assert scanner.mentions_temp
+    assert scanner.creates_temp is creates
+
+
+@pytest.mark.parametrize("pad", range(40))
+def test_a_temporary_relation_is_noted_whatever_its_header_length_byte(pad: int) -> None:
+    # The header's last length byte sits right before the SQL: "4CREATE" must still count.
+    sql = "CREATE TEMP TABLE t (x int)" + " " * pad
+    scanner = FrontendScanner()
+    scanner.feed(fe.Query(sql).encode())
+    assert scanner.creates_temp
