@@ -406,8 +406,9 @@ class BackendScanner:
                 elif kind == _COMPLETE:
                     self.commands += 1
                     # A tag ending in a row count (SELECT 1, INSERT 0 1) is none of them:
-                    # no slice to make and hash for the common case.
-                    if not 0x30 <= data[end - 2] <= 0x39:
+                    # no slice to make and hash for the common case. An empty or missing
+                    # tag is none either (and compiled, its slice would run backwards).
+                    if length > 5 and not 0x30 <= data[end - 2] <= 0x39:
                         self.session_tags |= SESSION_TAGS.get(data[pos + HEADER_SIZE:end - 1], 0)
                 elif kind == _COPY:
                     self.in_copy = True

@@ -171,6 +171,12 @@ def test_session_dirtying_tags_are_flagged(tag: str, bit: int) -> None:
     assert scanner.session_tags == bit
 
 
+def test_a_command_complete_without_a_tag_flags_nothing() -> None:
+    scanner = BackendScanner()
+    assert scanner.feed(b"C\x00\x00\x00\x04" + READY) == 1
+    assert scanner.session_tags == 0
+
+
 @pytest.mark.parametrize("kind", list("ESK"))
 def test_messages_the_proxy_decodes_are_kept_whole(kind: str) -> None:
     payload = b"x\x00"
