@@ -53,7 +53,6 @@ from .workers.supervisor import run_supervisor
 
 log = logging.getLogger("pgcat_py")
 
-IDLE = ord("I")
 ADMIN_DATABASES = frozenset({"pgcat", "pgbouncer"})
 MAINTENANCE_INTERVAL = 1.0  # seconds between pool reaper passes
 

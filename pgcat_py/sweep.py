@@ -19,13 +19,13 @@ import time
 from typing import TYPE_CHECKING
 
 from .protocol.errors import CONNECTION_FAILURE, IdleInTransactionTimeout, ProxyError
+from .protocol.framing import IDLE
 
 if TYPE_CHECKING:
     from .app import App
     from .frontend.session import ClientSession
 
 log = logging.getLogger(__name__)
-IDLE = ord("I")
 
 
 class ClientSweep:

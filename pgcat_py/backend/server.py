@@ -25,6 +25,7 @@ from ..protocol.framing import (
     DATA_ROW,
     DIRTY_TAGS,
     ERROR_RESPONSE,
+    IDLE,
     PARAMETER_STATUS,
     READY_FOR_QUERY,
     TAG_CREATED,
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 log = logging.getLogger(__name__)
-IDLE: Final = ord("I")
 DEFAULT_SOCKET_OPTIONS: Final = SocketOptions()
 # The relay holds back the start of an incomplete server message up to this size, so a
 # server that dies mid-message never leaves its client with part of one; a bigger message

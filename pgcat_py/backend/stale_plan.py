@@ -19,13 +19,13 @@ from __future__ import annotations
 import struct
 from typing import Final
 
+from ..protocol.backend import READY_IDLE
+from ..protocol.framing import DESCRIBE
+from ..protocol.frontend import SYNC_MESSAGE
 from .prepared import DROP_CLOSE, DROP_PARSE, Expectation, StatementRegistry
 
 _LENGTH: Final = struct.Struct("!I")
 _RETRYABLE: Final = frozenset(b"BDEHS")  # Bind, Describe, Execute, Flush, Sync
-_DESCRIBE: Final = ord("D")
-_SYNC: Final = b"S\0\0\0\x04"
-_READY_IDLE: Final = b"Z\0\0\0\x05I"
 _STALE_PLAN_CODE: Final = b"C0A000\0"
 # The routine field names the check in any server language (lc_messages may translate M).
 _STALE_PLAN_ROUTINE: Final = b"RRevalidateCachedQuery\0"
@@ -33,7 +33,7 @@ _STALE_PLAN_ROUTINE: Final = b"RRevalidateCachedQuery\0"
 
 def retryable(batch: bytes) -> bool:
     """Whether this rewritten batch could be sent again after a stale-plan error."""
-    if batch[:1] != b"B" or not batch.endswith(_SYNC):
+    if batch[:1] != b"B" or not batch.endswith(SYNC_MESSAGE):
         return False
     described = False
     pos, n = 0, len(batch)
@@ -41,7 +41,7 @@ def retryable(batch: bytes) -> bool:
         msg_type = batch[pos]
         if msg_type not in _RETRYABLE:
             return False
-        described = described or msg_type == _DESCRIBE
+        described = described or msg_type == DESCRIBE
         pos += 1 + int.from_bytes(batch[pos + 1:pos + 5])
     return described
 
@@ -61,7 +61,7 @@ def is_stale_plan_reply(data: bytes) -> bool:
         return False
     end = 1 + int.from_bytes(data[1:5])
     error = data[5:end]
-    return (len(data) == end + 6 and data.endswith(_READY_IDLE)
+    return (len(data) == end + 6 and data.endswith(READY_IDLE)
             and _STALE_PLAN_CODE in error and _STALE_PLAN_ROUTINE in error)
 
 

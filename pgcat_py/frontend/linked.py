@@ -14,6 +14,7 @@ from ..backend.prepared import SYNC_POINT
 from ..backend.stale_plan import retryable
 from ..protocol import backend as be
 from ..protocol.errors import ACTIVE_SQL_TRANSACTION, ProtocolViolation, ProxyError
+from ..protocol.framing import IDLE
 from .commands import custom_command, run_command
 from .settings import apply_change, setting_change
 from .statements import rewrite
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from ..backend.server import ServerConnection
     from .session import ClientSession
 
-IDLE: Final = ord("I")  # ReadyForQuery status outside a transaction block
 # SQL DEALLOCATE of one statement (psycopg with libpq < 17 sends it for protocol statements
 # past its cache size; Rails' statement pool does too).
 _DEALLOCATE: Final = re.compile(

@@ -31,6 +31,7 @@ from ..protocol.errors import (
     ProxyError,
 )
 from ..protocol.framing import (
+    IDLE,
     PQ_LARGE_MESSAGE_LIMIT,
     QUERY,
     TAG_CREATED,
@@ -70,7 +71,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IDLE: Final = ord("I")  # ReadyForQuery status outside a transaction block
 _STATEMENT_MESSAGES: Final = frozenset(b"PBDC")  # they may name a statement: rewritten whole
 ADMIN_HEADROOM: Final = 5  # connections past max_client_conn accepted, for admin logins
 

@@ -62,6 +62,7 @@ COPY_OUT_RESPONSE: Final = ord("H")
 COPY_BOTH_RESPONSE: Final = ord("W")
 BACKEND_KEY_DATA: Final = ord("K")
 AUTHENTICATION: Final = ord("R")
+IDLE: Final = ord("I")  # ReadyForQuery status outside a transaction block
 
 
 def _frontend_limits() -> list[int]:
@@ -363,7 +364,7 @@ class BackendScanner:
         self._skip = 0
         self._carry = b""       # a partial header, or a partial message we must see whole
         self.partial = 0
-        self.status = ord("I")
+        self.status = IDLE
         self.in_copy = False
         self.session_tags = 0
         self.commands = 0

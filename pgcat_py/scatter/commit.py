@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..protocol import backend as be
 from ..protocol.errors import CONNECTION_FAILURE, ProxyError
+from ..protocol.framing import IDLE
 from ..router import PRIMARY
 from .shard import ShardStream, checkout
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from ..frontend.session import ClientSession
     from ..router import Route
 
-_IDLE = ord("I")
 
 
 @dataclass(slots=True)
@@ -129,7 +129,7 @@ async def _end(part: Part, sql: str) -> be.NoticeOrError | None:
         return be.NoticeOrError({"S": "ERROR", "C": exc.sqlstate, "M": exc.message})
     if errors:
         return errors[0]
-    if server.status != _IDLE:
+    if server.status != IDLE:
         return be.NoticeOrError({"S": "ERROR", "C": CONNECTION_FAILURE,
                                  "M": f"shard {part.shard} did not end its transaction"})
     part.in_transaction = False
