@@ -260,17 +260,20 @@ class FrontendScanner:
             pos += 1 + length
         else:
             self._skip = pos - n
-        # Only chunks that carry SQL text are searched (never bulk COPY data), lowered once:
-        # SQL function names and keywords are case-insensitive. With find, not `in`:
-        # `bytes in bytes` first tries the needle as an int, raising (and formatting) a
-        # TypeError it then clears, which cost more than the search itself.
-        if sql:
-            lowered = data.lower()
-            if not self.session_lock and mentions_session_lock(lowered):
-                self.session_lock = True
-            if not self.creates_temp and lowered.find(b"temp") >= 0:
-                self.creates_temp = _TEMP_CREATION.search(lowered) is not None
+        if sql:  # only chunks that carry SQL text are searched (never bulk COPY data)
+            self._note_session_state(data)
         return syncs, -1
+
+    def _note_session_state(self, data: bytes) -> None:
+        """Flag SQL that leaves state in the server session: a session advisory lock, a
+        temporary relation. Lowered once (SQL names are case-insensitive), searched with
+        find, not `in`: `bytes in bytes` first tries the needle as an int, raising (and
+        formatting) a TypeError it then clears, which cost more than the search itself."""
+        lowered = data.lower()
+        if not self.session_lock and mentions_session_lock(lowered):
+            self.session_lock = True
+        if not self.creates_temp and lowered.find(b"temp") >= 0:
+            self.creates_temp = _TEMP_CREATION.search(lowered) is not None
 
     @property
     def at_boundary(self) -> bool:
