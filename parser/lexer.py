@@ -9,8 +9,10 @@ cached and the values of the query at hand are read from `literals`.
 One compiled regular expression, used with `re.split` (match objects cost more than the rest
 of the lexer), finds the lexemes that matter by PostgreSQL's scan.l rules: comments, quoted
 identifiers, strings, dollar quotes and numbers; the text between them is copied unchanged.
-It opens with a lookahead on the characters a lexeme can start with, which lets the regex
-engine skip keywords and identifiers at C speed (about 4x faster than without it).
+It opens by consuming one of the characters a lexeme can start with, a character class, which
+lets the regex engine skip keywords and identifiers at C speed (CPython's sre scans for a
+leading class, but not for a leading lookahead: about 1.5x faster on pgbench's query than the
+lookahead it replaced); each alternative then looks back at that character.
 Text the lexer cannot cut safely (unterminated quotes or comments, a string whose end depends
 on standard_conforming_strings) is reported as `unsafe`, and the caller treats it as a write.
 """
@@ -22,8 +24,10 @@ import re
 # PostgreSQL identifiers may contain letters, digits, _, $ and any non-ASCII character
 # (scan.l: ident_cont). Numbers and dollar quotes never start inside an identifier.
 _IDENT_CHAR = r"[\w$\u0080-\U0010ffff]"
-_NOT_IN_IDENT = rf"(?<!{_IDENT_CHAR})"
-_DOLLAR_TAG = r"\$(?:[A-Za-z_\u0080-\U0010ffff][\w\u0080-\U0010ffff]*)?\$"
+# Checked after the first character of a lexeme was consumed: the one before it is not an
+# identifier character (a fixed-width lookbehind over both).
+_AFTER_NON_IDENT = rf"(?<!{_IDENT_CHAR}.)"
+_DOLLAR_TAG_REST = r"(?:[A-Za-z_\u0080-\U0010ffff][\w\u0080-\U0010ffff]*)?\$"  # after a $
 
 # C-style comments nest in PostgreSQL (scan.l: xc). A regular expression cannot count, so
 # nesting is spelt out four levels deep; deeper nesting is reported as unsafe.
@@ -32,21 +36,24 @@ _COMMENT = r"/\*" + _COMMENT_BODY.format(inner="") + r"\*/"
 for _ in range(3):
     _COMMENT = r"/\*" + _COMMENT_BODY.format(inner="|" + _COMMENT) + r"\*/"
 
-# Group 1 is the lexeme, group 2 the tag of a complete dollar quote. The last line matches
-# what is left when a complete form failed: an unterminated comment, quote or dollar quote.
+# Group 1 is the lexeme, group 2 the tag of a complete dollar quote after its first $. The
+# first character is consumed by the class; each alternative checks which it was with a
+# lookbehind. The last line matches what is left when a complete form failed: an
+# unterminated comment, quote or dollar quote.
 _LEXEME = re.compile(
     rf"""
     (
-    (?=[-/"'$0-9.])
+    [-/"'$0-9.]
     (?:
-    --[^\n\r]*|{_COMMENT}
-    |"(?:[^"]|"")*"
-    |'(?:[^']|'')*'
-    |{_NOT_IN_IDENT}({_DOLLAR_TAG}).*?\2
-    |{_NOT_IN_IDENT}
-        (?:0[xX][0-9A-Fa-f_]+|0[oO][0-7_]+|0[bB][01_]+
-        |(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9]+)?)
-    |/\*|['"]|{_NOT_IN_IDENT}{_DOLLAR_TAG}
+    (?<=-)-[^\n\r]*
+    |(?<=/){_COMMENT[1:]}
+    |(?<=")(?:[^"]|"")*"
+    |(?<=')(?:[^']|'')*'
+    |(?<=\$){_AFTER_NON_IDENT}({_DOLLAR_TAG_REST}).*?\$\2
+    |(?<=[0-9.]){_AFTER_NON_IDENT}
+        (?:(?<=0)(?:[xX][0-9A-Fa-f_]+|[oO][0-7_]+|[bB][01_]+)
+        |(?:(?<=[0-9])[0-9_]*(?:\.[0-9_]*)?|(?<=\.)[0-9][0-9_]*)(?:[eE][+-]?[0-9]+)?)
+    |(?<=/)\*|(?<=['"])|(?<=\$){_AFTER_NON_IDENT}{_DOLLAR_TAG_REST}
     )
     )
     """,
