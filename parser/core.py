@@ -62,6 +62,18 @@ class Parser:
         except Exception:  # never expected: a literal value conversion went wrong
             return unknown_write("shard key conversion failed", self._unknown_keys)
 
+    def shape_of(self, sql: str) -> str | None:
+        """The shape `classify` would look up for `sql` (None: too long, unsafe, or too long
+        a shape to cache). Two texts of one shape get one Classification, but for the values
+        of shard keys: a caller that needs no keys may remember its decisions by shape."""
+        max_length = self._max_length
+        if max_length is not None and (
+            len(sql) > max_length or (not sql.isascii() and _utf8_length(sql) > max_length)
+        ):
+            return None
+        shape, _, unsafe = lex(sql)
+        return shape if unsafe is None and len(shape) <= MAX_CACHED_SHAPE else None
+
     def cache_info(self) -> Any:
         """functools' CacheInfo(hits, misses, maxsize, currsize) of the shape cache."""
         return self._analyse.cache_info()

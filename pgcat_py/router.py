@@ -147,6 +147,12 @@ class Router:
         self.clock: Callable[[], float] = time.monotonic  # activity's clock (tests set it)
         self._text_only = (settings.shards == 1 and not self._hints and self.activity is None
                            and not settings.default_shard.startswith(("random", "fail")))
+        # The same decisions by the text's shape (parser.Parser.shape_of), when the parser
+        # runs: texts that differ only in literals (pgbench -S, an ORM's inlined values)
+        # cost the lexer and one dict hit, not the shape cache and the decision.
+        self._by_shape: dict[str, Route] | None = (
+            {} if self._text_only and self.parser is not None
+            and (self._auto_keys or self.splits_reads) else None)
         self._interned: dict[tuple[int, str, str], Route] = {}
 
     @property
@@ -187,13 +193,29 @@ class Router:
                 and not overrides.any_set):
             route = self._by_text.get(sql)
             if route is None:
-                route = self._decide(sql, overrides, None, bind)
+                route = self._route_text(sql, overrides, bind)
                 if len(self._by_text) >= TEXT_CACHE_SIZE:
                     self._by_text.clear()  # cheap and bounded; hot texts come back at once
                 if len(sql) <= TEXT_CACHE_MAX_LENGTH:
                     self._by_text[sql] = route
             return route
         return self._decide(sql, overrides, read_only_txn, bind)
+
+    def _route_text(self, sql: str, overrides: Overrides, bind: BindParams) -> Route:
+        """A text-only decision (one shard, no hints, no overrides), by shape when the
+        parser runs: with one shard the literals cannot change it."""
+        by_shape = self._by_shape
+        if by_shape is None or self.parser is None:
+            return self._decide(sql, overrides, None, bind)
+        shape = self.parser.shape_of(sql)
+        route = by_shape.get(shape) if shape is not None else None
+        if route is None:
+            route = self._decide(sql, overrides, None, bind)
+            if shape is not None:
+                if len(by_shape) >= TEXT_CACHE_SIZE:
+                    by_shape.clear()
+                by_shape[shape] = route
+        return route
 
     def _decide(self, sql: str | None, overrides: Overrides, read_only_txn: bool | None,
                 bind: BindParams) -> Route:

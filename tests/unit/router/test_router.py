@@ -47,6 +47,23 @@ def test_the_text_cache_gives_the_same_route_object() -> None:
     assert r.route("SELECT 2", Overrides()) is first
 
 
+def test_texts_of_one_shape_share_a_decision_without_the_parser(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    r = router(**SPLIT)
+    first = r.route("SELECT * FROM t WHERE id = 1", Overrides())
+    assert r.route("SELECT * FROM t WHERE id = 1 FOR UPDATE", Overrides()).role == PRIMARY
+    assert r.parser is not None
+    monkeypatch.setattr(r.parser, "classify", None)  # a shape seen before: not classified
+    assert r.route("SELECT * FROM t WHERE id = 2", Overrides()) is first
+    assert r.route("SELECT * FROM t WHERE id = 3 FOR UPDATE", Overrides()).role == PRIMARY
+
+
+def test_keyed_routes_are_not_remembered_by_shape() -> None:
+    keyed = router(**SPLIT, shards=2, parser=ParserSettings.build(automatic_sharding_key=["t.id"]))
+    assert keyed._by_shape is None  # the literals pick the shard
+    assert router(query_parser_enabled=True)._by_shape is None  # nothing parsed at all
+
+
 def test_overrides_are_not_served_from_the_text_cache() -> None:
     r = router(**SPLIT)
     r.route("SELECT 3", Overrides())
