@@ -58,6 +58,8 @@ RELAY_MODULES = (
     "pgcat_py.pool.counters",
     "pgcat_py.router",
     "pgcat_py.stats",
+    "parser.lexer",
+    "parser.core",
 )
 GROUP = "pgcat_py_relay"  # mypyc's shared library is the top-level module GROUP__mypyc
 PROBE = "pgcat_py.frontend.session"  # its origin says which relay runs

@@ -141,6 +141,10 @@ class Cluster:
             settings.pool_name, settings.user, fixed.shard, fixed.role, fixed.reason)
         self.fixed_route_count = 0  # transactions that took fixed_route (see Stats)
         self._route_keys: dict[Route, RouteKey] = {}
+        # The last route asked about and its key: a pool's transactions mostly repeat one
+        # route, and an identity test is cheaper than hashing the Route's fields.
+        self._last_route: Route | None = None
+        self._last_route_key = self.fixed_route_key
         # Server-side names of named statements, shared by the clients (transaction mode).
         self.statements = StatementRegistry()
         self._turn = itertools.count()
@@ -163,6 +167,8 @@ class Cluster:
 
     def route_key(self, route: Route) -> RouteKey:
         """The stats key of a route (routes are interned by the router: one dict hit)."""
+        if route is self._last_route:
+            return self._last_route_key
         key = self._route_keys.get(route)
         if key is None:
             if len(self._route_keys) > 4096:
@@ -170,6 +176,7 @@ class Cluster:
             s = self.settings
             key = self._route_keys[route] = (s.pool_name, s.user, route.shard, route.role,
                                              reason_kind(route.reason))
+        self._last_route, self._last_route_key = route, key
         return key
 
     def rebuild_roles(self) -> None:

@@ -1,4 +1,5 @@
-"""Candidate order in a cluster: load-balancing modes, bans, failover to the primary."""
+"""Candidate order in a cluster: load-balancing modes, bans, failover to the primary; route
+stats keys."""
 
 from __future__ import annotations
 
@@ -66,3 +67,14 @@ def test_a_promotion_moves_roles() -> None:
     c._promote(0, c.shards[0][0], c.shards[0][2])
     assert names(c.candidates(0, "primary")) == ["s3"]
     assert sorted(names(c.candidates(0, "replica"))) == ["s1", "s2", "s3"]
+
+
+def test_route_keys_follow_the_route_asked_about() -> None:
+    from pgcat_py.router import Route
+
+    c = cluster("random")
+    read, write = Route(0, "replica", "read"), Route(0, "primary", "write")
+    assert c.route_key(read) == ("p", "u", 0, "replica", "read")
+    assert c.route_key(read) is c.route_key(read)
+    assert c.route_key(write)[3] == "primary"  # not the remembered one
+    assert c.route_key(read)[3] == "replica"
