@@ -58,6 +58,7 @@ RELAY_MODULES = (
     "pgcat_py.pool.counters",
     "pgcat_py.router",
     "pgcat_py.stats",
+    "parser.scan",
     "parser.lexer",
     "parser.core",
 )

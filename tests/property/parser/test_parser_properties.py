@@ -4,7 +4,8 @@
 - The classification of a shape does not depend on its literal values.
 - Random text never raises; text that does not start like a read is a write.
 - The lexer moves nothing but literals and comments, and its lexeme pattern cuts text as
-  the plain way of writing it does.
+  the plain way of writing it does; the compiled relay's plain scan cuts what it takes as the
+  lexer does.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from parser import (
     classify,
     comment_hints,
     parse_custom_command,
+    scan,
 )
 from parser.lexer import _LEXEME, lex
 
@@ -324,3 +326,29 @@ def test_the_lexeme_pattern_cuts_as_the_plain_one(text: str) -> None:
             assert a == b[1:]
         else:
             assert a == b
+
+
+# ---- parser.scan: the compiled relay's scan of plain queries ----------------------------
+_ASCII_FRAGMENTS = st.sampled_from([
+    "a", "x", "e", "E", "U", "&", "_", "$", "$1", "0", "1", "9", "12", ".", "'", '"', "/",
+    "*", "-", "\n", "\r", ";", " ", "=", "(", ")", ",", "$$", "$a$", "--", "/*", "*/", "''",
+    '""', "0x1f", "1e5", "1.5", "1_0", "E'", "\\", "SELECT ", "t1", "'abc'", '"Id"',
+])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(st.lists(_ASCII_FRAGMENTS, max_size=30).map("".join),
+                 sql_soup, st.sampled_from(CORPUS), st.text(max_size=40)))
+def test_the_plain_scan_cuts_as_the_lexer_or_gives_up(text: str) -> None:
+    plain = scan.lex_plain(text)
+    if plain is not None:
+        assert plain == lex(text)
+
+
+def test_the_plain_scan_takes_the_common_queries() -> None:
+    for sql in ("SELECT abalance FROM pgbench_accounts WHERE aid = 42;",
+                "UPDATE t SET name = 'it''s', n = n + 1 WHERE id = $1 -- app\n",
+                'SELECT "User".id FROM "User" WHERE email = \'a@b.c\' LIMIT 10'):
+        assert scan.lex_plain(sql) == lex(sql)
+    for sql in ("SELECT 1.5", "SELECT E'\\n'", "SELECT $$x$$", "SELECT /* c */ 1", "SELECT 'é'"):
+        assert scan.lex_plain(sql) is None, sql
