@@ -90,7 +90,7 @@ def apply_config(app: App, new: Config) -> ConfigDiff:
             cluster = entry.cluster
             cluster.retire()
             if cluster.fixed_route_count:  # counted on the cluster: keep them
-                app.stats.routes[cluster.fixed_route_key] += cluster.fixed_route_count
+                app.stats.count_route(cluster.fixed_route_key, cluster.fixed_route_count)
     app.pools = pools
     app.config = new
     app.watch_bans()

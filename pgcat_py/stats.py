@@ -24,10 +24,12 @@ class Stats:
     """The process's counters."""
 
     def __init__(self) -> None:
-        self.routes: Counter[RouteKey] = Counter()
+        # A plain dict, not a Counter: the compiled relay reaches a dict's own lookups.
+        self.routes: dict[RouteKey, int] = {}
 
-    def count_route(self, key: RouteKey) -> None:
-        self.routes[key] += 1
+    def count_route(self, key: RouteKey, count: int = 1) -> None:
+        routes = self.routes
+        routes[key] = routes.get(key, 0) + count
 
     def snapshot(self) -> dict[RouteKey, int]:
         return dict(self.routes)
