@@ -15,6 +15,11 @@ from __future__ import annotations
 
 from typing import Final
 
+try:  # a machine integer when compiled by mypyc (mypy_extensions comes with mypy)
+    from mypy_extensions import i64
+except ImportError:  # pure Python without mypy installed: an int
+    i64 = int  # type: ignore[misc]
+
 _HOLES: Final = 256
 _NUMBER_HOLES: Final = tuple(str(i) for i in range(_HOLES))
 _STRING_HOLES: Final = tuple(f"'{i}'" for i in range(_HOLES))
@@ -53,15 +58,16 @@ def lex_plain(sql: str) -> tuple[str, list[str], str | None] | None:
     if not sql.isascii():
         return None
     data = sql.encode("ascii")
-    n = len(data)
+    n: i64 = len(data)
     pieces: list[str] = []
     literals: list[str] = []
-    copied = 0  # sql[copied:i] is text not yet in pieces
+    copied: i64 = 0  # sql[copied:i] is text not yet in pieces
     after_ident = False  # the byte before i continues an identifier
-    i = 0
+    i: i64 = 0
+    end: i64 = 0
     while i < n:
-        c = data[i]
-        kind = _CLASSES[c] if c < 128 else _OTHER
+        c: i64 = data[i]
+        kind: i64 = _CLASSES[c]
         if kind == _IDENT or (kind == _DIGIT and after_ident):
             if c == _DOLLAR and not after_ident:
                 end = _parameter_end(data, i, n)
@@ -116,22 +122,22 @@ def lex_plain(sql: str) -> tuple[str, list[str], str | None] | None:
     return "".join(pieces), literals, None
 
 
-def _cut(sql: str, pieces: list[str], start: int, end: int) -> None:
+def _cut(sql: str, pieces: list[str], start: i64, end: i64) -> None:
     if end > start:
         pieces.append(sql[start:end])
 
 
-def _hole(holes: tuple[str, ...], count: int, string: bool) -> str:
+def _hole(holes: tuple[str, ...], count: i64, string: bool) -> str:
     if count < _HOLES:
         return holes[count]
     return f"'{count}'" if string else str(count)
 
 
-def _string_end(data: bytes, i: int, n: int, quote: int) -> int:
+def _string_end(data: bytes, i: i64, n: i64, quote: i64) -> i64:
     """The end of a quoted string or identifier whose body starts at i (a doubled quote is
     one quote); -1 if it is unterminated or (a string) holds a backslash."""
     while i < n:
-        c = data[i]
+        c: i64 = data[i]
         if c == quote:
             if i + 1 < n and data[i + 1] == quote:
                 i += 2
@@ -143,10 +149,10 @@ def _string_end(data: bytes, i: int, n: int, quote: int) -> int:
     return -1
 
 
-def _parameter_end(data: bytes, i: int, n: int) -> int:
+def _parameter_end(data: bytes, i: i64, n: i64) -> i64:
     """After a $ that does not continue an identifier: the end of a $n parameter, or -1
     when it may open a dollar quote."""
-    end = i + 1
+    end: i64 = i + 1
     if end < n and _CLASSES[data[end]] != _OTHER and _CLASSES[data[end]] != _DIGIT:
         return -1  # $tag$ or $$
     return end
