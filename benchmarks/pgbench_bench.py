@@ -16,22 +16,25 @@ PgBouncer (transaction mode, pool 20, scram to the client) and pgcat-py (transac
 pool_size 20, parser off) in front of the primary on free ports. A second pgcat-py, "routed",
 has the parser and read/write splitting on with primary reads enabled and both servers in its
 shard, so every `-S` read is parsed and load-balanced between primary and replica; each run
-records which share of PostgreSQL's CPU time the replica took, to show the split happened.
-`--no-routed` leaves out the replica and the routed proxy. Installs the Debian `pgbouncer`
-package first if it is missing (root only). The method is reference/environment.md §7: a cell
-is one (protocol, clients) pair, the protocol being pgbench -M simple, extended or prepared;
-each round runs every cell once per target with the target order rotated per round; TPS is the
-median over rounds, latency the mean, and a proxy's CPU per transaction is its utime + stime
-from /proc/PID/stat over one pgbench run divided by the transactions it processed. pgbench,
-PostgreSQL and the proxy share this machine's cores, so other work on the machine shows up in
-every number: each run also records how busy the CPUs were and roughly how much of that was
-other work (/proc/stat busy time minus the CPU time of PostgreSQL, the proxies, pgbench, this
-script and kernel threads), so a disturbed run shows.
+records which share of PostgreSQL's CPU time the replica took, to show the split happened. A
+third, "parsed", has the routed pool's keys in front of the primary alone: PgBouncer's server
+and pool size with every query parsed and classified, so parsed/PgBouncer is the cost of
+read/write splitting apart from what a second PostgreSQL on the same cores does to the routed
+figures. `--no-routed` leaves out the replica, the routed and the parsed proxies. Installs the
+Debian `pgbouncer` package first if it is missing (root only). The method is
+reference/environment.md §7: a cell is one (protocol, clients) pair, the protocol being pgbench
+-M simple, extended or prepared; each round runs every cell once per target with the target
+order rotated per round; TPS is the median over rounds, latency the mean, and a proxy's CPU per
+transaction is its utime + stime from /proc/PID/stat over one pgbench run divided by the
+transactions it processed. pgbench, PostgreSQL and the proxy share this machine's cores, so
+other work on the machine shows up in every number: each run also records how busy the CPUs
+were and roughly how much of that was other work (/proc/stat busy time minus the CPU time of
+PostgreSQL, the proxies, pgbench, this script and kernel threads), so a disturbed run shows.
 
 PgBouncer 1.18 skips the prepared cells: in transaction mode a client's prepared statements
 stay on the server connection it prepared them on, so pgbench -M prepared fails there
 ("prepared statement P_0 does not exist"); its column reads n/a, as do the ratios against it.
-pgcat-py maps client statement names to shared server-side ones, so both pgcat-py targets run
+pgcat-py maps client statement names to shared server-side ones, so the pgcat-py targets run
 them, and each prepared cell also reports pgcat-py's TPS over its own TPS in the extended cell
 with as many clients: preparing once should beat parsing in every transaction. (`-S`, one
 statement per transaction, is what lets -M prepared run with fewer threads than clients
@@ -93,8 +96,9 @@ DATABASE = "bench"
 SCALE = 10
 POOL_SIZE = 20
 PGBENCH_THREADS = 2
+PARSED = "pgcat-py-parsed"
 ROUTED = "pgcat-py-routed"
-TARGETS = ("direct", "pgbouncer", "pgcat-py", ROUTED)
+TARGETS = ("direct", "pgbouncer", "pgcat-py", PARSED, ROUTED)
 PROTOCOLS = ("simple", "extended", "prepared")  # pgbench -M
 # (target, protocol) pairs that are not run, and why. PgBouncer 1.18 in transaction mode leaves
 # a client's prepared statements on the server connection that prepared them, so the next
@@ -176,7 +180,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
                         "PgBouncer skips prepared)")
     p.add_argument("--routed", action=argparse.BooleanOptionalAction, default=True,
                    help="also measure pgcat-py with read/write splitting over primary + replica "
-                        "(default: yes)")
+                        "and over the primary alone (default: yes)")
     p.add_argument("--compiled", action="store_true",
                    help="run pgcat-py with the relay compiled with mypyc (build/compiled)")
     p.add_argument("--tpcb", action="store_true",
@@ -659,13 +663,14 @@ def _run_text(run: Run) -> str:
 
 # --- reporting ------------------------------------------------------------------------------
 LABELS = {"direct": "direct", "pgbouncer": "PgBouncer", "pgcat-py": "pgcat-py",
-          ROUTED: "routed pgcat-py"}
-SHORT = {**LABELS, ROUTED: "routed"}
+          PARSED: "parsed pgcat-py", ROUTED: "routed pgcat-py"}
+SHORT = {**LABELS, PARSED: "parsed", ROUTED: "routed"}
 # (target, reference) pairs reported where both were started (n/a in a cell one of them
 # skipped); the Markdown table keeps the first three
-RATIOS = (("pgcat-py", "pgbouncer"), (ROUTED, "pgbouncer"), ("pgcat-py", "direct"),
-          (ROUTED, "direct"), (ROUTED, "pgcat-py"), ("pgbouncer", "direct"))
-MARKDOWN_RATIOS = RATIOS[:3]
+RATIOS = (("pgcat-py", "pgbouncer"), (PARSED, "pgbouncer"), (ROUTED, "pgbouncer"),
+          ("pgcat-py", "direct"), (PARSED, "direct"), (ROUTED, "direct"),
+          (ROUTED, "pgcat-py"), ("pgbouncer", "direct"))
+MARKDOWN_RATIOS = RATIOS[:4]
 # Targets whose -M prepared TPS is divided by their own -M extended TPS at as many clients:
 # the statement mapping pays off when preparing once beats a Parse in every transaction.
 VS_EXTENDED = ("pgcat-py", ROUTED)
@@ -979,6 +984,7 @@ def start_targets(settings: Settings, bouncer_binary: str, topology: Topology,
     pgcats = {"pgcat-py": (UNROUTED_POOL, [(primary.port, "primary")])}
     if settings.routed:
         replicas = [(node.port, "replica") for node in topology.replicas]
+        pgcats[PARSED] = (ROUTED_POOL, [(primary.port, "primary")])
         pgcats[ROUTED] = (ROUTED_POOL, [(primary.port, "primary"), *replicas])
     for target, (pool, servers) in pgcats.items():
         general = "" if settings.workers is None else f"worker_threads = {settings.workers}\n"
