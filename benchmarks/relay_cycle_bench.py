@@ -8,6 +8,10 @@ the hot path (`.venv/bin/python benchmarks/relay_cycle_bench.py`). `--routed` ru
 exchange through a pool with the parser and read/write splitting on, over a primary and a
 replica, with a new literal in every query (as pgbench -S sends them), so each transaction
 pays for the router (the lexer, the shape cache, the choice between two servers).
+`--extended` sends pgbench -M extended's batch instead (Parse of the unnamed statement, Bind,
+Describe, Execute, Sync; the server answers ParseComplete, BindComplete, RowDescription,
+DataRow, CommandComplete, ReadyForQuery), the query text the same each time, as pgbench
+sends it.
 `--compiled` runs the relay compiled with mypyc (pgcat_py.compiled; it stops if the build does
 not match the sources); the first line printed says which relay ran. `-n` sets the number of
 transactions: with valgrind, the instructions of two runs with different `-n`, subtracted,
@@ -23,7 +27,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pgcat_py.compiled import build_problem, relay_kind, use_compiled
-from pgcat_py.protocol.frontend import Query
+from pgcat_py.protocol.frontend import Bind, Describe, Execute, Parse, Query, Sync
 from pgcat_py.workers.layout import SINGLE
 
 if TYPE_CHECKING:
@@ -34,12 +38,16 @@ if TYPE_CHECKING:
 
 # The relay's modules are imported in the functions below, after --compiled chose the build.
 QUERY = Query("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;").encode()
+EXTENDED = (Parse("", "SELECT abalance FROM pgbench_accounts WHERE aid = $1;").encode()
+            + Bind("", "", params=(b"12345",)).encode() + Describe("P", "").encode()
+            + Execute("").encode() + Sync().encode())
 
 
-def response() -> bytes:
+def response(extended: bool = False) -> bytes:
     from pgcat_py.protocol import backend as be
 
-    return (be.RowDescription((be.Field("abalance", 23),)).encode()
+    before = be.Bare("1").encode() + be.Bare("2").encode() if extended else b""
+    return before + (be.RowDescription((be.Field("abalance", 23),)).encode()
             + be.DataRow((b"0",)).encode() + be.CommandComplete("SELECT 1").encode()
             + be.READY_IDLE)
 
@@ -106,18 +114,20 @@ def build(routed: bool) -> tuple[ClientSession, list[ServerConnection]]:
     return client, servers
 
 
-def queries(routed: bool, n: int) -> list[bytes]:
+def queries(routed: bool, n: int, extended: bool = False) -> list[bytes]:
+    if extended:
+        return [EXTENDED] * n
     if not routed:
         return [QUERY] * n
     return [Query(f"SELECT abalance FROM pgbench_accounts WHERE aid = {i % 100_000};").encode()
             for i in range(n)]
 
 
-async def main(routed: bool, n: int = 200_000) -> None:
+async def main(routed: bool, n: int = 200_000, extended: bool = False) -> None:
     from pgcat_py.frontend.states import State
 
     client, _servers = build(routed)
-    work, answer = queries(routed, n), response()
+    work, answer = queries(routed, n, extended), response(extended)
     for query in work[:1000]:  # warm-up
         client.data_received(query)
         server = client.server
@@ -129,7 +139,7 @@ async def main(routed: bool, n: int = 200_000) -> None:
         client.data_received(query)
         client.server.data_received(answer)  # type: ignore[attr-defined]
     elapsed = time.perf_counter() - started
-    kind = "routed" if routed else "unrouted"
+    kind = ("routed" if routed else "unrouted") + (", extended" if extended else "")
     print(f"{elapsed / n * 1e6:.2f} us of Python per pooled transaction, {kind} ({n} transactions)")
 
 
@@ -137,9 +147,10 @@ if __name__ == "__main__":
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_argument("--routed", action="store_true", help="parser and read/write splitting on")
     cli.add_argument("--compiled", action="store_true", help="the relay compiled with mypyc")
+    cli.add_argument("--extended", action="store_true", help="pgbench -M extended's batch")
     cli.add_argument("-n", type=int, default=200_000, help="transactions (default 200000)")
     args = cli.parse_args()
     if args.compiled and not use_compiled():
         sys.exit(f"--compiled: {build_problem()} (python -m pgcat_py.compiled_build)")
     print(f"relay: {relay_kind()}")
-    asyncio.run(main(args.routed, args.n))
+    asyncio.run(main(args.routed, args.n, args.extended))
