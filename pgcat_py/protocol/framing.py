@@ -22,11 +22,19 @@ from typing import Final
 from .errors import ProtocolViolation
 
 HEADER_SIZE: Final = 5
-_HEADER: Final = struct.Struct("!BI")
-# (type, length) at an offset. Typed as two ints: compiled, the callers then compare and add
-# native integers instead of calling into the interpreter for each operation.
-unpack_header: Final[Callable[[bytes | bytearray | memoryview, int], tuple[int, int]]] = (
-    _HEADER.unpack_from)
+_UNPACK_HEADER: Final[Callable[[bytes | bytearray | memoryview, int], tuple[int, int]]] = (
+    struct.Struct("!BI").unpack_from)
+_COMPILED: Final = not __file__.endswith(".py")  # this module was compiled by mypyc
+
+
+def unpack_header(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
+    """(type, length) of the header at ``data[pos:]``. Compiled, a bytes chunk (what the
+    relay's scanners walk) is read byte by byte in C, five times cheaper than struct's
+    argument parsing and tuple; pure Python, struct is the faster."""
+    if _COMPILED and isinstance(data, bytes):
+        return data[pos], ((data[pos + 1] << 24) | (data[pos + 2] << 16)
+                           | (data[pos + 3] << 8) | data[pos + 4])
+    return _UNPACK_HEADER(data, pos)
 
 # src/include/libpq/pqcomm.h and postgres.c
 PQ_SMALL_MESSAGE_LIMIT: Final = 10000
