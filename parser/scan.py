@@ -85,9 +85,7 @@ def lex_plain(sql: str) -> tuple[str, list[str], str | None] | None:
                 end += 1
             if end < n and data[end] in _NUMBER_GOES_ON:
                 return None
-            _cut(sql, pieces, copied, i)
-            pieces.append(_hole(_NUMBER_HOLES, len(literals), False))
-            literals.append(sql[i:end])
+            _take_literal(sql, pieces, literals, copied, i, end, False)
             copied = i = end
         elif c == _QUOTE:
             if i > 0 and (_CLASSES[data[i - 1]] != _OTHER or data[i - 1] == _AMPERSAND):
@@ -95,9 +93,7 @@ def lex_plain(sql: str) -> tuple[str, list[str], str | None] | None:
             end = _string_end(data, i + 1, n, _QUOTE)
             if end < 0:
                 return None
-            _cut(sql, pieces, copied, i)
-            pieces.append(_hole(_STRING_HOLES, len(literals), True))
-            literals.append(sql[i:end])
+            _take_literal(sql, pieces, literals, copied, i, end, True)
             copied = i = end
         elif c == _DOUBLE_QUOTE:
             end = _string_end(data, i + 1, n, _DOUBLE_QUOTE)
@@ -127,10 +123,16 @@ def _cut(sql: str, pieces: list[str], start: i64, end: i64) -> None:
         pieces.append(sql[start:end])
 
 
-def _hole(holes: tuple[str, ...], count: i64, string: bool) -> str:
+def _take_literal(sql: str, pieces: list[str], literals: list[str], copied: i64, start: i64,
+                  end: i64, string: bool) -> None:
+    """The text before the literal sql[start:end], then its placeholder; keep the literal."""
+    _cut(sql, pieces, copied, start)
+    count = len(literals)
     if count < _HOLES:
-        return holes[count]
-    return f"'{count}'" if string else str(count)
+        pieces.append(_STRING_HOLES[count] if string else _NUMBER_HOLES[count])
+    else:
+        pieces.append(f"'{count}'" if string else str(count))
+    literals.append(sql[start:end])
 
 
 def _string_end(data: bytes, i: i64, n: i64, quote: i64) -> i64:

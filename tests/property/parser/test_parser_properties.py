@@ -352,3 +352,9 @@ def test_the_plain_scan_takes_the_common_queries() -> None:
         assert scan.lex_plain(sql) == lex(sql)
     for sql in ("SELECT 1.5", "SELECT E'\\n'", "SELECT $$x$$", "SELECT /* c */ 1", "SELECT 'é'"):
         assert scan.lex_plain(sql) is None, sql
+
+
+def test_the_plain_scan_numbers_literals_past_its_placeholders() -> None:
+    sql = "SELECT * FROM t WHERE id IN (" + ", ".join(
+        str(i) if i % 2 else f"'{i}'" for i in range(300)) + ")"
+    assert scan.lex_plain(sql) == lex(sql)
