@@ -38,8 +38,9 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD_DIR = REPO / "build" / "compiled"  # gitignored (build/)
 ENV_COMPILED = "PGCAT_PY_COMPILED"  # "1": run the relay compiled (the CLI's --compiled)
 # Everything a pooled transaction runs through (checkout, relay both ways, release, routing),
-# measured with benchmarks/relay_cycle_bench.py. Not parser/: it gains 4 % on a routed
-# transaction (its regex lexer dominates) for a longer build.
+# measured with benchmarks/relay_cycle_bench.py, and the parser's front: parser.scan (the
+# plain-query scan that beats the regex lexer only when compiled), the lexer and the Parser.
+# Not the rest of parser/: sqlglot runs once per shape, on a cache miss.
 RELAY_MODULES = (
     "pgcat_py.protocol.framing",
     "pgcat_py.protocol.backend",
