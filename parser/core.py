@@ -43,10 +43,7 @@ class Parser:
         result with the prepared statement: its ParamRefs name the Bind parameters that
         hold the shard keys (ShardKeys.bind).
         """
-        max_length = self._max_length
-        if max_length is not None and (
-            len(sql) > max_length or (not sql.isascii() and _utf8_length(sql) > max_length)
-        ):
+        if self._is_too_long(sql):
             return self._too_long
         shape, literals, unsafe = lex(sql)
         if unsafe is not None:
@@ -66,13 +63,16 @@ class Parser:
         """The shape `classify` would look up for `sql` (None: too long, unsafe, or too long
         a shape to cache). Two texts of one shape get one Classification, but for the values
         of shard keys: a caller that needs no keys may remember its decisions by shape."""
-        max_length = self._max_length
-        if max_length is not None and (
-            len(sql) > max_length or (not sql.isascii() and _utf8_length(sql) > max_length)
-        ):
+        if self._is_too_long(sql):
             return None
         shape, _, unsafe = lex(sql)
         return shape if unsafe is None and len(shape) <= MAX_CACHED_SHAPE else None
+
+    def _is_too_long(self, sql: str) -> bool:
+        """Longer than query_parser_max_length (in bytes, as PostgreSQL counts)."""
+        max_length = self._max_length
+        return max_length is not None and (
+            len(sql) > max_length or (not sql.isascii() and _utf8_length(sql) > max_length))
 
     def cache_info(self) -> Any:
         """functools' CacheInfo(hits, misses, maxsize, currsize) of the shape cache."""

@@ -69,21 +69,15 @@ def lex_plain(sql: str) -> tuple[str, list[str], str | None] | None:
         c: i64 = data[i]
         kind: i64 = _CLASSES[c]
         if kind == _IDENT or (kind == _DIGIT and after_ident):
-            if c == _DOLLAR and not after_ident:
-                end = _parameter_end(data, i, n)
-                if end < 0:
-                    return None  # a dollar quote
-                i = end
-            else:
-                i += 1
+            i = _parameter_end(data, i, n) if c == _DOLLAR and not after_ident else i + 1
+            if i < 0:
+                return None  # a dollar quote
             after_ident = True
             continue
         after_ident = False
         if kind == _DIGIT:
-            end = i + 1
-            while end < n and _CLASSES[data[end]] == _DIGIT:
-                end += 1
-            if end < n and data[end] in _NUMBER_GOES_ON:
+            end = _integer_end(data, i, n)
+            if end < 0:
                 return None
             _take_literal(sql, pieces, literals, copied, i, end, False)
             copied = i = end
@@ -101,9 +95,7 @@ def lex_plain(sql: str) -> tuple[str, list[str], str | None] | None:
                 return None
             i = end  # a quoted identifier stays as written
         elif c == _DASH and i + 1 < n and data[i + 1] == _DASH:
-            end = i + 2
-            while end < n and data[end] != _NEWLINE and data[end] != _RETURN:
-                end += 1
+            end = _line_end(data, i + 2, n)
             _cut(sql, pieces, copied, i)
             pieces.append(" ")
             copied = i = end
@@ -133,6 +125,21 @@ def _take_literal(sql: str, pieces: list[str], literals: list[str], copied: i64,
     else:
         pieces.append(f"'{count}'" if string else str(count))
     literals.append(sql[start:end])
+
+
+def _integer_end(data: bytes, i: i64, n: i64) -> i64:
+    """The end of the digits from i; -1 when another numeric form goes on from there."""
+    end: i64 = i + 1
+    while end < n and _CLASSES[data[end]] == _DIGIT:
+        end += 1
+    return -1 if end < n and data[end] in _NUMBER_GOES_ON else end
+
+
+def _line_end(data: bytes, i: i64, n: i64) -> i64:
+    """The end of a -- comment whose text starts at i: the next newline or return."""
+    while i < n and data[i] != _NEWLINE and data[i] != _RETURN:
+        i += 1
+    return i
 
 
 def _string_end(data: bytes, i: i64, n: i64, quote: i64) -> i64:
