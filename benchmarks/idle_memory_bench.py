@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -64,11 +65,15 @@ from pgcat_py.localpg import (
     create_topology,
     query_value,
 )
+from pgcat_py.localpg.commands import client_binary
 
 TARGETS = ("pgcat-py", "pgbouncer")
 BATCH = 200  # logins in flight at a time
 WARMUP_CLIENTS = 50
 SETTLE_S = 2.0
+# pgcat-py parks a client that stayed idle through a sweep interval (frontend/parking.py),
+# 1 000 per sweep: the measure waits until SHOW LISTS counts them all parked, this long at most.
+PARKED_WAIT_S = 60.0
 LOGIN_TIMEOUT_S = 60.0
 KIB = 1024
 
@@ -116,6 +121,8 @@ class Result:
     after: Memory
     after_close: Memory
     login_s: float
+    parked: int | None  # pgcat-py: clients parked when measured, and after how long
+    parked_s: float | None
 
     @property
     def per_client(self) -> float:
@@ -137,6 +144,7 @@ class Settings:
     query: bool
     targets: list[str]
     keep: bool
+    compiled: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
@@ -148,11 +156,14 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--targets", default=",".join(TARGETS),
                    help=f"comma-separated, of {', '.join(TARGETS)}")
     p.add_argument("--keep", action="store_true", help="keep the /tmp base directory")
+    p.add_argument("--compiled", action="store_true",
+                   help="run pgcat-py with the relay compiled with mypyc (build/compiled)")
     args = p.parse_args(argv)
     targets = args.targets.split(",")
     if not set(targets) <= set(TARGETS):
         p.error(f"--targets takes any of {', '.join(TARGETS)}")
-    return Settings(args.clients, args.auth, bool(args.query), targets, bool(args.keep))
+    return Settings(args.clients, args.auth, bool(args.query), targets, bool(args.keep),
+                    bool(args.compiled))
 
 
 # --- clients --------------------------------------------------------------------------------
@@ -176,7 +187,29 @@ async def _open(target: Target, count: int, query: bool, errors: list[str]) -> l
     return [c for c in results if c is not None]
 
 
-async def _measure(name: str, port: int, pid: int, settings: Settings) -> Result:
+def parked_clients(psql: str, port: int) -> int:
+    """pgcat-py's parked_clients (SHOW LISTS on its admin console)."""
+    argv = [psql, "-h", HOST, "-p", str(port), "-U", "admin", "-XAt", "-c", "SHOW LISTS",
+            "pgcat"]
+    done = subprocess.run(argv, env={**os.environ, "PGPASSWORD": "admin"},
+                          capture_output=True, text=True, check=True)
+    lists = dict(line.split("|") for line in done.stdout.splitlines())
+    return int(lists["parked_clients"])
+
+
+async def _all_parked(psql: str, port: int, clients: int) -> tuple[int, float]:
+    """Wait until `clients` are parked (or PARKED_WAIT_S); how many were, and when."""
+    started = time.monotonic()
+    while True:
+        parked = parked_clients(psql, port)
+        waited = time.monotonic() - started
+        if parked >= clients or waited > PARKED_WAIT_S:
+            return parked, waited
+        await asyncio.sleep(0.5)
+
+
+async def _measure(name: str, port: int, pid: int, settings: Settings,
+                   psql: str | None) -> Result:
     target = Target(HOST, port, APP_USER, APP_PASSWORD, DATABASE)
     errors: list[str] = []
     for client in await _open(target, WARMUP_CLIENTS, True, errors):
@@ -188,6 +221,7 @@ async def _measure(name: str, port: int, pid: int, settings: Settings) -> Result
     started = time.monotonic()
     clients = await _open(target, settings.clients, settings.query, errors)
     login_s = time.monotonic() - started
+    parked, parked_s = await _all_parked(psql, port, len(clients)) if psql else (None, None)
     await asyncio.sleep(SETTLE_S)
     after = Memory.of_tree(pid)
     for client in clients:
@@ -195,7 +229,8 @@ async def _measure(name: str, port: int, pid: int, settings: Settings) -> Result
     await asyncio.sleep(SETTLE_S)
     after_close = Memory.of_tree(pid)
     return Result(name, settings.clients, len(clients), len(errors),
-                  errors[0] if errors else "", before, after, after_close, login_s)
+                  errors[0] if errors else "", before, after, after_close, login_s, parked,
+                  parked_s)
 
 
 # --- targets --------------------------------------------------------------------------------
@@ -230,13 +265,15 @@ def run_target(name: str, settings: Settings, topology: Topology, started: Start
         general = f"worker_threads = 1\nmax_client_conn = {settings.clients + 100}\n"
         port, process, _ = start_pgcat(topology.base, name, UNROUTED_POOL,
                                        [(primary.port, "primary")], general=general,
-                                       user=f'auth_type = "{settings.auth}"\n')
+                                       user=f'auth_type = "{settings.auth}"\n',
+                                       compiled=settings.compiled)
         started.pgcats.append(process)
         pid = process.pid
         name = f"{name} ({relay_kind_of(pid)})"
     print(f"{name} on :{port} (pid {pid})", flush=True)
     try:
-        return uvloop.run(_measure(name, port, pid, settings))
+        psql = None if name == "pgbouncer" else client_binary(topology.pg_bin, "psql")
+        return uvloop.run(_measure(name, port, pid, settings, psql))
     finally:
         if name == "pgbouncer":
             stop_pid(pid)
@@ -248,7 +285,8 @@ def run_target(name: str, settings: Settings, topology: Topology, started: Start
 # --- report ---------------------------------------------------------------------------------
 def print_result(r: Result) -> None:
     failed = f", {r.failed} failed ({r.first_error})" if r.failed else ""
-    print(f"{r.target}: {r.connected} idle clients in {r.login_s:.1f} s{failed}\n"
+    parked = "" if r.parked is None else f"; {r.parked} parked {r.parked_s:.1f} s later"
+    print(f"{r.target}: {r.connected} idle clients in {r.login_s:.1f} s{failed}{parked}\n"
           f"  VmRSS {r.before.rss / KIB ** 2:.1f} -> {r.after.rss / KIB ** 2:.1f} MiB "
           f"(after they left: {r.after_close.rss / KIB ** 2:.1f} MiB); RssAnon "
           f"{r.before.anon / KIB ** 2:.1f} -> {r.after.anon / KIB ** 2:.1f} MiB\n"

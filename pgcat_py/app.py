@@ -27,6 +27,7 @@ from .config import Config, ConfigError, load_config
 from .config.diff import ConfigDiff
 from .exporter import start_exporter
 from .frontend.auth import Credentials
+from .frontend.parking import ParkingLot
 from .frontend.session import ClientSession
 from .frontend.states import State
 from .frontend.tls import client_tls
@@ -70,8 +71,10 @@ class App:
         self.watch_bans()
         g = config.general
         self.admin = credentials_for(g.admin_username, g.admin_password, g.admin_auth_type)
-        self.sessions: set[ClientSession] = set()
-        self.by_key: dict[tuple[int, int], ClientSession] = {}
+        # A dict as a set: at 10 000 clients its table costs each 29 bytes, a set's 52.
+        self.sessions: dict[ClientSession, None] = {}
+        self.by_key: dict[int, ClientSession] = {}  # cancel_key(process id, secret key)
+        self.parking = ParkingLot()  # idle clients without a transport (frontend/parking.py)
         self.shutting_down = False
         self.client_login_timeout = g.client_login_timeout_s  # config/general.py
         self.client_tls = client_tls(config)  # ConfigError if a TLS file does not load
@@ -86,17 +89,17 @@ class App:
 
     # --- ProxyContext -------------------------------------------------------------------
     def client_connected(self, session: ClientSession) -> None:
-        self.sessions.add(session)
+        self.sessions[session] = None
 
     def client_disconnected(self, session: ClientSession) -> None:
-        self.sessions.discard(session)
-        if self.by_key.pop((session.process_id, session.secret_key), None) is not None \
+        self.sessions.pop(session, None)
+        if self.by_key.pop(cancel_key(session.process_id, session.secret_key), None) is not None \
                 and self.config.general.log_client_disconnections:
             log.info("client disconnected: database=%s user=%s", session.database,
                      session.user)
 
     def client_logged_in(self, session: ClientSession) -> None:
-        self.by_key[(session.process_id, session.secret_key)] = session
+        self.by_key[cancel_key(session.process_id, session.secret_key)] = session
         if self.config.general.log_client_connections:
             log.info("client connected: database=%s user=%s", session.database, session.user)
 
@@ -145,7 +148,7 @@ class App:
         if owner != self.worker.index and self.peers is not None:
             self.peers.tell(owner, {"op": "cancel", "pid": process_id, "key": secret_key})
             return
-        session = self.by_key.get((process_id, secret_key))
+        session = self.by_key.get(cancel_key(process_id, secret_key))
         server = session.server if session is not None else None
         # Nothing running for that key is a no-op, as in PostgreSQL; a cross-shard query
         # is cancelled on each of its servers.
@@ -268,11 +271,14 @@ class App:
         await asyncio.gather(*(check(pool) for pool in targets.values()))
 
     async def _sweep_clients(self) -> None:
-        """sweep.py: idle_client_in_transaction_timeout and client_stall_timeout."""
+        """sweep.py: idle_client_in_transaction_timeout and client_stall_timeout; then
+        idle clients are parked (frontend/parking.py)."""
         sweep = ClientSweep(self)
         while True:
             await asyncio.sleep(sweep.interval())
             sweep.run_once()
+            if not self.shutting_down:
+                self.parking.sweep(self.sessions)
 
     async def _learn_write_functions(self) -> None:
         """catalog.py: VOLATILE functions go to the primary; looked up again every REFRESH."""
@@ -369,12 +375,19 @@ class App:
                 Path(unix_socket_path(g.unix_socket_dir or "", g.port)).unlink()
         for session in list(self.sessions):
             session.close()
+        self.parking.close()
         for entry in self.pools.values():
             entry.cluster.close()
         self.auth_queries.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.sleep(0)
+
+
+def cancel_key(process_id: int, secret_key: int) -> int:
+    """One int for the pair (both 32-bit): a tuple of two ints costs an idle client 120
+    bytes in by_key, this 36."""
+    return process_id << 32 | secret_key
 
 
 def unix_socket_path(directory: str, port: int) -> str:

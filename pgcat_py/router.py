@@ -99,6 +99,12 @@ class Overrides:
                         or self.parser is not None or self.primary_reads is not None)
 
 
+# Every client that chose nothing shares this one (72 bytes each otherwise: most clients
+# never send a custom command); ClientSession.own_overrides makes a client's own before
+# a command changes anything. Never change its fields.
+NO_OVERRIDES: Final = Overrides()
+
+
 @dataclass(frozen=True, slots=True)
 class RouterSettings:
     """A pool's routing keys (pgcat's names)."""

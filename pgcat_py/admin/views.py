@@ -160,7 +160,8 @@ def lists(app: App) -> View:
         ["login_clients", sum(1 for s in states if s is State.LOGIN)],
         ["free_servers", sum(p.sv_idle for p in servers)],
         ["used_servers", sum(p.sv_active for p in servers)],
-        ["dns_names", 0], ["dns_zones", 0], ["dns_queries", 0], ["dns_pending", 0]]
+        ["dns_names", 0], ["dns_zones", 0], ["dns_queries", 0], ["dns_pending", 0],
+        ["parked_clients", len(app.parking)]]  # ours: idle clients without a transport
     return _text("list") + _ints("items"), rows
 
 

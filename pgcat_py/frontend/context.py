@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..stats import Stats
     from ..workers.layout import Worker
     from .auth import Credentials
+    from .parking import ParkingLot
     from .session import ClientSession
     from .tls import ClientTls
 
@@ -26,6 +27,7 @@ class ProxyContext(Protocol):
     socket_options: SocketOptions
     stats: Stats
     worker: Worker  # this process's place among the workers (its cancel keys name it)
+    parking: ParkingLot  # idle clients without a transport
 
     def client_connected(self, session: ClientSession) -> None: ...
     def client_disconnected(self, session: ClientSession) -> None: ...

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 # Bytes a client may have buffered while it has no server before we stop reading it.
 MAX_IDLE_BUFFER: Final = 256 * 1024
 MAX_REMEMBERED_STATEMENTS: Final = 10_000  # named Parse texts kept per client for routing Binds
+# A client's `statements` until it sends a named Parse: one for all (64 bytes each
+# otherwise). Never written to: _statement_of gives the client its own dict first.
+NO_STATEMENTS: Final[dict[str, str]] = {}
 # Transaction control at the start of a Query (cheap pre-check before the parser).
 _TXN_CONTROL: Final = re.compile(
     rb"\s*(?:begin|start\s+transaction|commit|end|rollback|abort|set\s+transaction)\b",
@@ -200,7 +203,7 @@ def _answer_locally(session: ClientSession, end: int) -> bool:
     held = session.held
     status = b"I" if held is None else held.status
     if command is not None:
-        answer = run_command(command, session.overrides, session.router, status)
+        answer = run_command(command, session.own_overrides(), session.router, status)
         session.consume(end)
         session.write(answer)
         return True
@@ -418,7 +421,9 @@ def _statement_of(session: ClientSession, buf: bytearray, end: int
             name_end = buf.index(0, body, after)
             parsed = buf[name_end + 1:buf.index(0, name_end + 1, after)].decode()
             if name_end > body:
-                if len(statements) >= MAX_REMEMBERED_STATEMENTS:
+                if statements is NO_STATEMENTS:
+                    statements = session.statements = {}
+                elif len(statements) >= MAX_REMEMBERED_STATEMENTS:
                     statements.clear()
                 statements[buf[body:name_end].decode()] = parsed
         elif msg_type == BIND:

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 _DEALLOCATE: Final = re.compile(
     rb'\s*DEALLOCATE\s+(?:PREPARE\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)[\s;]*',
     re.IGNORECASE)
+# A client's _fbuf when nothing is pending: one for all (56 bytes each otherwise). Never
+# appended to: relay_rewritten appends only to a non-empty one, which is the client's own.
+NO_PENDING: Final = bytearray()
 _STATEMENT_MESSAGES: Final = frozenset(b"PBDC")  # they may name a statement: rewritten whole
 _SYNC_MESSAGES: Final = frozenset(b"QFS")  # each answered by a ReadyForQuery (statements.rewrite)
 
@@ -51,7 +54,7 @@ def relay_rewritten(session: ClientSession, server: ServerConnection, data: byte
         return
     buf = bytes(pending) + chunk[raw:] if pending else chunk[raw:]
     whole, tail = _split_whole(buf)
-    session._fbuf = bytearray()
+    session._fbuf = NO_PENDING
     streamed = b""
     if tail:
         if tail[0] in _STATEMENT_MESSAGES or len(tail) < 5:
@@ -106,7 +109,7 @@ def remember_setting(session: ClientSession, query: bytes) -> None:
     the client, for whichever server it gets next (frontend/settings.py)."""
     change = setting_change(query.decode(errors="replace"))
     if change is not None:
-        apply_change(session.params, session.startup_params, change)
+        apply_change(session.own_params(), session.startup_params, change)
         session.params_changed()
 
 def linked_command(session: ClientSession, server: ServerConnection, data: bytes) -> bool:
@@ -135,7 +138,7 @@ def linked_command(session: ClientSession, server: ServerConnection, data: bytes
             "the first query", sqlstate=ACTIVE_SQL_TRANSACTION))
         session.write(be.ReadyForQuery(status.decode()).encode())
     else:
-        session.write(run_command(command, session.overrides, session.router, status))
+        session.write(run_command(command, session.own_overrides(), session.router, status))
     return True
 
 

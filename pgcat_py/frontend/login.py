@@ -102,7 +102,9 @@ async def login(session: ClientSession) -> bool:
     cluster, creds, pool_mode = ctx.find_pool(startup.database, startup.user)
     for name, value in cluster.settings.user_settings:  # the user's, unless the client's
         session.params.setdefault(name, value)
-    session.startup_params = shared_startup_settings(session.params)
+    # Until the client changes a setting, its settings are the shared startup ones
+    # (ClientSession.own_params copies them before a change).
+    session.params = session.startup_params = shared_startup_settings(session.params)
     session.params_changed()
     if via_query is None:
         sasl_final = await authenticate(session, creds)

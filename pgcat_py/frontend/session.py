@@ -42,7 +42,7 @@ from ..protocol.framing import (
     FrontendScanner,
 )
 from ..protocol.frontend import SYNC_MESSAGE, TERMINATE_MESSAGE
-from ..router import PRIMARY, Overrides, Route, Router
+from ..router import NO_OVERRIDES, PRIMARY, Overrides, Route, Router
 from .checkout import (
     checkout_failed,
     refuse,
@@ -51,15 +51,18 @@ from .checkout import (
     wait_for_resume,
     waiting_for,
 )
-from .idle import MAX_IDLE_BUFFER, HeldTransaction, process_idle
+from .idle import MAX_IDLE_BUFFER, NO_STATEMENTS, HeldTransaction, process_idle
 from .linked import (
+    NO_PENDING,
     linked_command,
     relay_rewritten,
     remember_set_parse,
     remember_setting,
     remember_unnamed,
 )
+from .parking import unparked
 from .pins import PIN_PREPARE, updated_pins
+from .settings import shared_params_key
 from .statements import ClientStatements
 from .states import State
 
@@ -73,6 +76,7 @@ log = logging.getLogger(__name__)
 
 _STATEMENT_MESSAGES: Final = frozenset(b"PBDC")  # they may name a statement: rewritten whole
 ADMIN_HEADROOM: Final = 5  # connections past max_client_conn accepted, for admin logins
+_NO_SETTINGS: Final[dict[str, str]] = {}  # a client's settings before login; never written
 
 
 class ClientSession(MessageConnection):
@@ -100,8 +104,10 @@ class ClientSession(MessageConnection):
         self.secret_key = secrets.randbits(31)
         self.database = ""
         self.user = ""
-        self.params: dict[str, str] = {}
-        self.startup_params: dict[str, str] = {}  # what RESET goes back to
+        # What RESET goes back to, and the client's settings now: both the same shared
+        # dict until the client changes one (own_params); login sets them.
+        self.params: dict[str, str] = _NO_SETTINGS
+        self.startup_params = _NO_SETTINGS
         self.params_key: tuple[tuple[str, str], ...] = ()
         self.cluster: Cluster | None = None
         self.transaction_mode = True
@@ -122,11 +128,11 @@ class ClientSession(MessageConnection):
         self._plugged = False  # the pool has plugins: they see chunks on the relay too
         # Routing: the client's custom-command choices, a BEGIN answered but not yet sent,
         # named statements' SQL (to route a Bind), the current transaction's route.
-        self.overrides = Overrides()
+        self.overrides = NO_OVERRIDES  # see own_overrides
         self.held: HeldTransaction | None = None
         # A BEGIN inside the extended-protocol batch being routed: read-only or not.
         self.held_in_batch: bool | None = None
-        self.statements: dict[str, str] = {}
+        self.statements: dict[str, str] = NO_STATEMENTS  # idle._statement_of
         self.route: Route | None = None
         self.routes_vary = False  # set at login from the pool: can a route differ?
         self.holds_begins = False  # ... and is there a choice a BEGIN should wait for?
@@ -142,7 +148,7 @@ class ClientSession(MessageConnection):
         self.prepared = ClientStatements()
         self._rewriting = False
         self._unnamed_ready = False
-        self._fbuf = bytearray()
+        self._fbuf = NO_PENDING
         self._raw_rest = 0
         self._set_text: bytes | None = None  # SET text awaiting the server's confirmation
         self._read_route = False  # this transaction's server was chosen for a read
@@ -152,6 +158,9 @@ class ClientSession(MessageConnection):
 
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.state is not State.LOGIN:  # back from the parking lot
+            unparked(self, transport)
+            return
         super().connection_made(transport)
         tune_socket(transport, self.ctx.socket_options)
         self.ctx.client_connected(self)
@@ -321,6 +330,12 @@ class ClientSession(MessageConnection):
         process_idle(self)
 
     # --- idle: the next transaction -------------------------------------------------
+    def own_overrides(self) -> Overrides:
+        """This client's own Overrides, made when a custom command first runs."""
+        if self.overrides is NO_OVERRIDES:
+            self.overrides = Overrides()
+        return self.overrides
+
     @property
     def router(self) -> Router:
         assert self.cluster is not None
@@ -527,11 +542,19 @@ class ClientSession(MessageConnection):
             if self.cluster is not None and self.cluster.settings.log_parameter_changes:
                 log.info("client %s: %s changed from %r to %r", self.process_id, name,
                          self.params.get(name, ""), value)
-            self.params[name] = value
+            self.own_params()[name] = value
             self.params_changed()
 
+    def own_params(self) -> dict[str, str]:
+        """This client's settings, to change: its own copy of the shared startup ones."""
+        if self.params is self.startup_params:
+            self.params = dict(self.params)
+        return self.params
+
     def params_changed(self) -> None:
-        self.params_key = tuple(sorted(self.params.items()))
+        if self.params == self.startup_params:  # back to them (RESET ALL): shared again
+            self.params = self.startup_params
+        self.params_key = shared_params_key(tuple(sorted(self.params.items())))
 
     def _note_named_parse(self, server: ServerConnection) -> None:
         """A named Parse left a prepared statement on ``server``: deallocate at check-in."""

@@ -11,8 +11,15 @@ and recorded only once the server confirmed it (CommandComplete SET at ReadyForQ
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from ..backend.params import is_valid_name
+
+ParamsKey = tuple[tuple[str, str], ...]
+# Clients' settings keys (ClientSession.params_key), one tuple per distinct set of settings
+# (an idle client then holds no copy of its own: a tuple of pairs, a hundred bytes or more).
+_PARAMS_KEYS: dict[ParamsKey, ParamsKey] = {}
+PARAMS_KEYS_SHARED: Final = 256
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_$.]*"
 # SET [SESSION] name {TO | =} value; not SET LOCAL (the transaction's only), SET
@@ -48,6 +55,17 @@ def _set_config_value(value: str) -> str:
     items = [m.group(1).replace("''", "'") if m.group(1) is not None else m.group(0).strip()
              for m in _ITEM.finditer(value)]
     return ", ".join(items)
+
+
+def shared_params_key(key: ParamsKey) -> ParamsKey:
+    """``key`` (a client's settings, sorted: what a server's settings are checked against),
+    or an equal one that other clients hold already: one tuple for them all."""
+    shared = _PARAMS_KEYS.get(key)
+    if shared is None:
+        if len(_PARAMS_KEYS) >= PARAMS_KEYS_SHARED:
+            _PARAMS_KEYS.clear()  # clients choose the values: bounded; they keep theirs
+        shared = _PARAMS_KEYS[key] = key
+    return shared
 
 
 def apply_change(params: dict[str, str], startup: dict[str, str],

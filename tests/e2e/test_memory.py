@@ -16,7 +16,7 @@ from .conftest import ProxyRunner, dsn
 MB = 1024 * 1024
 KIB = 1024
 IDLE_CLIENTS = 500
-# benchmarks/idle_memory_bench.py measures about 2.4 KiB per idle client (10 000 of them);
+# benchmarks/idle_memory_bench.py measures about 1.2 KiB per idle parked client (10 000);
 # this bound is generous, to catch what brings back a per-client dict or buffer.
 IDLE_CLIENT_BOUND = 8 * KIB
 

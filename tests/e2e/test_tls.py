@@ -118,6 +118,18 @@ def test_psycopg_sslmode_require_gets_tls(tls_proxy: ProxyProcess) -> None:
     assert ssl_in_use(ssl_dsn(tls_proxy, "require"))
 
 
+def test_an_idle_tls_client_is_never_parked(tls_proxy: ProxyProcess) -> None:
+    """Its encryption state lives in the transport (frontend/parking.py parks plain ones)."""
+    admin = dsn(tls_proxy, user="admin", password="admin", dbname="pgcat")
+    with psycopg.connect(ssl_dsn(tls_proxy, "require"), autocommit=True) as conn, \
+            psycopg.connect(admin, autocommit=True, prepare_threshold=None) as console:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        time.sleep(2.0)  # four sweeps: a plain client is parked by now
+        lists = dict(console.execute("SHOW LISTS").fetchall())
+        assert lists["parked_clients"] == 0
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+
+
 def test_relay_over_tls_carries_big_results_and_transactions(tls_proxy: ProxyProcess) -> None:
     # Bigger than any TLS record or transport buffer: flow control through the TLS layer.
     with psycopg.connect(ssl_dsn(tls_proxy, "require")) as conn:
