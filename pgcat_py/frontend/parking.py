@@ -32,6 +32,7 @@ import socket
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
+from ..protocol.framing import FrontendScanner
 from ..protocol.frontend import TERMINATE_MESSAGE
 from .states import State
 
@@ -47,9 +48,11 @@ TRIM_AFTER: Final = 64
 SUPPORTED: Final = hasattr(select, "epoll")
 _WAKE_EVENTS: Final = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLRDHUP", 0)
 FIRST_READ: Final = 64 * 1024  # read at wake-up; the transport reads the rest
-# A parked client's input buffer: one for all (56 bytes each otherwise); nothing is ever
-# added to it, since no transport delivers data to a parked client.
+# A parked client's input buffer and (when its own was at rest) scanner: one for all (56 and
+# 120 bytes each otherwise). Neither is ever used: no transport delivers data to a parked
+# client. unparked gives the client its own again.
 NO_INPUT: Final = bytearray()
+AT_REST: Final = FrontendScanner()
 
 
 class _Detached(asyncio.Protocol):
@@ -165,7 +168,9 @@ class ParkingLot:
         transport.set_protocol(_DETACHED)
         transport.abort()  # closes uvloop's descriptor; the connection lives on in fd
         session.transport = parked[fd]  # type: ignore[assignment]
-        session._rbuf = NO_INPUT  # nothing arrives while parked: its own again at wake-up
+        session._rbuf = NO_INPUT
+        if session.scanner.at_rest():
+            session.scanner = AT_REST
         return True
 
     def forget(self, fd: int) -> ParkedTransport | None:
@@ -234,6 +239,8 @@ def unparked(session: ClientSession, transport: asyncio.BaseTransport) -> None:
     first = parked.waking if isinstance(parked, ParkedTransport) else None
     session.transport = transport  # type: ignore[assignment]
     session._rbuf = bytearray()
+    if session.scanner is AT_REST:
+        session.scanner = FrontendScanner()
     if session.is_closed:  # closed while its socket was getting this transport
         transport.close()
     elif first:

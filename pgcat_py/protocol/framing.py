@@ -211,6 +211,13 @@ class FrontendScanner:
         self.entry_head = b""
         self.entry_skip = 0
 
+    def at_rest(self) -> bool:
+        """Every field as a new scanner has it: this one may be dropped and made again."""
+        return (self._skip == 0 and not self._head and not self.in_batch and not self.voidable
+                and not self.voiding and not self.named_parse and not self.session_lock
+                and not self.creates_temp and self.command == -1 and self.unnamed_parse == -1
+                and self.set_parse == -1 and not self.entry_head and self.entry_skip == 0)
+
     def feed(self, data: bytes) -> tuple[int, int]:
         """Scan one chunk; returns ``(sync_points, terminate_offset)``."""
         base = 0

@@ -342,3 +342,30 @@ def test_a_temporary_relation_is_noted_whatever_its_header_length_byte(pad: int)
     scanner = FrontendScanner()
     scanner.feed(fe.Query(sql).encode())
     assert scanner.creates_temp
+
+
+# --- at_rest: whether a parked client's scanner may be dropped (frontend/parking.py) -------
+def test_a_scanner_is_at_rest_after_whole_queries_only() -> None:
+    scanner = FrontendScanner()
+    assert scanner.at_rest()
+    scanner.feed(QUERY)
+    assert scanner.at_rest()
+    scanner.feed(QUERY[:3])  # in the middle of a header
+    assert not scanner.at_rest()
+    scanner.feed(QUERY[3:])  # remembers where this chunk began: not yet
+    assert not scanner.at_rest()
+    scanner.feed(QUERY)
+    assert scanner.at_rest()
+    scanner.feed(NAMED_PARSE + BIND + EXECUTE + SYNC)  # a named statement went by
+    assert not scanner.at_rest()
+
+
+def test_every_field_of_a_scanner_counts_for_at_rest() -> None:
+    changed = {"_skip": 3, "_head": b"Q", "in_batch": True, "voidable": 1, "voiding": True,
+               "named_parse": True, "session_lock": True, "creates_temp": True, "command": 5,
+               "unnamed_parse": 5, "set_parse": 5, "entry_head": b"Q", "entry_skip": 2}
+    assert set(changed) == set(FrontendScanner.__slots__)  # a new field needs a line here
+    for name, value in changed.items():
+        scanner = FrontendScanner()
+        setattr(scanner, name, value)
+        assert not scanner.at_rest(), name
