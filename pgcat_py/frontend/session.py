@@ -351,7 +351,7 @@ class ClientSession(MessageConnection):
         if route is cluster.fixed_route:
             cluster.fixed_route_count += 1  # counted apart: an attribute, not a dict key
         else:
-            if log.isEnabledFor(logging.DEBUG):
+            if cluster.logs_routes:
                 log.debug("client %s: shard %d, %s (%s)", self.process_id, route.shard,
                           route.role, route.reason)
             self.ctx.stats.count_route(cluster.route_key(route))

@@ -4,10 +4,12 @@ stats keys."""
 from __future__ import annotations
 
 import collections
+import logging
 import time
 
 from pgcat_py.backend.server import ServerTarget
-from pgcat_py.pool.cluster import Cluster, ClusterSettings
+from pgcat_py.frontend import session as session_module
+from pgcat_py.pool.cluster import ROUTES_LOGGER, Cluster, ClusterSettings
 from pgcat_py.pool.server_pool import PoolSettings, ServerPool
 
 
@@ -78,3 +80,16 @@ def test_route_keys_follow_the_route_asked_about() -> None:
     assert c.route_key(read) is c.route_key(read)
     assert c.route_key(write)[3] == "primary"  # not the remembered one
     assert c.route_key(read)[3] == "replica"
+
+
+def test_a_cluster_logs_routes_when_the_session_logger_takes_debug() -> None:
+    assert session_module.log.name == ROUTES_LOGGER  # the logger the session logs routes on
+    logger = logging.getLogger(ROUTES_LOGGER)
+    level = logger.level
+    try:
+        logger.setLevel(logging.DEBUG)
+        assert cluster("random").logs_routes
+        logger.setLevel(logging.INFO)
+        assert not cluster("random").logs_routes
+    finally:
+        logger.setLevel(level)
