@@ -43,6 +43,7 @@ ENV_COMPILED = "PGCAT_PY_COMPILED"  # "1": run the relay compiled (the CLI's --c
 # Not the rest of parser/: sqlglot runs once per shape, on a cache miss.
 RELAY_MODULES = (
     "pgcat_py.protocol.framing",
+    "pgcat_py.protocol.casefold",
     "pgcat_py.protocol.backend",
     "pgcat_py.conn",
     "pgcat_py.frontend.session",

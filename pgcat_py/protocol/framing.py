@@ -19,6 +19,7 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
+from .casefold import mentions_state_words
 from .errors import ProtocolViolation
 
 HEADER_SIZE: Final = 5
@@ -283,7 +284,11 @@ class FrontendScanner:
         """Flag SQL that leaves state in the server session: a session advisory lock, a
         temporary relation. Lowered once (SQL names are case-insensitive), searched with
         find, not `in`: `bytes in bytes` first tries the needle as an int, raising (and
-        formatting) a TypeError it then clears, which cost more than the search itself."""
+        formatting) a TypeError it then clears, which cost more than the search itself.
+        Compiled, a pass of machine integers first rules out the chunks that name neither
+        word (protocol/casefold.py)."""
+        if _COMPILED and not mentions_state_words(data):
+            return
         lowered = data.lower()
         if not self.session_lock and mentions_session_lock(lowered):
             self.session_lock = True
