@@ -108,14 +108,20 @@ def test_asyncpg_statements_survive_parking(proxy: ProxyProcess) -> None:
     asyncio.run(run())
 
 
-def test_a_client_that_leaves_while_parked_is_gone(proxy: ProxyProcess) -> None:
+def parked_raw_clients(proxy: ProxyProcess, count: int) -> list[RawClient]:
+    """``count`` clients logged in, used once, then left idle until parked."""
     clients = []
-    for _ in range(5):
+    for _ in range(count):
         client = RawClient.connect(proxy.host, proxy.port)
         client.login("app", "app", "app")
         client.query("SELECT 1")
         clients.append(client)
-    wait_parked(proxy, 5)
+    wait_parked(proxy, count)
+    return clients
+
+
+def test_a_client_that_leaves_while_parked_is_gone(proxy: ProxyProcess) -> None:
+    clients = parked_raw_clients(proxy, 5)
     expected = open_fds(proxy.pid) - 5  # a parked client holds one descriptor
     clients[0].send(b"X\x00\x00\x00\x04")  # Terminate
     for client in clients:
@@ -152,13 +158,7 @@ def test_session_mode_clients_keep_their_server_and_transport(
 
 
 def test_parked_clients_hear_of_the_shutdown(proxy: ProxyProcess) -> None:
-    clients = []
-    for _ in range(3):
-        client = RawClient.connect(proxy.host, proxy.port)
-        client.login("app", "app", "app")
-        client.query("SELECT 1")
-        clients.append(client)
-    wait_parked(proxy, 3)
+    clients = parked_raw_clients(proxy, 3)
     proxy.signal(signal.SIGINT)
     for client in clients:
         messages = client.read_until_closed()
