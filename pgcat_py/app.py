@@ -276,9 +276,12 @@ class App:
         sweep = ClientSweep(self)
         while True:
             await asyncio.sleep(sweep.interval())
-            sweep.run_once()
-            if not self.shutting_down:
-                self.parking.sweep(self.sessions)
+            try:
+                sweep.run_once()
+                if not self.shutting_down:
+                    self.parking.sweep(self.sessions)
+            except Exception:  # a bug of ours: the timeouts must still be enforced next time
+                log.exception("client sweep failed")
 
     async def _learn_write_functions(self) -> None:
         """catalog.py: VOLATILE functions go to the primary; looked up again every REFRESH."""

@@ -50,6 +50,13 @@ from parser import (
 )
 from sharding import KeyValue, ShardingError, ShardingFunction, ShardMap, coerce_param
 
+try:  # mypyc's class attributes (mypy_extensions comes with mypy, which builds the relay)
+    from mypy_extensions import mypyc_attr
+except ImportError:  # pragma: no cover - pure Python without the build tools
+
+    def mypyc_attr(*_args: object, **_kwargs: object) -> Callable[[type], type]:  # type: ignore[misc]
+        return lambda cls: cls
+
 from .activity import DbActivity
 from .protocol.errors import FEATURE_NOT_SUPPORTED, SYSTEM_ERROR, ProxyError
 
@@ -79,6 +86,7 @@ class Route:
     writes: bool = False  # a SCATTER route of a write (cross_shard_writes)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # plugins' PluginRefusal
 class RouteError(ProxyError):
     """No route for this statement (a key on several shards, an unknown shard, ...)."""
 

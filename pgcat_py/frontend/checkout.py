@@ -52,15 +52,23 @@ async def sync_then_link(session: ClientSession, pool: ServerPool,
         pool.release(server) if server.is_idle else pool.release_after_rollback(server)
         session.fatal(ProxyError(errors[0].text, sqlstate=errors[0].sqlstate))
         return
-    params = session.params
-    for key in params.keys() & server.reported.keys():
-        params[key] = server.reported[key][1]  # the server's spelling of the value
-    session.params_changed()
+    adopt_spelling(session, server.reported)
     server.synced_key = session.params_key
     if session.is_closed:
         pool.release(server)
         return
     session._link(server, pool)
+
+
+def adopt_spelling(session: ClientSession, reported: dict[str, tuple[str, str]]) -> None:
+    """Keep the server's spelling of the client's settings it reported ("ISO, MDY" for
+    "iso"), in the client's own copy: never in the startup settings other clients share."""
+    params = session.params
+    spelled = {key: reported[key][1] for key in params.keys() & reported.keys()
+               if params[key] != reported[key][1]}
+    if spelled:
+        session.own_params().update(spelled)
+    session.params_changed()
 
 
 def checkout_failed(session: ClientSession, exc: ProxyError) -> None:

@@ -421,9 +421,8 @@ def _statement_of(session: ClientSession, buf: bytearray, end: int
             name_end = buf.index(0, body, after)
             parsed = buf[name_end + 1:buf.index(0, name_end + 1, after)].decode()
             if name_end > body:
-                if statements is NO_STATEMENTS:
-                    statements = session.statements = {}
-                elif len(statements) >= MAX_REMEMBERED_STATEMENTS:
+                statements = session.own_statements()
+                if len(statements) >= MAX_REMEMBERED_STATEMENTS:
                     statements.clear()
                 statements[buf[body:name_end].decode()] = parsed
         elif msg_type == BIND:

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 MAX_PARKED_PER_SWEEP: Final = 1000
 # Parked in one sweep, from which freed memory is worth handing back to the system.
 TRIM_AFTER: Final = 64
+TRIM_DELAY_S: Final = 0.1
 SUPPORTED: Final = hasattr(select, "epoll")
 _WAKE_EVENTS: Final = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLRDHUP", 0)
 FIRST_READ: Final = 64 * 1024  # read at wake-up; the transport reads the rest
@@ -137,19 +138,22 @@ class ParkingLot:
             if not is_parkable(session):
                 continue
             if budget and self._idle_before.get(session) == session.query_count:
-                budget -= self.park(session)
+                # Out of descriptors, say (a park holds two until the loop closes the old
+                # one): the others wait for the next sweep.
+                budget = budget - 1 if self.park(session) else 0
             else:
                 idle_now[session] = session.query_count
         self._idle_before = idle_now
         if budget <= MAX_PARKED_PER_SWEEP - TRIM_AFTER:
-            release_free_memory()
+            # The transports are freed once the loop has closed them, an iteration or two on.
+            asyncio.get_running_loop().call_later(TRIM_DELAY_S, release_free_memory)
 
     def park(self, session: ClientSession) -> bool:
         """Swap the session's transport for a ParkedTransport; False if the socket could
         not be kept (the client stays as it was)."""
         transport = session.transport
-        epoll = self._epoll_set()
         try:
+            epoll = self._epoll_set()
             fd = os.dup(transport.get_extra_info("socket").fileno())
         except OSError as exc:
             log.warning("client %s: not parked: %s", session.process_id, exc)
@@ -227,7 +231,7 @@ async def _unpark(parked: ParkedTransport) -> None:
     sock = socket.socket(fileno=parked.fd)
     try:
         await asyncio.get_running_loop().connect_accepted_socket(lambda: session, sock)
-    except OSError as exc:  # the client is gone (a reset while it was parked)
+    except Exception as exc:  # the client is gone (a reset while it was parked)
         sock.close()
         session.connection_lost(exc)
 
@@ -243,8 +247,18 @@ def unparked(session: ClientSession, transport: asyncio.BaseTransport) -> None:
         session.scanner = FrontendScanner()
     if session.is_closed:  # closed while its socket was getting this transport
         transport.close()
-    elif first:
+        return
+    if first:
         session.data_received(first)
+    if session._reading_paused and not session.is_closed:
+        # uvloop ignores pause_reading until it has started reading, which it does right
+        # after connection_made: a pause taken on those bytes is taken again then.
+        asyncio.get_running_loop().call_soon(_pause_again, session, transport)
+
+
+def _pause_again(session: ClientSession, transport: asyncio.BaseTransport) -> None:
+    if session._reading_paused and session.transport is transport and not session.is_closed:
+        transport.pause_reading()
 
 
 def release_free_memory() -> None:

@@ -330,6 +330,12 @@ class ClientSession(MessageConnection):
         process_idle(self)
 
     # --- idle: the next transaction -------------------------------------------------
+    def own_statements(self) -> dict[str, str]:
+        """This client's named-statement texts, to change: its own dict, not NO_STATEMENTS."""
+        if self.statements is NO_STATEMENTS:
+            self.statements = {}
+        return self.statements
+
     def own_overrides(self) -> Overrides:
         """This client's own Overrides, made when a custom command first runs."""
         if self.overrides is NO_OVERRIDES:

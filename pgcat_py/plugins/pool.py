@@ -93,11 +93,12 @@ class PoolPlugins:
                                               session.database, _status(session))
         if answer is None:
             return False
+        statements = session.own_statements() if answer.named else session.statements
         for name, sql in answer.named.items():
             if sql is None:
-                session.statements.pop(name, None)
+                statements.pop(name, None)
             else:
-                session.statements[name] = sql
+                statements[name] = sql
         session.consume(end)
         session.write(answer.reply)
         return True

@@ -166,3 +166,13 @@ def test_parked_clients_hear_of_the_shutdown(proxy: ProxyProcess) -> None:
         assert error is not None and error.sqlstate == "57P01", messages
         client.close()
     assert proxy.wait(timeout=10) == 0
+
+
+def test_a_query_and_terminate_together_wake_a_client_for_its_answer(
+        proxy: ProxyProcess) -> None:
+    [client] = parked_raw_clients(proxy, 1)
+    with client:
+        client.send(b"Q\x00\x00\x00\x0eSELECT 42\x00" + b"X\x00\x00\x00\x04")
+        messages = client.read_until_closed()  # the answer, then the proxy closes
+    assert rows_of(messages) == [("42",)]
+    wait_parked(proxy, 0)

@@ -14,6 +14,7 @@ from typing import Any, cast
 from parser import CommandKind, CustomCommand
 from pgcat_py.app import cancel_key
 from pgcat_py.frontend import login, settings
+from pgcat_py.frontend.checkout import adopt_spelling
 from pgcat_py.frontend.commands import run_command
 from pgcat_py.frontend.idle import NO_STATEMENTS, _statement_of
 from pgcat_py.frontend.login import shared_startup_settings
@@ -52,6 +53,7 @@ def test_a_named_parse_gives_the_client_its_own_statement_dict() -> None:
     session = SimpleNamespace(statements=NO_STATEMENTS,
                               prepared=SimpleNamespace(unnamed_parse=b""),
                               router=SimpleNamespace(reads_bind_keys=False))
+    session.own_statements = ClientSession.own_statements.__get__(session)
     batch = bytearray(Parse("s1", "SELECT 1").encode() + Bind("", "s1").encode())
     sql, _, _ = _statement_of(cast(Any, session), batch, len(batch))
     assert sql == "SELECT 1"
@@ -91,3 +93,25 @@ def test_the_cancel_key_tells_every_pair_apart() -> None:
     assert cancel_key(1, 2) != cancel_key(2, 1)
     assert cancel_key(2**31 - 1, 0) != cancel_key(0, 2**31 - 1)
     assert cancel_key(5, 2**31 - 1) == 5 << 32 | 2**31 - 1
+
+
+def test_the_server_spelling_of_a_setting_goes_to_the_clients_own_copy() -> None:
+    shared = shared_startup_settings({"datestyle": "iso", "application_name": "app"})
+    session = SimpleNamespace(params=shared, startup_params=shared, params_key=())
+    for name in ("own_params", "params_changed"):
+        setattr(session, name, getattr(ClientSession, name).__get__(session))
+    adopt_spelling(cast(Any, session), {"datestyle": ("DateStyle", "ISO, MDY"),
+                                        "application_name": ("application_name", "app")})
+    assert shared == {"datestyle": "iso", "application_name": "app"}
+    assert session.params == {"datestyle": "ISO, MDY", "application_name": "app"}
+    assert ("datestyle", "ISO, MDY") in session.params_key
+    same = SimpleNamespace(params=shared, startup_params=shared, own_params=None,
+                           params_changed=lambda: None)
+    adopt_spelling(cast(Any, same), {"application_name": ("application_name", "app")})
+    # nothing to adopt: no copy made (own_params, None here, would fail if called)
+
+
+def test_an_intercepted_named_parse_gives_the_client_its_own_statement_dict() -> None:
+    session = SimpleNamespace(statements=NO_STATEMENTS)
+    ClientSession.own_statements(cast(Any, session))["s1"] = "SELECT 1"
+    assert session.statements == {"s1": "SELECT 1"} and NO_STATEMENTS == {}
