@@ -37,6 +37,9 @@ class FakeSession:
     def consume(self, n: int) -> None:
         del self._rbuf[:n]
 
+    def own_statements(self) -> dict[str, str]:
+        return self.statements
+
     def write(self, data: bytes) -> None:
         self.written += data
 
