@@ -152,16 +152,14 @@ class ParkingLot:
         """Swap the session's transport for a ParkedTransport; False if the socket could
         not be kept (the client stays as it was)."""
         transport = session.transport
+        fd = -1
         try:
             epoll = self._epoll_set()
             fd = os.dup(transport.get_extra_info("socket").fileno())
-        except OSError as exc:
-            log.warning("client %s: not parked: %s", session.process_id, exc)
-            return False
-        try:
             epoll.register(fd, _WAKE_EVENTS)
         except OSError as exc:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
             log.warning("client %s: not parked: %s", session.process_id, exc)
             return False
         parked = self._parked
