@@ -362,7 +362,11 @@ class ClientSession(MessageConnection):
                           route.role, route.reason)
             self.ctx.stats.count_route(cluster.route_key(route))
         try:
-            self._attempt = cluster.checkout(self, route.shard, route.role, self.fresh_since)
+            taken = cluster.take_now(route.shard, route.role, self.fresh_since)
+            if taken is not None:
+                self.server_ready(taken[0], taken[1])
+                return
+            self._attempt = cluster.wait_for(self, route.shard, route.role, self.fresh_since)
         except ProxyError as exc:
             self.checkout_failed(exc)
 

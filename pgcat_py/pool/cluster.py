@@ -287,20 +287,33 @@ class Cluster:
     def checkout(self, client: CheckoutClient, shard: int, role: str,
                  fresh_since: float = 0.0) -> CheckoutAttempt | None:
         """Serve ``client`` now (returns None) or start an attempt that calls back later."""
+        taken = self.take_now(shard, role, fresh_since)
+        if taken is not None:
+            client.server_ready(taken[0], taken[1])
+            return None
+        return self.wait_for(client, shard, role, fresh_since)
+
+    def take_now(self, shard: int, role: str, fresh_since: float = 0.0
+                 ) -> tuple[ServerPool, ServerConnection] | None:
+        """An idle server of the first candidate pool and that pool, if one is idle. The
+        session calls this itself, then its own server_ready: compiled, a call through the
+        CheckoutClient Protocol costs more than the whole pool's part of a checkout."""
         pools = self._by_role.get((shard, role))
         if pools is not None and len(pools) == 1 and not pools[0].banned_until \
                 and not pools[0].lagging and not fresh_since:
-            server = pools[0].take_idle()  # the common case: no shuffle, no copy
-            if server is not None:
-                client.server_ready(pools[0], server)
-                return None
-        candidates = self.candidates(shard, role, fresh_since)
-        if len(candidates) > 1:
-            server = candidates[0].take_idle()
-            if server is not None:
-                client.server_ready(candidates[0], server)
-                return None
-        attempt = CheckoutAttempt(candidates, client)
+            pool = pools[0]  # the common case: no shuffle, no copy
+        else:
+            candidates = self.candidates(shard, role, fresh_since)
+            if len(candidates) < 2:
+                return None  # wait_for tries the one there is
+            pool = candidates[0]
+        server = pool.take_idle()
+        return (pool, server) if server is not None else None
+
+    def wait_for(self, client: CheckoutClient, shard: int, role: str,
+                 fresh_since: float = 0.0) -> CheckoutAttempt:
+        """Walk the candidates, waiting where none is idle (after take_now found none)."""
+        attempt = CheckoutAttempt(self.candidates(shard, role, fresh_since), client)
         attempt.start()
         return attempt
 
