@@ -74,9 +74,9 @@ class HeldTransaction:
 def process_idle(session: ClientSession) -> None:
     """Act on buffered input while no server is held."""
     while session.state is State.IDLE and not session.is_closed:
-        buf = session._rbuf
-        try:
-            first = first_message(buf)
+        buf, whole = session._rbuf, session._whole
+        try:  # the chunk itself when the buffer is just that: bytes are read in C
+            first = first_message(buf if whole is None else whole)
         except ProtocolViolation as exc:
             session.fatal(exc)
             return
