@@ -4,7 +4,8 @@ Run: .venv/bin/python benchmarks/pgbench_bench.py [--quick] [--duration S] [--ro
                                                   [--clients 16,64]
                                                   [--protocols simple,extended,prepared]
                                                   [--no-routed] [--compiled] [--tpcb]
-                                                  [--workers N] [--keep]
+                                                  [--workers N] [--reuse lifo|fifo]
+                                                  [--keep]
 
 --tpcb runs pgbench's default TPC-B-like script (five statements in BEGIN ... END) instead of
 -S; --clients 1 gives the latency a proxy adds to one client's transactions.
@@ -46,6 +47,14 @@ pgcat-py runs is printed at the start and recorded in the results, read from the
 mapped libraries.
 
 Results are printed per cell and written to benchmarks/results/pgbench-<timestamp>.json.
+`--reuse` sets the order in which both proxies hand out idle server connections, the same
+for both: lifo (the default; PgBouncer's own default, server_round_robin = 0, and pgcat-py
+with server_round_robin = false) or fifo (server_round_robin on in both; pgcat's code default,
+which pgcat-py follows). FIFO spreads transactions over every pooled connection, so each
+wakes a PostgreSQL backend that has been idle longest: at one client that alone adds tens of
+microseconds, whichever proxy does it. (Before this option pgcat-py ran FIFO and PgBouncer
+LIFO.)
+
 Everything started here is stopped on exit, Ctrl-C and SIGTERM included.
 """
 
@@ -160,6 +169,7 @@ class Settings:
     compiled: bool = False  # pgcat-py with the relay compiled with mypyc
     tpcb: bool = False  # pgbench's default TPC-B-like script instead of -S
     workers: int | None = None  # pgcat-py's worker_threads (None: its default)
+    reuse: str = "lifo"  # both proxies' order of idle server connections: lifo or fifo
 
     @property
     def script(self) -> list[str]:
@@ -188,6 +198,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
                         "an INSERT, END) instead of -S")
     p.add_argument("--workers", type=int,
                    help="pgcat-py's worker_threads (default: pgcat-py's own default)")
+    p.add_argument("--reuse", choices=("lifo", "fifo"), default="lifo",
+                   help="the order both proxies reuse idle server connections in (default "
+                        "lifo, PgBouncer's default)")
     p.add_argument("--keep", action="store_true", help="keep the /tmp base directory")
     args = p.parse_args(argv)
     quick = bool(args.quick)
@@ -205,6 +218,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         compiled=bool(args.compiled),
         tpcb=bool(args.tpcb),
         workers=args.workers,
+        reuse=str(args.reuse),
     )
 
 
@@ -805,7 +819,7 @@ def print_tables(cells: list[CellSummary], settings: Settings, preload: dict[str
     for cell in cells:
         script = " ".join(settings.script) or "(TPC-B)"
         print(f"\npgbench {script} -M {cell.protocol} -c {cell.clients} -j {PGBENCH_THREADS}, "
-              f"{settings.rounds} round(s) x {settings.duration} s")
+              f"{settings.rounds} round(s) x {settings.duration} s, {settings.reuse} reuse")
         print(f"  {'target':<15} {'TPS (median)':>13} {'lat ms (mean)':>14} "
               f"{'CPU µs/xact':>12} {'(user + sys)':>14} {'others max':>11} {'replica':>8}")
         for name in TARGETS:
@@ -977,8 +991,10 @@ def start_targets(settings: Settings, bouncer_binary: str, topology: Topology,
     """Load pgbench's tables, start the proxies (recorded in `started`); the targets to run."""
     pgbench_binary = load_pgbench(topology)
     primary = topology.primary
-    bouncer_port, started.bouncer_pid, _ = start_pgbouncer(bouncer_binary, topology.base,
-                                                           primary.port)
+    fifo = settings.reuse == "fifo"
+    bouncer_port, started.bouncer_pid, _ = start_pgbouncer(
+        bouncer_binary, topology.base, primary.port,
+        extra_ini="server_round_robin = 1\n" if fifo else "")
     ports = {"direct": primary.port, "pgbouncer": bouncer_port}
     pids = {"pgbouncer": started.bouncer_pid}
     pgcats = {"pgcat-py": (UNROUTED_POOL, [(primary.port, "primary")])}
@@ -987,7 +1003,9 @@ def start_targets(settings: Settings, bouncer_binary: str, topology: Topology,
         pgcats[PARSED] = (ROUTED_POOL, [(primary.port, "primary")])
         pgcats[ROUTED] = (ROUTED_POOL, [(primary.port, "primary"), *replicas])
     for target, (pool, servers) in pgcats.items():
-        general = "" if settings.workers is None else f"worker_threads = {settings.workers}\n"
+        general = f"server_round_robin = {'true' if fifo else 'false'}\n"
+        if settings.workers is not None:
+            general += f"worker_threads = {settings.workers}\n"
         port, process, _ = start_pgcat(topology.base, target, pool, servers, general=general,
                                        compiled=settings.compiled)
         started.pgcats.append(process)
