@@ -133,14 +133,12 @@ class App:
                          detail="A client's database name must be a [pools.NAME] of pgcat.toml.")
 
     def route_counts(self) -> dict[RouteKey, int]:
-        """Routing decisions so far: the stats module's, plus each pool's fixed-route
-        transactions (counted on the cluster, off the dict, on the hot path)."""
+        """Routing decisions so far: the stats module's (retired pools'), plus each pool's
+        (counted on its cluster, by route, on the hot path)."""
         counts = self.stats.snapshot()
         for entry in self.pools.values():
-            cluster = entry.cluster
-            if cluster.fixed_route_count:
-                key = cluster.fixed_route_key
-                counts[key] = counts.get(key, 0) + cluster.fixed_route_count
+            for key, count in entry.cluster.route_counts().items():
+                counts[key] = counts.get(key, 0) + count
         return counts
 
     def cancel(self, process_id: int, secret_key: int) -> None:

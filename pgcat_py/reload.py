@@ -89,8 +89,8 @@ def apply_config(app: App, new: Config) -> ConfigDiff:
         if pools.get(key) is not entry:
             cluster = entry.cluster
             cluster.retire()
-            if cluster.fixed_route_count:  # counted on the cluster: keep them
-                app.stats.count_route(cluster.fixed_route_key, cluster.fixed_route_count)
+            for route_key, count in cluster.route_counts().items():  # counted there: kept
+                app.stats.count_route(route_key, count)
     app.pools = pools
     app.config = new
     app.watch_bans()

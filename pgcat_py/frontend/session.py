@@ -378,7 +378,7 @@ class ClientSession(MessageConnection):
             if cluster.logs_routes:
                 log.debug("client %s: shard %d, %s (%s)", self.process_id, route.shard,
                           route.role, route.reason)
-            self.ctx.stats.count_route(cluster.route_key(route))
+            cluster.count_route(route)
         try:
             taken = cluster.take_now(route.shard, route.role, self.fresh_since)
             if taken is not None:

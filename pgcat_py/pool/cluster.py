@@ -32,6 +32,7 @@ from .server_pool import ALL_SERVERS_DOWN, LOG_EVERY, ServerPool
 log = logging.getLogger(__name__)
 ROUTES_LOGGER: Final = "pgcat_py.frontend.session"  # the logger of each transaction's route
 LSN_HISTORY: Final = 256  # primary positions kept per shard for read_your_writes
+MAX_COUNTED_ROUTES: Final = 4096  # routes counted apart before their counts are folded
 
 ROLES: Final = ("primary", "replica", "any")
 
@@ -53,6 +54,17 @@ class ClusterSettings:
     ban_replica_lag: int = 0  # ms; with the two below, see pool/lag.py
     ban_replica_lag_bytes: int = 0
     read_your_writes: bool = False
+
+
+class _Counted:
+    """Transactions on one route of a cluster's (Cluster.count_route)."""
+
+    __slots__ = ("count", "key", "route")
+
+    def __init__(self, route: Route, key: RouteKey) -> None:
+        self.route = route  # held: the id it is filed under stays its own
+        self.key = key
+        self.count = 0
 
 
 class CheckoutClient(Protocol):
@@ -140,16 +152,13 @@ class Cluster:
         fixed = self.fixed_route
         self.fixed_route_key = ("", "", 0, "", "") if fixed is None else (
             settings.pool_name, settings.user, fixed.shard, fixed.role, fixed.reason)
-        self.fixed_route_count = 0  # transactions that took fixed_route (see Stats)
+        self.fixed_route_count = 0  # transactions that took fixed_route (see count_route)
         # Whether each transaction's route is logged (the session logs it at DEBUG): asked
         # once per cluster (a reload makes new ones), since logging's isEnabledFor is a
         # Python call that cost a routed transaction 2 000 instructions of 43 000, compiled.
         self.logs_routes = logging.getLogger(ROUTES_LOGGER).isEnabledFor(logging.DEBUG)
-        self._route_keys: dict[Route, RouteKey] = {}
-        # The last route asked about and its key: a pool's transactions mostly repeat one
-        # route, and an identity test is cheaper than hashing the Route's fields.
-        self._last_route: Route | None = None
-        self._last_route_key = self.fixed_route_key
+        self._counted: dict[int, _Counted] = {}  # id(route) -> its count (count_route)
+        self._folded: dict[RouteKey, int] = {}  # counts of routes no longer held there
         # Server-side names of named statements, shared by the clients (transaction mode).
         self.statements = StatementRegistry()
         self._turn = itertools.count()
@@ -170,19 +179,33 @@ class Cluster:
         return bool(s.ban_replica_lag or s.ban_replica_lag_bytes or s.read_your_writes) and \
             any(p.role == REPLICA for p in self.pools)
 
-    def route_key(self, route: Route) -> RouteKey:
-        """The stats key of a route (routes are interned by the router: one dict hit)."""
-        if route is self._last_route:
-            return self._last_route_key
-        key = self._route_keys.get(route)
-        if key is None:
-            if len(self._route_keys) > 4096:
-                self._route_keys.clear()
+    def count_route(self, route: Route) -> None:
+        """One more transaction on ``route``, counted by the route's identity (the router
+        interns routes): a Stats dict keyed by the route's 5-tuple cost a compiled routed
+        transaction 2 300 instructions, the tuple being boxed anew at each use."""
+        counted = self._counted.get(id(route))
+        if counted is None:
+            if len(self._counted) >= MAX_COUNTED_ROUTES:
+                self._fold()
             s = self.settings
-            key = self._route_keys[route] = (s.pool_name, s.user, route.shard, route.role,
-                                             reason_kind(route.reason))
-        self._last_route, self._last_route_key = route, key
-        return key
+            key = (s.pool_name, s.user, route.shard, route.role, reason_kind(route.reason))
+            counted = self._counted[id(route)] = _Counted(route, key)
+        counted.count += 1
+
+    def _fold(self) -> None:
+        for counted in self._counted.values():
+            self._folded[counted.key] = self._folded.get(counted.key, 0) + counted.count
+        self._counted.clear()
+
+    def route_counts(self) -> dict[RouteKey, int]:
+        """Transactions per stats key so far, fixed_route's included."""
+        counts = dict(self._folded)
+        for counted in self._counted.values():
+            counts[counted.key] = counts.get(counted.key, 0) + counted.count
+        if self.fixed_route_count:
+            key = self.fixed_route_key
+            counts[key] = counts.get(key, 0) + self.fixed_route_count
+        return counts
 
     def rebuild_roles(self) -> None:
         """Recompute who serves which role (after a promotion changed a pool's role)."""

@@ -7,6 +7,8 @@ import collections
 import logging
 import time
 
+import pytest
+
 from pgcat_py.backend.server import ServerTarget
 from pgcat_py.frontend import session as session_module
 from pgcat_py.pool.cluster import ROUTES_LOGGER, Cluster, ClusterSettings
@@ -71,15 +73,32 @@ def test_a_promotion_moves_roles() -> None:
     assert sorted(names(c.candidates(0, "replica"))) == ["s1", "s2", "s3"]
 
 
-def test_route_keys_follow_the_route_asked_about() -> None:
+def test_routes_are_counted_by_stats_key() -> None:
     from pgcat_py.router import Route
 
     c = cluster("random")
     read, write = Route(0, "replica", "read"), Route(0, "primary", "write")
-    assert c.route_key(read) == ("p", "u", 0, "replica", "read")
-    assert c.route_key(read) is c.route_key(read)
-    assert c.route_key(write)[3] == "primary"  # not the remembered one
-    assert c.route_key(read)[3] == "replica"
+    again = Route(0, "replica", "read")  # equal, not the same object: the same key
+    for route in (read, read, write, again):
+        c.count_route(route)
+    c.fixed_route_count = 2
+    assert c.route_counts() == {("p", "u", 0, "replica", "read"): 3,
+                                ("p", "u", 0, "primary", "write"): 1,
+                                c.fixed_route_key: 2}
+
+
+def test_route_counts_survive_folding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgcat_py.pool import cluster as cluster_module
+    from pgcat_py.router import Route
+
+    monkeypatch.setattr(cluster_module, "MAX_COUNTED_ROUTES", 2)
+    c = cluster("random")
+    routes = [Route(0, "replica", "read"), Route(0, "primary", "write"),
+              Route(0, "replica", "read"), Route(0, "primary", "write")]
+    for route in routes * 3:  # each new route past two folds the counts so far
+        c.count_route(route)
+    assert c.route_counts() == {("p", "u", 0, "replica", "read"): 6,
+                                ("p", "u", 0, "primary", "write"): 6}
 
 
 def test_a_cluster_logs_routes_when_the_session_logger_takes_debug() -> None:
