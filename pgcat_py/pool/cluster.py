@@ -163,7 +163,9 @@ class Cluster:
         self.statements = StatementRegistry()
         self._turn = itertools.count()
         self._unban_all_logged_at = 0.0
-        self._by_role: dict[tuple[int, str], list[ServerPool]] = {}
+        # role -> shard -> its pools of that role. Not a (shard, role) key: compiled, that
+        # tuple is built and hashed anew at each checkout (400 instructions of one).
+        self._by_role: dict[str, list[list[ServerPool]]] = {}
         self.rebuild_roles()
         for pool in self.pools:
             pool.read_your_writes = settings.read_your_writes
@@ -209,12 +211,15 @@ class Cluster:
 
     def rebuild_roles(self) -> None:
         """Recompute who serves which role (after a promotion changed a pool's role)."""
-        by_role: dict[tuple[int, str], list[ServerPool]] = {}
-        for i, shard in enumerate(self.shards):
-            by_role[(i, "any")] = list(shard)
-            by_role[(i, PRIMARY)] = [p for p in shard if p.role == PRIMARY]
-            by_role[(i, REPLICA)] = [p for p in shard if p.role == REPLICA]
-        self._by_role = by_role
+        self._by_role = {
+            "any": [list(shard) for shard in self.shards],
+            PRIMARY: [[p for p in shard if p.role == PRIMARY] for shard in self.shards],
+            REPLICA: [[p for p in shard if p.role == REPLICA] for shard in self.shards]}
+
+    def _pools_of(self, shard: int, role: str) -> list[ServerPool] | None:
+        """The pools of ``role`` on ``shard``; None for a shard or role that does not exist."""
+        shards = self._by_role.get(role)
+        return shards[shard] if shards is not None and 0 <= shard < len(shards) else None
 
     @property
     def pools(self) -> list[ServerPool]:
@@ -248,7 +253,7 @@ class Cluster:
         """The pools to try, in order, for ``role`` on ``shard``. ``fresh_since``: the
         client used the primary then (read_your_writes): only replicas known to have
         replayed what it wrote qualify."""
-        pools = self._by_role.get((shard, role))
+        pools = self._pools_of(shard, role)
         if pools is None:
             raise ProxyError(
                 f"could not get connection from the pool - InvalidShardId({shard})",
@@ -265,7 +270,7 @@ class Cluster:
             usable = self._caught_up(usable, shard, fresh_since)
         self._order(usable)
         if role == REPLICA and (self.settings.replica_to_primary_failover or not usable):
-            usable += self._by_role[(shard, PRIMARY)]
+            usable += self._by_role[PRIMARY][shard]
         return usable
 
     def _caught_up(self, pools: list[ServerPool], shard: int,
@@ -321,7 +326,7 @@ class Cluster:
         """An idle server of the first candidate pool and that pool, if one is idle. The
         session calls this itself, then its own server_ready: compiled, a call through the
         CheckoutClient Protocol costs more than the whole pool's part of a checkout."""
-        pools = self._by_role.get((shard, role))
+        pools = self._pools_of(shard, role)
         if pools is not None and len(pools) == 1 and not pools[0].banned_until \
                 and not pools[0].lagging and not fresh_since:
             pool = pools[0]  # the common case: no shuffle, no copy
