@@ -4,8 +4,8 @@ Run: .venv/bin/python benchmarks/pgbench_bench.py [--quick] [--duration S] [--ro
                                                   [--clients 16,64]
                                                   [--protocols simple,extended,prepared]
                                                   [--no-routed] [--compiled] [--tpcb]
-                                                  [--workers N] [--reuse lifo|fifo]
-                                                  [--keep]
+                                                  [--workers N] [--one-worker]
+                                                  [--reuse lifo|fifo] [--keep]
 
 --tpcb runs pgbench's default TPC-B-like script (five statements in BEGIN ... END) instead of
 -S; --clients 1 gives the latency a proxy adds to one client's transactions.
@@ -47,6 +47,11 @@ pgcat-py runs is printed at the start and recorded in the results, read from the
 mapped libraries.
 
 Results are printed per cell and written to benchmarks/results/pgbench-<timestamp>.json.
+`--one-worker` adds pgcat-py and the parsed pgcat-py with worker_threads = 1 to the same
+rounds (the others run pgcat-py's default, or `--workers`): on a machine whose cores pgbench and
+PostgreSQL share, whether a second worker pays for its cost per transaction is measured, not
+assumed.
+
 `--reuse` sets the order in which both proxies hand out idle server connections, the same
 for both: lifo (the default; PgBouncer's own default, server_round_robin = 0, and pgcat-py
 with server_round_robin = false) or fifo (server_round_robin on in both; pgcat's code default,
@@ -107,7 +112,9 @@ POOL_SIZE = 20
 PGBENCH_THREADS = 2
 PARSED = "pgcat-py-parsed"
 ROUTED = "pgcat-py-routed"
-TARGETS = ("direct", "pgbouncer", "pgcat-py", PARSED, ROUTED)
+ONE_WORKER = "pgcat-py-1w"  # --one-worker: pgcat-py and parsed with worker_threads = 1
+PARSED_ONE_WORKER = "pgcat-py-parsed-1w"
+TARGETS = ("direct", "pgbouncer", "pgcat-py", PARSED, ROUTED, ONE_WORKER, PARSED_ONE_WORKER)
 PROTOCOLS = ("simple", "extended", "prepared")  # pgbench -M
 # (target, protocol) pairs that are not run, and why. PgBouncer 1.18 in transaction mode leaves
 # a client's prepared statements on the server connection that prepared them, so the next
@@ -170,6 +177,7 @@ class Settings:
     tpcb: bool = False  # pgbench's default TPC-B-like script instead of -S
     workers: int | None = None  # pgcat-py's worker_threads (None: its default)
     reuse: str = "lifo"  # both proxies' order of idle server connections: lifo or fifo
+    one_worker: bool = False  # also pgcat-py (and parsed) with worker_threads = 1
 
     @property
     def script(self) -> list[str]:
@@ -201,6 +209,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--reuse", choices=("lifo", "fifo"), default="lifo",
                    help="the order both proxies reuse idle server connections in (default "
                         "lifo, PgBouncer's default)")
+    p.add_argument("--one-worker", action="store_true",
+                   help="also run pgcat-py (and the parsed one) with worker_threads = 1, in "
+                        "the same rounds")
     p.add_argument("--keep", action="store_true", help="keep the /tmp base directory")
     args = p.parse_args(argv)
     quick = bool(args.quick)
@@ -219,6 +230,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         tpcb=bool(args.tpcb),
         workers=args.workers,
         reuse=str(args.reuse),
+        one_worker=bool(args.one_worker),
     )
 
 
@@ -677,13 +689,16 @@ def _run_text(run: Run) -> str:
 
 # --- reporting ------------------------------------------------------------------------------
 LABELS = {"direct": "direct", "pgbouncer": "PgBouncer", "pgcat-py": "pgcat-py",
-          PARSED: "parsed pgcat-py", ROUTED: "routed pgcat-py"}
-SHORT = {**LABELS, PARSED: "parsed", ROUTED: "routed"}
+          PARSED: "parsed pgcat-py", ROUTED: "routed pgcat-py",
+          ONE_WORKER: "pgcat-py, 1 worker", PARSED_ONE_WORKER: "parsed pgcat-py, 1 worker"}
+SHORT = {**LABELS, PARSED: "parsed", ROUTED: "routed", ONE_WORKER: "pgcat-py 1w",
+         PARSED_ONE_WORKER: "parsed 1w"}
 # (target, reference) pairs reported where both were started (n/a in a cell one of them
 # skipped); the Markdown table keeps the first three
 RATIOS = (("pgcat-py", "pgbouncer"), (PARSED, "pgbouncer"), (ROUTED, "pgbouncer"),
           ("pgcat-py", "direct"), (PARSED, "direct"), (ROUTED, "direct"),
-          (ROUTED, "pgcat-py"), ("pgbouncer", "direct"))
+          (ROUTED, "pgcat-py"), ("pgbouncer", "direct"),
+          (ONE_WORKER, "pgbouncer"), (PARSED_ONE_WORKER, "pgbouncer"))
 MARKDOWN_RATIOS = RATIOS[:4]
 # Targets whose -M prepared TPS is divided by their own -M extended TPS at as many clients:
 # the statement mapping pays off when preparing once beats a Parse in every transaction.
@@ -1002,10 +1017,15 @@ def start_targets(settings: Settings, bouncer_binary: str, topology: Topology,
         replicas = [(node.port, "replica") for node in topology.replicas]
         pgcats[PARSED] = (ROUTED_POOL, [(primary.port, "primary")])
         pgcats[ROUTED] = (ROUTED_POOL, [(primary.port, "primary"), *replicas])
+    if settings.one_worker:
+        pgcats[ONE_WORKER] = pgcats["pgcat-py"]
+        if settings.routed:
+            pgcats[PARSED_ONE_WORKER] = pgcats[PARSED]
     for target, (pool, servers) in pgcats.items():
         general = f"server_round_robin = {'true' if fifo else 'false'}\n"
-        if settings.workers is not None:
-            general += f"worker_threads = {settings.workers}\n"
+        workers = 1 if target in (ONE_WORKER, PARSED_ONE_WORKER) else settings.workers
+        if workers is not None:
+            general += f"worker_threads = {workers}\n"
         port, process, _ = start_pgcat(topology.base, target, pool, servers, general=general,
                                        compiled=settings.compiled)
         started.pgcats.append(process)
