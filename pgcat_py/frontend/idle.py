@@ -155,7 +155,7 @@ def _start_query(session: ClientSession, cluster: Cluster, buf: bytearray, end: 
     if fixed is not None and session.held is None and not session.overrides.any_set:
         session.begin_transaction(fixed)  # the hot path: nothing to decide
         return False
-    sql = _query_text(buf, end)
+    sql = _query_text(session, end)
     plugins = cluster.router.plugins
     if plugins is not None and plugins.answer_query(session, sql, end):
         return True  # intercepted
@@ -188,9 +188,15 @@ def ready_for_query(session: ClientSession) -> bytes:
     return be.READY_IDLE if held is None else be.ReadyForQuery(held.status.decode()).encode()
 
 
-def _query_text(buf: bytearray, end: int) -> str | None:
+def _query_text(session: ClientSession, end: int) -> str | None:
+    """The SQL of the Query that ends at ``end`` of the input, from the chunk itself when
+    the buffer holds just that (compiled, a bytes slice and decode are C calls; a
+    bytearray's go through the buffer protocol)."""
+    whole = session._whole
     try:
-        return buf[5:end - 1].decode()
+        if whole is not None:
+            return whole[5:end - 1].decode()
+        return session._rbuf[5:end - 1].decode()
     except UnicodeDecodeError:
         return None  # not valid UTF-8: the server will say so; route it as a write
 
@@ -210,7 +216,7 @@ def _answer_locally(session: ClientSession, end: int) -> bool:
     if end <= 6:  # an empty Query: PostgreSQL's own answer (no local command is that short)
         return False
     if buf[5] in b"Ee":
-        sql = _query_text(buf, end)
+        sql = _query_text(session, end)
         reply = explain_route(session, sql, status) if sql is not None else None
         if reply is not None:
             session.consume(end)
@@ -226,7 +232,7 @@ def _answer_locally(session: ClientSession, end: int) -> bool:
     if (not session.holds_begins or not _maybe_txn_control(buf, end)
             or _TXN_CONTROL.match(buf, 5, end) is None):
         return False
-    sql = _query_text(buf, end)
+    sql = _query_text(session, end)
     if sql is None:
         return False
     c = classify(sql)
