@@ -135,11 +135,8 @@ class App:
     def route_counts(self) -> dict[RouteKey, int]:
         """Routing decisions so far: the stats module's (retired pools'), plus each pool's
         (counted on its cluster, by route, on the hot path)."""
-        counts = self.stats.snapshot()
-        for entry in self.pools.values():
-            for key, count in entry.cluster.route_counts().items():
-                counts[key] = counts.get(key, 0) + count
-        return counts
+        return Stats.merge([self.stats.snapshot(),
+                            *(entry.cluster.route_counts() for entry in self.pools.values())])
 
     def cancel(self, process_id: int, secret_key: int) -> None:
         owner = self.worker.owns(process_id)

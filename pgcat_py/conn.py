@@ -92,11 +92,15 @@ class MessageConnection(asyncio.Protocol):
     Slotted, as ClientSession is: an instance __dict__ costs an idle client ~1.6 KB.
     """
 
-    __slots__ = ("_max_message", "_rbuf", "_reading_paused", "_waiter", "is_closed", "transport")
+    __slots__ = ("_max_message", "_rbuf", "_reading_paused", "_waiter", "_whole", "is_closed",
+                 "transport")
     transport: asyncio.Transport
 
     def __init__(self, max_message: int = 1 << 30) -> None:
         self._rbuf = bytearray()
+        # The chunk the buffer holds alone, when the owner says so (an idle client's Query),
+        # until a byte of it is consumed: handed on as it is, not copied back out.
+        self._whole: bytes | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._max_message = max_message
         self.is_closed = False
@@ -192,6 +196,7 @@ class MessageConnection(asyncio.Protocol):
         asyncio.get_running_loop().call_soon(self.connection_lost, lost)
 
     def consume(self, n: int) -> None:
+        self._whole = None
         del self._rbuf[:n]
 
     @property
@@ -201,7 +206,8 @@ class MessageConnection(asyncio.Protocol):
 
     def take_buffered(self) -> bytes:
         """Everything buffered and not yet read, handed over to the relay path."""
-        data = bytes(self._rbuf)
+        data = bytes(self._rbuf) if self._whole is None else self._whole
+        self._whole = None
         self._rbuf.clear()
         return data
 

@@ -74,7 +74,6 @@ def xact_bucket(took: float) -> int:
     return index
 
 
-
 @dataclass(frozen=True)
 class ServerTarget:
     """Where and as whom to connect."""

@@ -87,7 +87,7 @@ class ClientSession(MessageConnection):
     __slots__ = (
         "_attempt", "_closing", "_fbuf", "_last_sql", "_paused_since", "_plugged", "_raw_rest",
         "_read_route", "_rewriting", "_sent_terminate", "_set_text", "_skip_until_sync", "_syncing",
-        "_task", "_unnamed_ready", "_whole", "_write_paused", "checkout_failures", "cluster",
+        "_task", "_unnamed_ready", "_write_paused", "checkout_failures", "cluster",
         "connected_at", "ctx", "database", "error_count", "fresh_since", "held",
         "held_in_batch", "holds_begins", "overrides", "params", "params_key", "pins", "prepared",
         "process_id", "query_count", "route", "routes_vary", "scanner", "secret_key", "server",
@@ -153,9 +153,6 @@ class ClientSession(MessageConnection):
         self._set_text: bytes | None = None  # SET text awaiting the server's confirmation
         self._read_route = False  # this transaction's server was chosen for a read
         self._last_sql = b""
-        # The chunk an idle client's buffer holds alone, until a byte of it is consumed:
-        # read and handed to the relay as it is, the buffer is not copied back out.
-        self._whole: bytes | None = None
         self.checkout_failures = 0  # failed checkouts so far (checkout_failure_limit)
         self.fresh_since = 0.0  # read_your_writes: when this client last used a primary
 
@@ -208,7 +205,7 @@ class ClientSession(MessageConnection):
                 self._terminate(server, data[:term], syncs)
             return
         if self.state is State.IDLE:
-            if not self._rbuf:
+            if not self._rbuf:  # the chunk stands for the buffer (MessageConnection._whole)
                 self._whole = data
             self._rbuf += data
             process_idle(self)
@@ -217,18 +214,6 @@ class ClientSession(MessageConnection):
         super().data_received(data)  # login, admin, or waiting for a server: buffer
         if len(self._rbuf) > MAX_IDLE_BUFFER:
             self.pause_reading()
-
-    def consume(self, n: int) -> None:
-        self._whole = None
-        del self._rbuf[:n]
-
-    def take_buffered(self) -> bytes:
-        whole = self._whole
-        if whole is None:
-            return super().take_buffered()
-        self._whole = None
-        self._rbuf.clear()
-        return whole
 
     def _routed_anew(self, server: ServerConnection, data: bytes) -> bool:
         """Input behind a read on a replica may write: route it on its own. True when
