@@ -31,6 +31,10 @@ transactions it processed. pgbench, PostgreSQL and the proxy share this machine'
 other work on the machine shows up in every number: each run also records how busy the CPUs
 were and roughly how much of that was other work (/proc/stat busy time minus the CPU time of
 PostgreSQL, the proxies, pgbench, this script and kernel threads), so a disturbed run shows.
+Each cell also splits the machine's CPU per transaction by who spent it (the proxy, PostgreSQL,
+pgbench, the rest, idle) and says, from PgBouncer's runs, how much proxy CPU per transaction
+1.0x and 1.2x PgBouncer's TPS would leave a proxy here (cpu_budget.py): on cores shared with
+pgbench and PostgreSQL, a TPS target can be out of any proxy's reach.
 
 PgBouncer 1.18 skips the prepared cells: in transaction mode a client's prepared statements
 stay on the server connection it prepared them on, so pgbench -M prepared fails there
@@ -83,6 +87,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+
+from cpu_budget import BUDGET_HEAD, Budget, budget_text, measured, median, reference_text
 
 from pgcat_py.compiled import COMPILED_KIND, build_problem, relay_kind_of
 from pgcat_py.localpg import (
@@ -162,6 +168,7 @@ class Run:
     cpu_user_us: float | None  # proxy CPU per transaction (None for direct)
     cpu_sys_us: float | None
     replica_cpu_pct: float | None  # the replica's part of PostgreSQL's CPU time (no replica: None)
+    budget: Budget | None = None  # the machine's CPU per transaction, by who spent it
 
 
 @dataclass(frozen=True)
@@ -551,6 +558,7 @@ class CpuSnapshot:
     ours: int  # PostgreSQL, the proxies, pgbench, this script, kernel threads
     proxy: dict[str, tuple[int, int]]  # target -> (utime, stime) of its process tree
     servers: list[int]  # CPU ticks of each PostgreSQL server's tree, in `postmasters` order
+    waited: float  # CPU seconds of the children this script has waited for (pgbench)
 
     @classmethod
     def take(cls, pids: dict[str, int], postmasters: list[int]) -> CpuSnapshot:
@@ -566,9 +574,9 @@ class CpuSnapshot:
         ours += sum(servers)
         mine = resource.getrusage(resource.RUSAGE_SELF)
         waited = resource.getrusage(resource.RUSAGE_CHILDREN)  # pgbench, once it is done
-        seconds = mine.ru_utime + mine.ru_stime + waited.ru_utime + waited.ru_stime
-        ours += round(seconds * CLK_TCK)
-        return cls(time.monotonic(), machine_busy_ticks(), ours, proxy, servers)
+        children = waited.ru_utime + waited.ru_stime
+        ours += round((mine.ru_utime + mine.ru_stime + children) * CLK_TCK)
+        return cls(time.monotonic(), machine_busy_ticks(), ours, proxy, servers, children)
 
 
 def busy_percent(before: CpuSnapshot, after: CpuSnapshot, *, others_only: bool) -> float:
@@ -654,7 +662,17 @@ class Bench:
                    report["latency_ms"], int(report["transactions"]), int(report["failed"]),
                    load1, busy_percent(before, after, others_only=False),
                    busy_percent(before, after, others_only=True), user, system,
-                   replica_percent(before, after))
+                   replica_percent(before, after),
+                   run_budget(before, after, target, report["tps"], xacts))
+
+
+def run_budget(before: CpuSnapshot, after: CpuSnapshot, target: str, tps: float,
+               xacts: int) -> Budget:
+    """Where the machine's CPU went during one run, per transaction (cpu_budget.py)."""
+    proxy = sum(after.proxy.get(target, (0, 0))) - sum(before.proxy.get(target, (0, 0)))
+    return measured(os.cpu_count() or 1, tps, xacts, after.busy - before.busy, proxy,
+                    sum(after.servers) - sum(before.servers), after.waited - before.waited,
+                    CLK_TCK)
 
 
 def run_rounds(bench: Bench, settings: Settings) -> list[Run]:
@@ -717,6 +735,7 @@ class TargetSummary:
     cpu_user_us: float | None
     cpu_sys_us: float | None
     replica_cpu_pct: float | None  # median replica part of PostgreSQL's CPU time
+    budget: Budget | None = None  # median, field by field
 
     @property
     def cpu_us(self) -> float | None:
@@ -789,6 +808,7 @@ def _summarize_target(runs: list[Run]) -> TargetSummary:
         cpu_user_us=_median_or_none([r.cpu_user_us for r in runs]),
         cpu_sys_us=_median_or_none([r.cpu_sys_us for r in runs]),
         replica_cpu_pct=_median_or_none([r.replica_cpu_pct for r in runs]),
+        budget=median(budgets) if (budgets := [r.budget for r in runs if r.budget]) else None,
     )
 
 
@@ -843,9 +863,26 @@ def print_tables(cells: list[CellSummary], settings: Settings, preload: dict[str
             elif name in cell.skipped:
                 print(f"  {name:<15} {'n/a':>13} ({cell.skipped[name]})")
         print("  " + "   ".join(_ratio_texts(cell)))
+        print_budgets(cell)
     if any(t.replica_cpu_pct is not None for cell in cells for t in cell.targets.values()):
         print("\n(replica: its part of PostgreSQL's CPU time during the runs, median)")
     print("\n" + markdown_table(cells, preload))
+
+
+# TPS multiples of PgBouncer's that issue 10 asks for: what CPU each leaves a proxy here
+TARGET_RATIOS = (1.0, 1.2)
+
+
+def print_budgets(cell: CellSummary) -> None:
+    """Each target's CPU per transaction by who spent it, and what PgBouncer's leaves."""
+    budgets = {name: t.budget for name, t in cell.targets.items() if t.budget is not None}
+    if not budgets:
+        return
+    print(BUDGET_HEAD)
+    for name, budget in budgets.items():
+        print(budget_text(name, budget))
+    if "pgbouncer" in budgets:
+        print(reference_text("PgBouncer", budgets["pgbouncer"], TARGET_RATIOS))
 
 
 def _target_row(name: str, t: TargetSummary) -> str:
@@ -910,12 +947,19 @@ def _markdown_notes(cells: list[CellSummary], preload: dict[str, str],
     lines += [f"{SHORT[t]} prepared/extended: {LABELS[t]}'s TPS with -M prepared over its TPS "
               f"with -M extended at as many clients"
               f"{' (n/a: no extended cell was run)' if unmatched else ''}." for t in vs_extended]
+    lines += [f"-M {c.protocol} -c {c.clients}:{reference_text('PgBouncer', b, TARGET_RATIOS)[1:]}."
+              for c in cells if (b := _reference_budget(c)) is not None]
     shares = [c.targets[ROUTED].replica_cpu_pct for c in cells if ROUTED in c.targets]
     present = [s for s in shares if s is not None]
     if present:
         lines.append(f"Routed pgcat-py: the replica took {min(present):.0f}–{max(present):.0f} % "
                      f"of PostgreSQL's CPU time (reads split between primary and replica).")
     return lines
+
+
+def _reference_budget(cell: CellSummary) -> Budget | None:
+    bouncer = cell.targets.get("pgbouncer")
+    return None if bouncer is None else bouncer.budget
 
 
 def write_results(runs: list[Run], cells: list[CellSummary], meta: dict[str, object]) -> Path:
