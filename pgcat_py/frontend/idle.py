@@ -27,6 +27,8 @@ from ..protocol.framing import (
     SYNC,
     TERMINATE,
     check_frontend_header,
+    cstring_end,
+    decode_text,
     first_message,
     unpack_header,
 )
@@ -351,9 +353,11 @@ def _route(session: ClientSession, sql: str | None,
 def _start_extended(session: ClientSession) -> bool:
     """Wait for the batch's Sync or Flush, then route by its Parse and Bind. True when a
     plugin answered the batch here (the caller looks at what follows it)."""
-    buf = session._rbuf
+    buf, whole = session._rbuf, session._whole
+    # the chunk itself when the buffer is just that: its headers and names are read in C
+    data = buf if whole is None else whole
     try:
-        end = _batch_end(buf)
+        end = _batch_end(data)
     except ProtocolViolation as exc:
         session.fatal(exc)
         return False
@@ -373,7 +377,7 @@ def _start_extended(session: ClientSession) -> bool:
     if cluster.router.plugins is not None and cluster.router.plugins.answer_batch(session, end):
         return True
     try:
-        sql, bind, more = _statement_of(session, buf, end)
+        sql, bind, more = _statement_of(session, data, end)
     except (ProtocolViolation, ValueError):  # malformed, or not UTF-8: the server will say
         sql, bind, more = None, (), [None]
     if len(buf) > end:
@@ -391,7 +395,7 @@ TERMINATED: Final = -1  # _batch_end: a Terminate came first, behind nothing tha
 _RUNS: Final = frozenset(b"EQF")  # Execute, Query, FunctionCall: what runs (a COMMIT commits)
 
 
-def _batch_end(buf: bytearray) -> int | None:
+def _batch_end(buf: bytes | bytearray) -> int | None:
     """The offset after the first Sync or Flush in ``buf``, None if not there yet. A
     Terminate first ends the batch too when something before it runs (PostgreSQL runs
     it, then exits: the relay sends it on and closes), else it is TERMINATED."""
@@ -410,7 +414,7 @@ def _batch_end(buf: bytearray) -> int | None:
     return None
 
 
-def _statement_of(session: ClientSession, buf: bytearray, end: int
+def _statement_of(session: ClientSession, buf: bytes | bytearray, end: int
                   ) -> tuple[str | None, tuple[tuple[bytes | None, int], ...], list[str | None]]:
     """The SQL and Bind parameters of the batch's first executed statement, and the SQL of
     the others in the batch. Only names and texts are cut out; a Bind is decoded only when
@@ -424,16 +428,17 @@ def _statement_of(session: ClientSession, buf: bytearray, end: int
         body, after = pos + 5, pos + 1 + length
         pos = after
         if msg_type == PARSE:
-            name_end = buf.index(0, body, after)
-            parsed = buf[name_end + 1:buf.index(0, name_end + 1, after)].decode()
+            name_end = cstring_end(buf, body, after)
+            parsed = decode_text(buf, name_end + 1, cstring_end(buf, name_end + 1, after))
             if name_end > body:
                 statements = session.own_statements()
                 if len(statements) >= MAX_REMEMBERED_STATEMENTS:
                     statements.clear()
-                statements[buf[body:name_end].decode()] = parsed
+                statements[decode_text(buf, body, name_end)] = parsed
         elif msg_type == BIND:
-            portal_end = buf.index(0, body, after)
-            name = buf[portal_end + 1:buf.index(0, portal_end + 1, after)].decode()
+            portal_end = cstring_end(buf, body, after)
+            name_end = cstring_end(buf, portal_end + 1, after)
+            name = decode_text(buf, portal_end + 1, name_end) if name_end > portal_end + 1 else ""
             sql = statements.get(name) if name else parsed
             if sql is None and not name:
                 sql = _unnamed_text(session)
@@ -463,7 +468,7 @@ def _unnamed_text(session: ClientSession) -> str | None:
     return parse[start:parse.index(0, start)].decode()
 
 
-def _bind_params(session: ClientSession, buf: bytearray, body: int, after: int
+def _bind_params(session: ClientSession, buf: bytes | bytearray, body: int, after: int
                  ) -> tuple[tuple[bytes | None, int], ...]:
     if not session.router.reads_bind_keys:
         return ()

@@ -162,6 +162,30 @@ def first_message(data: bytes | bytearray) -> tuple[int, int] | None:
     return (msg_type, end) if end <= len(data) else None
 
 
+# Bytes of a C string read one by one before bytes.index takes over: statement and portal
+# names are short, and a method call's argument parsing costs what about 60 bytes do in C.
+_SHORT_CSTRING: Final = 64
+
+
+def cstring_end(data: bytes | bytearray, start: int, end: int) -> int:
+    """Offset of the NUL ending the C string that starts at ``start``, before ``end``;
+    ValueError if there is none (as bytes.index)."""
+    if _COMPILED and isinstance(data, bytes):
+        stop = min(end, start + _SHORT_CSTRING)
+        while start < stop:
+            if data[start] == 0:
+                return start
+            start += 1
+    return data.index(0, start, end)
+
+
+def decode_text(data: bytes | bytearray, start: int, stop: int) -> str:
+    """``data[start:stop]`` decoded as UTF-8 (UnicodeDecodeError if it is not)."""
+    if isinstance(data, bytes):
+        return data[start:stop].decode()  # compiled: slice and decode of bytes are C calls
+    return data[start:stop].decode()
+
+
 class FrontendScanner:
     """Walks client->server chunks on the relay path.
 

@@ -124,3 +124,36 @@ def test_pgbench_routed_through_the_compiled_relay(compiled_routed_proxy: ProxyP
     assert "processed: 2400/2400" in out
     out = pgbench(compiled_routed_proxy, "-M", "simple", "-c", "4", "-j", "2", "-t", "100")
     assert "processed: 400/400" in out
+
+
+# framing.cstring_end reads a bytes chunk byte by byte when compiled: the same answers as
+# bytes.index (the pure Python the rest of the suite runs), NULs near, far and missing
+CSTRING_CHECK = """
+from pgcat_py.compiled import use_compiled
+assert use_compiled()
+from pgcat_py.protocol import framing
+assert not framing.__file__.endswith(".py"), framing.__file__
+long = b"x" * 200 + b"\\0tail"
+for data, start, end in [(b"\\0", 0, 1), (b"name\\0text\\0", 5, 10), (long, 0, len(long)),
+                         (long, 100, len(long)), (b"abc", 0, 3), (long, 0, 100)]:
+    try:
+        expected = data.index(0, start, end)
+    except ValueError:
+        expected = None
+    try:
+        found = framing.cstring_end(data, start, end)
+    except ValueError:
+        found = None
+    assert found == expected, (data, start, end, found, expected)
+    assert framing.decode_text(data, start, end) == data[start:end].decode()
+print("ok")
+"""
+
+
+def test_compiled_cstring_end_agrees_with_bytes_index() -> None:
+    problem = build_problem()
+    if problem is not None:
+        pytest.skip(f"no current compiled relay: {problem}")
+    done = subprocess.run([sys.executable, "-c", CSTRING_CHECK], capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr

@@ -9,12 +9,16 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pgcat_py.protocol.errors import ProtocolViolation
 from pgcat_py.protocol.framing import (
     PQ_LARGE_MESSAGE_LIMIT,
     PQ_SMALL_MESSAGE_LIMIT,
     check_frontend_header,
+    cstring_end,
+    decode_text,
     first_message,
     split_messages,
 )
@@ -124,3 +128,45 @@ def test_copy_fail_is_a_small_message() -> None:
     # CopyGetData and SocketBackend read CopyFail with PQ_SMALL_MESSAGE_LIMIT.
     with pytest.raises(ProtocolViolation):
         first_message(header(b"f", 20000))
+
+
+def cstring_cases() -> list[tuple[bytes, int, int]]:
+    """(data, start, end): NULs near and far (past the bytes read one by one), none, and an
+    end that hides the NUL."""
+    long = b"x" * 200 + b"\0tail"
+    return [(b"\0", 0, 1), (b"name\0text\0", 0, 10), (b"name\0text\0", 5, 10),
+            (long, 0, len(long)), (long, 150, len(long)), (b"abc\0", 0, 3), (b"abc", 0, 3),
+            (long, 0, 100), (b"ab\0cd\0", 3, 6)]
+
+
+@pytest.mark.parametrize(("data", "start", "end"), cstring_cases())
+def test_cstring_end_is_bytes_index_of_the_nul(data: bytes, start: int, end: int) -> None:
+    for buf in (data, bytearray(data)):
+        try:
+            expected = data.index(0, start, end)
+        except ValueError:
+            with pytest.raises(ValueError):
+                cstring_end(buf, start, end)
+        else:
+            assert cstring_end(buf, start, end) == expected
+
+
+@given(st.binary(max_size=300), st.integers(0, 300), st.integers(0, 300))
+def test_cstring_end_agrees_with_bytes_index(data: bytes, start: int, end: int) -> None:
+    try:
+        expected: int | None = data.index(0, start, end)
+    except ValueError:
+        expected = None
+    for buf in (data, bytearray(data)):
+        try:
+            found: int | None = cstring_end(buf, start, end)
+        except ValueError:
+            found = None
+        assert found == expected
+
+
+def test_decode_text_reads_utf8_from_bytes_and_bytearray() -> None:
+    data = b"\0caf\xc3\xa9\0"
+    assert decode_text(data, 1, 6) == decode_text(bytearray(data), 1, 6) == "caf\u00e9"
+    with pytest.raises(UnicodeDecodeError):
+        decode_text(b"\xff\xfe", 0, 2)
