@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 try:  # a machine integer when compiled by mypyc (mypy_extensions comes with mypy)
-    from mypy_extensions import i64
+    from mypy_extensions import i64 as i64  # framing uses it too
 except ImportError:  # pragma: no cover - mypy is a dependency of the build
     i64 = int  # type: ignore[misc]
 

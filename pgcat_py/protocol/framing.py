@@ -19,7 +19,7 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
-from .casefold import mentions_state_words
+from .casefold import i64, mentions_state_words
 from .errors import ProtocolViolation
 
 HEADER_SIZE: Final = 5
@@ -33,8 +33,14 @@ def unpack_header(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, 
     relay's scanners walk) is read byte by byte in C, five times cheaper than struct's
     argument parsing and tuple; pure Python, struct is the faster."""
     if _COMPILED and isinstance(data, bytes):
-        return data[pos], ((data[pos + 1] << 24) | (data[pos + 2] << 16)
-                           | (data[pos + 3] << 8) | data[pos + 4])
+        at: i64 = pos  # machine integers: no tagged-int shifts and checks
+        if at < 0 or at + HEADER_SIZE > len(data):
+            raise IndexError("message header out of range")
+        b1: i64 = data[at + 1]
+        b2: i64 = data[at + 2]
+        b3: i64 = data[at + 3]
+        b4: i64 = data[at + 4]
+        return data[at], (b1 << 24) | (b2 << 16) | (b3 << 8) | b4
     return _UNPACK_HEADER(data, pos)
 
 # src/include/libpq/pqcomm.h and postgres.c
