@@ -74,6 +74,11 @@ class CheckoutClient(Protocol):
     def checkout_failed(self, exc: ProxyError) -> None: ...
 
 
+def _all_usable(pools: list[ServerPool]) -> bool:
+    """None of ``pools`` is banned or lagging (candidates would keep them all)."""
+    return all(not (pool.banned_until or pool.lagging) for pool in pools)  # a loop, compiled
+
+
 class CheckoutAttempt:
     """Walks the candidate pools until one hands out a connection."""
 
@@ -304,13 +309,29 @@ class Cluster:
         count = len(pools)
         if count < 2:
             return
-        mode = self.settings.load_balancing_mode
-        turn = next(self._turn) if mode == "round_robin" else int(random.random() * count)
-        turn %= count
+        turn = self._next_turn(count)
         if turn:
             pools[:] = pools[turn:] + pools[:turn]
-        if mode == "loc":
+        if self.settings.load_balancing_mode == "loc":
             pools.sort(key=lambda p: p.sv_active)  # stable: ties keep the random order
+
+    def _next_turn(self, count: int) -> int:
+        """Which of ``count`` pools comes first (before loc's sort)."""
+        if self.settings.load_balancing_mode == "round_robin":
+            return next(self._turn) % count
+        return int(random.random() * count) % count
+
+    def _first_choice(self, pools: list[ServerPool]) -> ServerPool:
+        """The pool _order would put first, without building the ordered list."""
+        count = len(pools)
+        turn = self._next_turn(count)
+        best = pools[turn]
+        if self.settings.load_balancing_mode == "loc":
+            for step in range(1, count):  # in turn from there: ties keep the earlier
+                pool = pools[(turn + step) % count]
+                if pool.sv_active < best.sv_active:
+                    best = pool
+        return best
 
     def checkout(self, client: CheckoutClient, shard: int, role: str,
                  fresh_since: float = 0.0) -> CheckoutAttempt | None:
@@ -327,9 +348,9 @@ class Cluster:
         session calls this itself, then its own server_ready: compiled, a call through the
         CheckoutClient Protocol costs more than the whole pool's part of a checkout."""
         pools = self._pools_of(shard, role)
-        if pools is not None and len(pools) == 1 and not pools[0].banned_until \
-                and not pools[0].lagging and not fresh_since:
-            pool = pools[0]  # the common case: no shuffle, no copy
+        if pools and not fresh_since and _all_usable(pools):
+            # the common case, no ban and no lag: the first choice alone, no list built
+            pool = pools[0] if len(pools) == 1 else self._first_choice(pools)
         else:
             candidates = self.candidates(shard, role, fresh_since)
             if len(candidates) < 2:

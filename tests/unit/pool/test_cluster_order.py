@@ -112,3 +112,53 @@ def test_a_cluster_logs_routes_when_the_session_logger_takes_debug() -> None:
         assert not cluster("random").logs_routes
     finally:
         logger.setLevel(level)
+
+
+# take_now picks the first choice without building the ordered candidate list when nothing
+# is banned or lagging: the same choices as candidates()[0] in every mode
+
+class IdleServer:
+    """What ServerPool._pop_idle looks at in an idle server: usable, fresh, nothing unread."""
+
+    is_usable, has_unread, last_answered = True, False, 0.0
+
+    def __init__(self) -> None:
+        self.created_at = self.last_used = time.monotonic()
+
+
+def first_taken(c: Cluster, role: str = "replica") -> str:
+    taken = c.take_now(0, role)
+    assert taken is not None
+    pool, server = taken
+    pool.active.discard(server)
+    pool.idle.append(server)  # back, for the next draw
+    return pool.target.name
+
+
+def with_idle_servers(c: Cluster) -> Cluster:
+    for pool in c.shards[0]:
+        pool.idle.append(IdleServer())  # type: ignore[arg-type]
+    return c
+
+
+def test_take_now_takes_each_replica_first_in_turn() -> None:
+    c = with_idle_servers(cluster("round_robin"))
+    assert [first_taken(c) for _ in range(4)] == ["s2", "s3"] * 2
+
+
+def test_take_now_spreads_random_first_choices() -> None:
+    c = with_idle_servers(cluster("random"))
+    firsts = collections.Counter(first_taken(c) for _ in range(400))
+    assert 120 < firsts["s2"] < 280 and firsts["s2"] + firsts["s3"] == 400
+
+
+def test_take_now_prefers_the_least_busy_replica_with_loc() -> None:
+    c = with_idle_servers(cluster("loc"))
+    c.shards[0][1].active.add(object())  # type: ignore[arg-type]
+    assert {first_taken(c) for _ in range(20)} == {"s3"}
+
+
+def test_take_now_skips_a_banned_replica() -> None:
+    c = with_idle_servers(cluster("random"))
+    c.shards[0][1].ban("test", now=time.monotonic())
+    assert {first_taken(c) for _ in range(20)} == {"s3"}
