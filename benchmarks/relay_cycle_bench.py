@@ -12,6 +12,10 @@ pays for the router (the lexer, the shape cache, the choice between two servers)
 Describe, Execute, Sync; the server answers ParseComplete, BindComplete, RowDescription,
 DataRow, CommandComplete, ReadyForQuery), the query text the same each time, as pgbench
 sends it.
+`--tpcb` runs pgbench's TPC-B-like transaction instead (BEGIN, three UPDATEs, a SELECT, an
+INSERT and END, each a Query answered before the next is sent): six statements relayed while
+the server stays linked to the client, one checkout and one release; unrouted only (a routed
+pool would hold the BEGIN back and send it with the first UPDATE).
 `--compiled` runs the relay compiled with mypyc (pgcat_py.compiled; it stops if the build does
 not match the sources); the first line printed says which relay ran. `-n` sets the number of
 transactions: with valgrind, the instructions of two runs with different `-n`, subtracted,
@@ -41,6 +45,35 @@ QUERY = Query("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;").encode
 EXTENDED = (Parse("", "SELECT abalance FROM pgbench_accounts WHERE aid = $1;").encode()
             + Bind("", "", params=(b"12345",)).encode() + Describe("P", "").encode()
             + Execute("").encode() + Sync().encode())
+
+
+# pgbench's default script, one Query a statement, and the server's answer to each
+TPCB_STEPS = (
+    ("BEGIN;", "BEGIN", False),
+    ("UPDATE pgbench_accounts SET abalance = abalance + -1234 WHERE aid = 12345;", "UPDATE 1",
+     False),
+    ("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;", "SELECT 1", True),
+    ("UPDATE pgbench_tellers SET tbalance = tbalance + -1234 WHERE tid = 7;", "UPDATE 1", False),
+    ("UPDATE pgbench_branches SET bbalance = bbalance + -1234 WHERE bid = 1;", "UPDATE 1", False),
+    ("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (7, 1, 12345, -1234, "
+     "CURRENT_TIMESTAMP);", "INSERT 0 1", False),
+    ("END;", "COMMIT", False),
+)
+
+
+def tpcb_exchange() -> list[tuple[bytes, bytes]]:
+    """(Query, answer) per statement of one TPC-B transaction: ReadyForQuery 'T' inside it,
+    'I' after END."""
+    from pgcat_py.protocol import backend as be
+
+    steps = []
+    for index, (sql, tag, rows) in enumerate(TPCB_STEPS):
+        answer = (be.RowDescription((be.Field("abalance", 23),)).encode()
+                  + be.DataRow((b"0",)).encode()) if rows else b""
+        status = "I" if index == len(TPCB_STEPS) - 1 else "T"
+        answer += be.CommandComplete(tag).encode() + be.ReadyForQuery(status).encode()
+        steps.append((Query(sql).encode(), answer))
+    return steps
 
 
 def response(extended: bool = False) -> bytes:
@@ -143,14 +176,40 @@ async def main(routed: bool, n: int = 200_000, extended: bool = False) -> None:
     print(f"{elapsed / n * 1e6:.2f} us of Python per pooled transaction, {kind} ({n} transactions)")
 
 
+async def main_tpcb(n: int) -> None:
+    """--tpcb: n TPC-B transactions through an unrouted pool."""
+    from pgcat_py.frontend.states import State
+
+    client, _servers = build(routed=False)
+    steps = tpcb_exchange()
+    for _ in range(min(n, 1000)):  # warm-up
+        run_tpcb(client, steps)
+    assert client.server is None and client.state is State.IDLE, "did not release"
+    started = time.perf_counter()
+    for _ in range(n):
+        run_tpcb(client, steps)
+    elapsed = time.perf_counter() - started
+    print(f"{elapsed / n * 1e6:.2f} us of Python per pooled TPC-B transaction "
+          f"({len(steps)} statements), unrouted ({n} transactions)")
+
+
+def run_tpcb(client: ClientSession, steps: list[tuple[bytes, bytes]]) -> None:
+    for query, answer in steps:
+        client.data_received(query)
+        client.server.data_received(answer)  # type: ignore[union-attr]
+
+
 if __name__ == "__main__":
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_argument("--routed", action="store_true", help="parser and read/write splitting on")
     cli.add_argument("--compiled", action="store_true", help="the relay compiled with mypyc")
     cli.add_argument("--extended", action="store_true", help="pgbench -M extended's batch")
+    cli.add_argument("--tpcb", action="store_true", help="pgbench's TPC-B-like transaction")
     cli.add_argument("-n", type=int, default=200_000, help="transactions (default 200000)")
     args = cli.parse_args()
+    if args.tpcb and (args.routed or args.extended):
+        sys.exit("--tpcb runs unrouted, simple protocol only")
     if args.compiled and not use_compiled():
         sys.exit(f"--compiled: {build_problem()} (python -m pgcat_py.compiled_build)")
     print(f"relay: {relay_kind()}")
-    asyncio.run(main(args.routed, args.n, args.extended))
+    asyncio.run(main_tpcb(args.n) if args.tpcb else main(args.routed, args.n, args.extended))
