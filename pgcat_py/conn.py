@@ -200,6 +200,13 @@ class MessageConnection(asyncio.Protocol):
         del self._rbuf[:n]
 
     @property
+    def buffered(self) -> bytes | bytearray:
+        """What is buffered and not yet read, not copied: the chunk itself while it stands
+        for the buffer (compiled, bytes are read in C), else the buffer."""
+        whole = self._whole
+        return self._rbuf if whole is None else whole
+
+    @property
     def has_unread(self) -> bool:
         """Bytes arrived on the control plane that nobody read yet."""
         return bool(self._rbuf)

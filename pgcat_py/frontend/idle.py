@@ -76,9 +76,9 @@ class HeldTransaction:
 def process_idle(session: ClientSession) -> None:
     """Act on buffered input while no server is held."""
     while session.state is State.IDLE and not session.is_closed:
-        buf, whole = session._rbuf, session._whole
-        try:  # the chunk itself when the buffer is just that: bytes are read in C
-            first = first_message(buf if whole is None else whole)
+        buf = session._rbuf
+        try:
+            first = first_message(session.buffered)
         except ProtocolViolation as exc:
             session.fatal(exc)
             return
@@ -191,14 +191,9 @@ def ready_for_query(session: ClientSession) -> bytes:
 
 
 def _query_text(session: ClientSession, end: int) -> str | None:
-    """The SQL of the Query that ends at ``end`` of the input, from the chunk itself when
-    the buffer holds just that (compiled, a bytes slice and decode are C calls; a
-    bytearray's go through the buffer protocol)."""
-    whole = session._whole
+    """The SQL of the Query that ends at ``end`` of the input."""
     try:
-        if whole is not None:
-            return whole[5:end - 1].decode()
-        return session._rbuf[5:end - 1].decode()
+        return decode_text(session.buffered, 5, end - 1)
     except UnicodeDecodeError:
         return None  # not valid UTF-8: the server will say so; route it as a write
 
@@ -353,9 +348,7 @@ def _route(session: ClientSession, sql: str | None,
 def _start_extended(session: ClientSession) -> bool:
     """Wait for the batch's Sync or Flush, then route by its Parse and Bind. True when a
     plugin answered the batch here (the caller looks at what follows it)."""
-    buf, whole = session._rbuf, session._whole
-    # the chunk itself when the buffer is just that: its headers and names are read in C
-    data = buf if whole is None else whole
+    buf, data = session._rbuf, session.buffered
     try:
         end = _batch_end(data)
     except ProtocolViolation as exc:
